@@ -1,0 +1,48 @@
+# make        builds the trainers and the data tools
+# make test   builds every target, runs the CPU tests, and the GPU tests when a GPU is present
+# make bench  times the trainer (GPU)
+NVCC ?= $(shell command -v nvcc 2>/dev/null || echo /usr/local/cuda/bin/nvcc)
+# Hopper (H100/H200) with wgmma; add e.g. -gencode=arch=compute_80,code=sm_80 for A100
+GPU_ARCH ?= -gencode=arch=compute_90a,code=sm_90a
+NVCC_FLAGS ?= -O3 -std=c++17 $(GPU_ARCH) -Xcompiler -Wall,-Wno-unused-function
+NVCC_LIBS = -lcublasLt
+CC ?= gcc
+CFLAGS ?= -O2 -Wall -Wextra
+MPICC ?= $(shell command -v mpicc 2>/dev/null)
+
+LLMC_HEADERS = $(wildcard llmc/*.h llmc/*.cuh)
+TRAINERS = train_gpt2_bf16
+GPU_TESTS = dev/test_kernels dev/test_model
+CPU_TESTS = dev/test_gpt2_cpu dev/test_dataloader $(if $(MPICC),dev/test_sharding_mpi)
+
+.PHONY: all test test-cpu test-gpu bench clean
+all: $(TRAINERS) $(DATA_BINS)
+
+-include data/data.mk
+
+train_gpt2_%: train_gpt2_%.cu $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+dev/test_kernels: dev/test_kernels.cu $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+dev/test_model: dev/test_model.cu $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+dev/test_gpt2_cpu: dev/test_gpt2_cpu.c dev/gpt2_ref.h llmc/utils.h
+	$(CC) $(CFLAGS) -o $@ $< -lm
+
+dev/test_dataloader: dev/test_dataloader.c llmc/dataloader.h llmc/zero_shard.h llmc/utils.h
+	$(CC) $(CFLAGS) -o $@ $<
+
+dev/test_sharding_mpi: dev/test_sharding_mpi.c llmc/dataloader.h llmc/zero_shard.h llmc/utils.h
+	$(MPICC) $(CFLAGS) -o $@ $<
+
+test: all $(GPU_TESTS) $(CPU_TESTS)
+	@bash dev/run_tests.sh
+
+bench: $(TRAINERS)
+	@bash scripts/bench.sh
+
+clean:
+	rm -f $(TRAINERS) $(GPU_TESTS) $(CPU_TESTS) $(DATA_BINS)

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs every test suite, CPU first, then GPU ones when a GPU is present, and adds up
+# their "N passed, N failed" lines. The last line is the total.
+set -u
+cd "$(dirname "$0")/.."
+total_pass=0; total_fail=0; skipped=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# suite NAME CMD...: runs CMD, takes the counts from its last "N passed, N failed" line.
+# A suite that crashes without such a line counts as one failure.
+suite() {
+    local name=$1; shift
+    echo "=== $name: $*"
+    "$@" 2>&1 | tee "$log"
+    local rc=${PIPESTATUS[0]}
+    local line
+    line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+    if [ -z "$line" ]; then
+        echo "--- $name: no result line (exit $rc): counted as 1 failure"
+        total_fail=$((total_fail + 1)); return
+    fi
+    local p f
+    p=$(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed, ([0-9]+) failed.*/\1/')
+    f=$(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed, ([0-9]+) failed.*/\2/')
+    if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+    total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
+}
+
+suite "GPT-2 CPU reference (finite differences)" ./dev/test_gpt2_cpu
+suite "data loader" ./dev/test_dataloader
+if [ -x dev/test_sharding_mpi ] && command -v mpirun >/dev/null; then
+    for n in 1 2 3 4 8; do
+        suite "data sharding under MPI, $n ranks" mpirun --oversubscribe --allow-run-as-root -np $n ./dev/test_sharding_mpi
+    done
+else
+    echo "=== data sharding under MPI: SKIPPED (no mpicc/mpirun)"; skipped=$((skipped + 1))
+fi
+suite "trainer flags and bad input" bash dev/test_cli.sh ./train_gpt2_bf16
+suite "tokenizer and shards" make --no-print-directory test-data
+
+if nvidia-smi -L >/dev/null 2>&1; then
+    suite "kernels vs CPU reference" ./dev/test_kernels
+    out=$(mktemp -d)
+    suite "model on GPU (determinism, writes reference files)" ./dev/test_model "$out"
+    suite "model vs fp64 CPU reference" ./dev/test_gpt2_cpu --compare "$out"
+    if python3 -c "import torch" >/dev/null 2>&1; then
+        suite "model vs PyTorch" python3 dev/torch_reference.py "$out"
+    else
+        echo "=== model vs PyTorch: SKIPPED (no torch)"; skipped=$((skipped + 1))
+    fi
+    suite "trainer determinism and resume" bash dev/test_resume.sh ./train_gpt2_bf16 "$out/model.bin"
+    rm -rf "$out"
+else
+    echo "=== GPU tests SKIPPED: no GPU on this machine (nvidia-smi -L failed)."
+    echo "    Run 'make test' on a GPU machine for the kernel, model, PyTorch and resume tests."
+    skipped=$((skipped + 5))
+fi
+echo
+echo "$total_pass passed, $total_fail failed, $skipped skipped"
+[ "$total_fail" = 0 ]

@@ -1,0 +1,372 @@
+// The GPT-2 model, written once for every trainer: parameters, activations, forward,
+// backward and the AdamW update. Every weight GEMM goes through the linear layer that
+// the trainer included first (llmc/linear_bf16.cuh for BF16), attention through
+// llmc/attention.cuh.
+#ifndef LLMC_GPT2_CUH
+#define LLMC_GPT2_CUH
+
+#ifndef LLMC_LINEAR_DEFINED
+#error "include a linear-layer header (e.g. llmc/linear_bf16.cuh) before llmc/gpt2.cuh"
+#endif
+
+#include <math.h>
+#include "cuda_common.h"
+#include "encoder.cuh"
+#include "layernorm.cuh"
+#include "gelu.cuh"
+#include "attention.cuh"
+#include "classifier.cuh"
+#include "adamw.cuh"
+#include "reduce.cuh"
+#include "gpt2_config.h"
+
+// Activations of one micro-batch; per-layer tensors are L slices with a stride of the allocated size.
+typedef struct {
+    floatX* encoded;    // (B,T,C)
+    floatX* ln1;        // (L,B,T,C)
+    float* ln1_mean;    // (L,B,T)
+    float* ln1_rstd;    // (L,B,T)
+    floatX* qkv;        // (L,B,T,3C)
+    floatX* atty;       // (L,B,T,C)
+    floatX* att;        // (L, attention_saved_elems) state attention keeps for backward
+    floatX* residual2;  // (L,B,T,C) residual stream after attention
+    floatX* ln2;        // (L,B,T,C)
+    float* ln2_mean;    // (L,B,T)
+    float* ln2_rstd;    // (L,B,T)
+    floatX* fch;        // (L,B,T,4C) pre-GELU
+    floatX* fch_gelu;   // (L,B,T,4C), or one (B,T,4C) slice recomputed in backward when recompute=1
+    floatX* residual3;  // (L,B,T,C) residual stream after the MLP
+    floatX* lnf;        // (B,T,C)
+    float* lnf_mean;    // (B,T)
+    float* lnf_rstd;    // (B,T)
+    floatX* logits;     // (B,T,Vp), replaced by their gradient in training
+    float* losses;      // (B,T)
+    // scratch, reused across layers
+    floatX* proj_out;   // (B,T,C) output of a projection before its residual add
+    floatX* dresidual;  // (B,T,C) gradient of the residual stream
+    floatX* dbuf;       // (B,T,4C) dfch, then dqkv
+    floatX* dln;        // (B,T,C)
+    floatX* datty;      // (B,T,C)
+    floatX* attn_scratch;  // attention_scratch_elems
+    float* reduce_scratch; // colsum partials, >= colsum_num_chunks(BT) * 4C floats and NORM_BLOCKS
+} Activations;
+
+typedef struct {
+    GPT2Config cfg;
+    size_t param_sizes[NUM_PARAM_TENSORS];
+    size_t param_offsets[NUM_PARAM_TENSORS];
+    size_t num_params;
+    floatX* params;     // (num_params) BF16 working weights
+    floatX* grads;      // (num_params) BF16 gradients, accumulated over micro-batches
+    float* master;      // (num_params) FP32 master weights
+    float* adam_m;      // (num_params)
+    float* adam_v;      // (num_params)
+    floatX* p[NUM_PARAM_TENSORS];   // tensor views into params
+    floatX* g[NUM_PARAM_TENSORS];   // tensor views into grads
+
+    int B, T;           // activation capacity
+    int recompute;      // 1: recompute GELU output in backward instead of storing it per layer
+    size_t act_stride;  // elements per (B,T,C) slice at capacity
+    Activations a;
+    AttentionScratch att_scratch;
+    int* inputs_dev;    // (B,T)
+    int* targets_dev;   // (B,T)
+    float* losses_host; // (B,T)
+    TokenGroups groups_host, groups_dev;  // positions grouped by token, for the wte gradient
+    int* group_count;   // (V) scratch of the grouping
+    float* norm_dev;    // (1) squared gradient norm
+    LinearContext lin;
+    cudaStream_t stream;
+} GPT2;
+
+// Allocates parameters, gradients and optimizer state (no initialisation).
+static inline void gpt2_build(GPT2* m, const GPT2Config* cfg) {
+    memset(m, 0, sizeof(*m));
+    m->cfg = *cfg;
+    gpt2_param_sizes(cfg, m->param_sizes);
+    size_t off = 0;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) { m->param_offsets[i] = off; off += m->param_sizes[i]; }
+    m->num_params = off;
+    m->params = (floatX*)cuda_malloc_or_die(off * sizeof(floatX), "parameters (bf16)");
+    m->grads = (floatX*)cuda_malloc_or_die(off * sizeof(floatX), "gradients (bf16)");
+    m->master = (float*)cuda_malloc_or_die(off * sizeof(float), "master weights (fp32)");
+    m->adam_m = (float*)cuda_malloc_or_die(off * sizeof(float), "AdamW first moments");
+    m->adam_v = (float*)cuda_malloc_or_die(off * sizeof(float), "AdamW second moments");
+    cudaCheck(cudaMemset(m->adam_m, 0, off * sizeof(float)));
+    cudaCheck(cudaMemset(m->adam_v, 0, off * sizeof(float)));
+    cudaCheck(cudaMemset(m->grads, 0, off * sizeof(floatX)));
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        m->p[i] = m->params + m->param_offsets[i];
+        m->g[i] = m->grads + m->param_offsets[i];
+    }
+    m->norm_dev = (float*)cuda_malloc_or_die(sizeof(float), "gradient norm");
+    cudaCheck(cudaStreamCreate(&m->stream));
+    linear_context_init(&m->lin, cfg->num_layers);
+}
+
+// master (n) ~ N(0, std) from a counter-based hash of (seed, offset + i), or = value when std == 0
+__global__ void init_params_kernel(float* master, long n, long offset, float std, float value, uint32_t seed) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) { return; }
+    if (std == 0.0f) { master[i] = value; return; }
+    uint32_t idx = (uint32_t)(offset + i);
+    float u1 = (hash_u32(idx, seed) + 1.0f) * (1.0f / 4294967296.0f);          // (0,1]
+    float u2 = hash_u32(idx, seed ^ 0x5bd1e995u) * (1.0f / 4294967296.0f);      // [0,1)
+    master[i] = std * sqrtf(-2.0f * logf(u1)) * cospif(2.0f * u2);
+}
+
+// params (n) = round-to-nearest BF16 of master (n)
+__global__ void master_to_params_kernel(floatX* params, const float* master, long n) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { params[i] = __float2bfloat16_rn(master[i]); }
+}
+
+static inline void gpt2_params_from_master(GPT2* m) {
+    master_to_params_kernel<<<ceil_div(m->num_params, 512), 512, 0, m->stream>>>(m->params, m->master, m->num_params);
+    cudaCheckLaunch();
+}
+
+// GPT-2 initialisation: N(0, 0.02) matrices, residual projections scaled by 1/sqrt(2L),
+// zero biases, unit LayerNorm gains, padded vocabulary rows zero.
+static inline void gpt2_init_random(GPT2* m, uint64_t seed) {
+    const GPT2Config* c = &m->cfg;
+    float resid_std = 0.02f / sqrtf(2.0f * c->num_layers);
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        float std = 0.0f, value = 0.0f;
+        if (gpt2_param_decays(i)) { std = (i == P_ATTPROJW || i == P_FCPROJW) ? resid_std : 0.02f; }
+        if (i == P_LN1W || i == P_LN2W || i == P_LNFW) { value = 1.0f; }
+        long n = (long)m->param_sizes[i];
+        if (i == P_WTE) { n = (long)c->vocab_size * c->channels; }
+        float* dst = m->master + m->param_offsets[i];
+        if (n < (long)m->param_sizes[i]) {
+            cudaCheck(cudaMemset(dst + n, 0, (m->param_sizes[i] - n) * sizeof(float)));
+        }
+        uint32_t s = hash_u32((uint32_t)i, (uint32_t)seed ^ (uint32_t)(seed >> 32));
+        init_params_kernel<<<ceil_div(n, 512), 512, 0, m->stream>>>(dst, n, 0, std, value, s);
+        cudaCheckLaunch();
+    }
+    gpt2_params_from_master(m);
+    cudaCheck(cudaStreamSynchronize(m->stream));
+}
+
+static inline size_t gpt2_reduce_scratch_floats(int BT, int C) {
+    size_t n = (size_t)colsum_num_chunks(BT) * 4 * C;
+    return n > NORM_BLOCKS ? n : NORM_BLOCKS;
+}
+
+// Bytes of activation memory for a micro-batch (B,T): used to fail early with a clear message.
+static inline size_t gpt2_activation_bytes(const GPT2Config* c, int B, int T, int recompute) {
+    size_t L = c->num_layers, C = c->channels, BT = (size_t)B * T, BTC = BT * C;
+    size_t x = 0;
+    x += BTC * (1 + L * (1 + 3 + 1 + 1 + 1 + 4 + 1) + 1);                // encoded, per layer, lnf
+    x += L * attention_saved_elems(B, T, c->num_heads);
+    x += (recompute ? 1 : L) * 4 * BTC;                                   // fch_gelu
+    x += BT * (size_t)c->padded_vocab_size;                               // logits
+    x += BTC * (1 + 1 + 4 + 1 + 1);                                       // proj_out, dresidual, dbuf, dln, datty
+    x += attention_scratch_elems(B, T, C, c->num_heads);
+    x *= sizeof(floatX);
+    x += sizeof(float) * (BT * (4 * L + 2 + 1) + gpt2_reduce_scratch_floats((int)BT, (int)C));
+    return x + 32 * 256;                                                  // alignment of the pieces
+}
+
+static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) {
+    const GPT2Config* c = &m->cfg;
+    m->B = B; m->T = T; m->recompute = recompute;
+    size_t L = c->num_layers, C = c->channels, BT = (size_t)B * T, BTC = BT * C;
+    size_t bytes = gpt2_activation_bytes(c, B, T, recompute);
+    char what[128];
+    snprintf(what, sizeof(what), "activations for B=%d T=%d", B, T);
+    char* base = (char*)cuda_malloc_or_die(bytes, what);
+    size_t off = 0;
+    // carve 256-byte aligned pieces out of one allocation
+#define CARVE(ptr, type, count) do { ptr = (type*)(base + off); off += ((count) * sizeof(type) + 255) & ~(size_t)255; } while (0)
+    Activations* a = &m->a;
+    CARVE(a->encoded, floatX, BTC);
+    CARVE(a->ln1, floatX, L * BTC);
+    CARVE(a->ln1_mean, float, L * BT);
+    CARVE(a->ln1_rstd, float, L * BT);
+    CARVE(a->qkv, floatX, L * 3 * BTC);
+    CARVE(a->atty, floatX, L * BTC);
+    CARVE(a->att, floatX, L * attention_saved_elems(B, T, c->num_heads));
+    CARVE(a->residual2, floatX, L * BTC);
+    CARVE(a->ln2, floatX, L * BTC);
+    CARVE(a->ln2_mean, float, L * BT);
+    CARVE(a->ln2_rstd, float, L * BT);
+    CARVE(a->fch, floatX, L * 4 * BTC);
+    CARVE(a->fch_gelu, floatX, (recompute ? 1 : L) * 4 * BTC);
+    CARVE(a->residual3, floatX, L * BTC);
+    CARVE(a->lnf, floatX, BTC);
+    CARVE(a->lnf_mean, float, BT);
+    CARVE(a->lnf_rstd, float, BT);
+    CARVE(a->logits, floatX, BT * c->padded_vocab_size);
+    CARVE(a->losses, float, BT);
+    CARVE(a->proj_out, floatX, BTC);
+    CARVE(a->dresidual, floatX, BTC);
+    CARVE(a->dbuf, floatX, 4 * BTC);
+    CARVE(a->dln, floatX, BTC);
+    CARVE(a->datty, floatX, BTC);
+    CARVE(a->attn_scratch, floatX, attention_scratch_elems(B, T, C, c->num_heads));
+    CARVE(a->reduce_scratch, float, gpt2_reduce_scratch_floats((int)BT, (int)C));
+#undef CARVE
+    if (off > bytes) { die("internal: activation layout (%zu bytes) exceeds its allocation (%zu)", off, bytes); }
+    m->act_stride = BTC;
+    attention_scratch_init(&m->att_scratch, a->attn_scratch, B, T, (int)C, c->num_heads);
+    m->inputs_dev = (int*)cuda_malloc_or_die(BT * sizeof(int), "input tokens");
+    m->targets_dev = (int*)cuda_malloc_or_die(BT * sizeof(int), "target tokens");
+    m->losses_host = (float*)malloc_or_die(BT * sizeof(float), "losses");
+    m->group_count = (int*)malloc_or_die(c->vocab_size * sizeof(int), "token group counts");
+    m->groups_host.group_token = (int*)malloc_or_die(BT * sizeof(int), "token groups");
+    m->groups_host.group_start = (int*)malloc_or_die((BT + 1) * sizeof(int), "token groups");
+    m->groups_host.position = (int*)malloc_or_die(BT * sizeof(int), "token groups");
+    m->groups_dev.group_token = (int*)cuda_malloc_or_die(BT * sizeof(int), "token groups");
+    m->groups_dev.group_start = (int*)cuda_malloc_or_die((BT + 1) * sizeof(int), "token groups");
+    m->groups_dev.position = (int*)cuda_malloc_or_die(BT * sizeof(int), "token groups");
+}
+
+// Forward pass over inputs (B,T) (host ints). With targets, returns the mean loss over the
+// B*T positions; when dloss > 0 it also leaves in the logits buffer the gradient of
+// dloss * (sum of the positions' losses), for gpt2_backward. Without targets only the
+// logits are computed.
+static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets, int B, int T, float dloss) {
+    const GPT2Config* c = &m->cfg;
+    if (B > m->B || T > m->T || T > c->max_seq_len) { die("internal: forward at B=%d T=%d exceeds capacity B=%d T=%d", B, T, m->B, m->T); }
+    int L = c->num_layers, C = c->channels, NH = c->num_heads, Vp = c->padded_vocab_size, N = B * T;
+    cudaStream_t s = m->stream;
+    Activations* a = &m->a;
+    size_t S = m->act_stride, SB = (size_t)m->B * m->T;    // per-layer strides
+    size_t SA = attention_saved_elems(m->B, m->T, NH);
+    cudaCheck(cudaMemcpyAsync(m->inputs_dev, inputs, N * sizeof(int), cudaMemcpyHostToDevice, s));
+    if (targets != NULL) { cudaCheck(cudaMemcpyAsync(m->targets_dev, targets, N * sizeof(int), cudaMemcpyHostToDevice, s)); }
+    if (dloss > 0.0f) {  // the wte gradient's grouping, prepared while the GPU runs forward
+        token_groups_build(&m->groups_host, inputs, N, c->vocab_size, m->group_count);
+        int ng = m->groups_host.num_groups;
+        m->groups_dev.num_groups = ng;
+        cudaCheck(cudaMemcpyAsync(m->groups_dev.group_token, m->groups_host.group_token, ng * sizeof(int), cudaMemcpyHostToDevice, s));
+        cudaCheck(cudaMemcpyAsync(m->groups_dev.group_start, m->groups_host.group_start, (ng + 1) * sizeof(int), cudaMemcpyHostToDevice, s));
+        cudaCheck(cudaMemcpyAsync(m->groups_dev.position, m->groups_host.position, N * sizeof(int), cudaMemcpyHostToDevice, s));
+    }
+    encoder_forward(a->encoded, m->inputs_dev, m->p[P_WTE], m->p[P_WPE], B, T, C, s);
+    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->encoded, m->p[P_LN1W], m->p[P_LN1B], N, C, s);
+    for (int l = 0; l < L; l++) {
+        const floatX* residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * S;
+        floatX* ln1 = a->ln1 + l * S;
+        floatX* qkv = a->qkv + l * 3 * S;
+        floatX* atty = a->atty + l * S;
+        floatX* residual2 = a->residual2 + l * S;
+        floatX* ln2 = a->ln2 + l * S;
+        floatX* fch = a->fch + l * 4 * S;
+        floatX* fch_gelu = a->fch_gelu + (m->recompute ? 0 : l * 4 * S);
+        floatX* residual3 = a->residual3 + l * S;
+        const floatX* qkvw = m->p[P_QKVW] + (size_t)l * 3 * C * C;
+        const floatX* qkvb = m->p[P_QKVB] + (size_t)l * 3 * C;
+        const floatX* attprojw = m->p[P_ATTPROJW] + (size_t)l * C * C;
+        const floatX* attprojb = m->p[P_ATTPROJB] + (size_t)l * C;
+        const floatX* fcw = m->p[P_FCW] + (size_t)l * 4 * C * C;
+        const floatX* fcb = m->p[P_FCB] + (size_t)l * 4 * C;
+        const floatX* fcprojw = m->p[P_FCPROJW] + (size_t)l * 4 * C * C;
+        const floatX* fcprojb = m->p[P_FCPROJB] + (size_t)l * C;
+
+        linear_forward(&m->lin, LINEAR_QKV, l, qkv, ln1, qkvw, qkvb, N, C, 3 * C, s);
+        attention_forward(&m->lin.gemm, &m->att_scratch, atty, a->att + l * SA, qkv, B, T, C, NH, s);
+        linear_forward(&m->lin, LINEAR_ATTPROJ, l, a->proj_out, atty, attprojw, attprojb, N, C, C, s);
+        residual_layernorm_forward(residual2, ln2, a->ln2_mean + l * SB, a->ln2_rstd + l * SB, residual, a->proj_out,
+                                   m->p[P_LN2W] + l * C, m->p[P_LN2B] + l * C, N, C, s);
+        linear_forward(&m->lin, LINEAR_FC, l, fch, ln2, fcw, fcb, N, C, 4 * C, s);
+        gelu_forward(fch_gelu, fch, (long)N * 4 * C, s);
+        linear_forward(&m->lin, LINEAR_FCPROJ, l, a->proj_out, fch_gelu, fcprojw, fcprojb, N, 4 * C, C, s);
+        // the residual add feeds the next block's first LayerNorm, or the final one
+        int last = l == L - 1;
+        residual_layernorm_forward(residual3, last ? a->lnf : a->ln1 + (l + 1) * S,
+                                   last ? a->lnf_mean : a->ln1_mean + (l + 1) * SB,
+                                   last ? a->lnf_rstd : a->ln1_rstd + (l + 1) * SB, residual2, a->proj_out,
+                                   last ? m->p[P_LNFW] : m->p[P_LN1W] + (l + 1) * C,
+                                   last ? m->p[P_LNFB] : m->p[P_LN1B] + (l + 1) * C, N, C, s);
+    }
+    linear_forward(&m->lin, LINEAR_LMHEAD, 0, a->logits, a->lnf, m->p[P_WTE], NULL, N, C, Vp, s);
+    if (targets == NULL) { return 0.0f; }
+    fused_classifier(a->logits, a->losses, m->targets_dev, dloss, N, c->vocab_size, Vp, dloss > 0.0f, s);
+    cudaCheck(cudaMemcpyAsync(m->losses_host, a->losses, N * sizeof(float), cudaMemcpyDeviceToHost, s));
+    cudaCheck(cudaStreamSynchronize(s));
+    double sum = 0.0;
+    for (int i = 0; i < N; i++) { sum += m->losses_host[i]; }
+    return (float)(sum / N);
+}
+
+static inline void gpt2_zero_grad(GPT2* m) {
+    cudaCheck(cudaMemsetAsync(m->grads, 0, m->num_params * sizeof(floatX), m->stream));
+}
+
+// Adds this micro-batch's gradients into m->grads; needs the preceding gpt2_forward with dloss > 0.
+static inline void gpt2_backward(GPT2* m, int B, int T) {
+    const GPT2Config* c = &m->cfg;
+    int L = c->num_layers, C = c->channels, NH = c->num_heads, Vp = c->padded_vocab_size, N = B * T;
+    cudaStream_t s = m->stream;
+    Activations* a = &m->a;
+    size_t S = m->act_stride, SB = (size_t)m->B * m->T;
+    size_t SA = attention_saved_elems(m->B, m->T, NH);
+    float* scratch = a->reduce_scratch;
+
+    // LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf
+    linear_backward(&m->lin, LINEAR_LMHEAD, 0, a->dln, m->g[P_WTE], NULL, scratch, a->logits, a->lnf, m->p[P_WTE], N, C, Vp, s);
+    cudaCheck(cudaMemsetAsync(a->dresidual, 0, (size_t)N * C * sizeof(floatX), s));
+    layernorm_backward(a->dresidual, m->g[P_LNFW], m->g[P_LNFB], scratch, a->dln, a->residual3 + (L - 1) * S,
+                       m->p[P_LNFW], a->lnf_mean, a->lnf_rstd, N, C, s);
+    for (int l = L - 1; l >= 0; l--) {
+        const floatX* residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * S;
+        floatX* ln1 = a->ln1 + l * S;
+        floatX* qkv = a->qkv + l * 3 * S;
+        floatX* atty = a->atty + l * S;
+        floatX* residual2 = a->residual2 + l * S;
+        floatX* ln2 = a->ln2 + l * S;
+        floatX* fch = a->fch + l * 4 * S;
+        floatX* fch_gelu = a->fch_gelu + (m->recompute ? 0 : l * 4 * S);
+        size_t w3 = (size_t)l * 3 * C * C, w1 = (size_t)l * C * C, w4 = (size_t)l * 4 * C * C;
+
+        // MLP: the residual stream's gradient flows into the projection unchanged
+        if (m->recompute) { gelu_forward(fch_gelu, fch, (long)N * 4 * C, s); }
+        linear_backward(&m->lin, LINEAR_FCPROJ, l, a->dbuf, m->g[P_FCPROJW] + w4, m->g[P_FCPROJB] + (size_t)l * C,
+                        scratch, a->dresidual, fch_gelu, m->p[P_FCPROJW] + w4, N, 4 * C, C, s);
+        gelu_backward(a->dbuf, fch, a->dbuf, (long)N * 4 * C, s);
+        linear_backward(&m->lin, LINEAR_FC, l, a->dln, m->g[P_FCW] + w4, m->g[P_FCB] + (size_t)l * 4 * C,
+                        scratch, a->dbuf, ln2, m->p[P_FCW] + w4, N, C, 4 * C, s);
+        layernorm_backward(a->dresidual, m->g[P_LN2W] + l * C, m->g[P_LN2B] + l * C, scratch, a->dln, residual2,
+                           m->p[P_LN2W] + l * C, a->ln2_mean + l * SB, a->ln2_rstd + l * SB, N, C, s);
+        // attention
+        linear_backward(&m->lin, LINEAR_ATTPROJ, l, a->datty, m->g[P_ATTPROJW] + w1, m->g[P_ATTPROJB] + (size_t)l * C,
+                        scratch, a->dresidual, atty, m->p[P_ATTPROJW] + w1, N, C, C, s);
+        attention_backward(&m->lin.gemm, &m->att_scratch, a->dbuf, a->datty, qkv, a->att + l * SA, B, T, C, NH, s);
+        linear_backward(&m->lin, LINEAR_QKV, l, a->dln, m->g[P_QKVW] + w3, m->g[P_QKVB] + (size_t)l * 3 * C,
+                        scratch, a->dbuf, ln1, m->p[P_QKVW] + w3, N, C, 3 * C, s);
+        layernorm_backward(a->dresidual, m->g[P_LN1W] + l * C, m->g[P_LN1B] + l * C, scratch, a->dln, residual,
+                           m->p[P_LN1W] + l * C, a->ln1_mean + l * SB, a->ln1_rstd + l * SB, N, C, s);
+    }
+    encoder_backward(m->g[P_WTE], m->g[P_WPE], a->dresidual, &m->groups_dev, B, T, C, s);
+}
+
+// Global L2 norm of the gradients (synchronizes).
+static inline float gpt2_grad_norm(GPT2* m) {
+    squared_norm(m->norm_dev, m->a.reduce_scratch, m->grads, (long)m->num_params, m->stream);
+    float sq = 0.0f;
+    cudaCheck(cudaMemcpyAsync(&sq, m->norm_dev, sizeof(float), cudaMemcpyDeviceToHost, m->stream));
+    cudaCheck(cudaStreamSynchronize(m->stream));
+    return sqrtf(sq);
+}
+
+// One AdamW step (t is 1-based) over all parameters, gradients scaled by grad_scale.
+static inline void gpt2_update(GPT2* m, float lr, float beta1, float beta2, float eps, float weight_decay,
+                               float grad_scale, int t, uint64_t seed) {
+    AdamWStep h;
+    h.lr = lr; h.beta1 = beta1; h.beta2 = beta2; h.eps = eps;
+    h.beta1_correction = 1.0f - powf(beta1, (float)t);
+    h.beta2_correction = 1.0f - powf(beta2, (float)t);
+    h.grad_scale = grad_scale;
+    h.seed = hash_u32((uint32_t)t, (uint32_t)seed ^ 0x2545F491u);
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        size_t o = m->param_offsets[i];
+        h.weight_decay = gpt2_param_decays(i) ? weight_decay : 0.0f;
+        adamw_update(m->params + o, m->master + o, m->grads + o, m->adam_m + o, m->adam_v + o,
+                     (long)m->param_sizes[i], (long)o, h, m->stream);
+    }
+}
+
+#endif // LLMC_GPT2_CUH

@@ -1,0 +1,414 @@
+// The training program shared by every trainer: flags, data, model set-up, the
+// optimisation loop, evaluation, sampling, checkpoints and logs. A trainer is one
+// translation unit that includes its linear-layer header and then this file.
+#ifndef LLMC_TRAINER_CUH
+#define LLMC_TRAINER_CUH
+
+#include <time.h>
+#include "train_args.h"
+#include "dataloader.h"
+#include "tokenizer.h"
+#include "checkpoint.h"
+#include "rand.h"
+#include "gpt2.cuh"
+
+typedef struct {
+    TrainArgs args;
+    int rank, nranks;          // data-parallel position (one rank until multi-GPU lands)
+    int grad_accum;            // micro-batches per optimizer step
+    int max_steps;
+    int start_step;            // 0, or the step a resumed run starts from
+    GPT2Config cfg;
+    int model_file_version;    // 0 when initialised at random
+    DataLoader train, val;
+    int have_val;
+    Tokenizer tok;
+    GPT2 model;
+    Schedule sched;
+    Rng sample_rng;
+    FILE* log;                 // DIR/log.jsonl, or NULL
+    double peak_flops;         // dense BF16 peak of this GPU, 0 if unknown
+    size_t mem_used;           // bytes in use on the GPU after set-up
+    int ckpt_step;             // newest checkpoint written or resumed from, -1 none
+} Trainer;
+
+static inline double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+// Dense BF16 tensor-core peak by GPU name (the datasheets' figures without sparsity).
+static inline double gpu_bf16_peak_flops(const char* name) {
+    if (strstr(name, "H100") && (strstr(name, "PCIe") || strstr(name, "PCIE"))) { return 756e12; }
+    if (strstr(name, "H100") || strstr(name, "H200") || strstr(name, "H800")) { return 989.4e12; }
+    if (strstr(name, "A100")) { return 312e12; }
+    return 0.0;
+}
+
+// FLOPs of one token's forward and backward: 6 per parameter, plus attention's
+// QK^T and PV (12 * L * C * T, counted without the causal saving, as is customary).
+static inline double gpt2_flops_per_token(const GPT2* m, int T) {
+    return 6.0 * (double)m->num_params + 12.0 * m->cfg.num_layers * m->cfg.channels * (double)T;
+}
+
+static inline void trainer_log(Trainer* t, const char* fmt, ...) {
+    if (t->log == NULL) { return; }
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(t->log, fmt, ap);
+    va_end(ap);
+    fputc('\n', t->log);
+    fflush(t->log);
+}
+
+// Mean validation loss over the configured number of batches.
+static inline float trainer_evaluate(Trainer* t) {
+    DataLoader* v = &t->val;
+    dataloader_reset(v);
+    long nb = (long)dataloader_num_batches(v);
+    if (t->args.val_batches >= 0 && t->args.val_batches < nb) { nb = t->args.val_batches; }
+    double sum = 0.0;
+    double t0 = now_seconds();
+    for (long i = 0; i < nb; i++) {
+        dataloader_next_batch(v);
+        sum += gpt2_forward(&t->model, v->inputs, v->targets, t->args.B, t->args.T, 0.0f);
+        if (isatty(fileno(stderr)) || i + 1 == nb) {
+            fprintf(stderr, "\rvalidating: batch %ld/%ld (%.1f s)", i + 1, nb, now_seconds() - t0);
+        }
+    }
+    fprintf(stderr, "\n");
+    return nb > 0 ? (float)(sum / nb) : NAN;
+}
+
+static inline void print_token(const Trainer* t, int id) {
+    const char* s = t->tok.ok ? tokenizer_decode(&t->tok, (uint32_t)id) : NULL;
+    if (s == NULL) { printf("<%d>", id); return; }
+    for (const unsigned char* p = (const unsigned char*)s; *p; p++) {
+        if (*p >= 32 || *p == '\n' || *p == '\t' || *p >= 128) { putchar(*p); } else { printf("\\x%02x", *p); }
+    }
+}
+
+// Generates gen_tokens tokens after <|endoftext|> at temperature 1 and prints them.
+static inline void trainer_sample(Trainer* t) {
+    GPT2* m = &t->model;
+    int n = t->args.gen_tokens + 1;
+    if (n > t->args.T) { n = t->args.T; }
+    int Vp = m->cfg.padded_vocab_size, V = m->cfg.vocab_size;
+    int* tokens = (int*)calloc_or_die(n, sizeof(int), "sample tokens");
+    floatX* row = (floatX*)malloc_or_die(Vp * sizeof(floatX), "sample logits");
+    double* p = (double*)malloc_or_die(V * sizeof(double), "sample probabilities");
+    tokens[0] = V - 1;   // <|endoftext|> is the last real token of GPT-2's vocabulary
+    printf("generating:\n---\n");
+    for (int i = 1; i < n; i++) {
+        gpt2_forward(m, tokens, NULL, 1, i, 0.0f);
+        cudaCheck(cudaMemcpyAsync(row, m->a.logits + (size_t)(i - 1) * Vp, Vp * sizeof(floatX), cudaMemcpyDeviceToHost, m->stream));
+        cudaCheck(cudaStreamSynchronize(m->stream));
+        double mx = -INFINITY, z = 0.0;
+        for (int j = 0; j < V; j++) { p[j] = __bfloat162float(row[j]); mx = p[j] > mx ? p[j] : mx; }
+        for (int j = 0; j < V; j++) { p[j] = exp(p[j] - mx); z += p[j]; }
+        double u = rng_uniform(&t->sample_rng) * z, c = 0.0;
+        int next = V - 1;
+        for (int j = 0; j < V; j++) { c += p[j]; if (u < c) { next = j; break; } }
+        tokens[i] = next;
+        print_token(t, next);
+        fflush(stdout);
+    }
+    printf("\n---\n");
+    free(tokens); free(row); free(p);
+}
+
+// Copies `count` device floats to a file through a bounded host buffer.
+static inline void write_device_floats(AtomicFile* f, const float* src, size_t count) {
+    const size_t chunk = 16u << 20;
+    float* buf = (float*)malloc_or_die(chunk * sizeof(float), "checkpoint staging buffer");
+    for (size_t i = 0; i < count; i += chunk) {
+        size_t k = count - i < chunk ? count - i : chunk;
+        cudaCheck(cudaMemcpy(buf, src + i, k * sizeof(float), cudaMemcpyDeviceToHost));
+        atomic_write(f, buf, sizeof(float), k);
+    }
+    free(buf);
+}
+
+static inline void read_device_floats(FILE* f, const char* path, float* dst, size_t count) {
+    const size_t chunk = 16u << 20;
+    float* buf = (float*)malloc_or_die(chunk * sizeof(float), "checkpoint staging buffer");
+    for (size_t i = 0; i < count; i += chunk) {
+        size_t k = count - i < chunk ? count - i : chunk;
+        fread_or_die(buf, sizeof(float), k, f, path);
+        cudaCheck(cudaMemcpy(dst + i, buf, k * sizeof(float), cudaMemcpyHostToDevice));
+    }
+    free(buf);
+}
+
+static inline void state_header_fill(const Trainer* t, StateHeader* h, int step) {
+    memset(h, 0, sizeof(*h));
+    const GPT2* m = &t->model;
+    h->magic = STATE_MAGIC; h->version = STATE_VERSION; h->step = step;
+    h->num_params = (int64_t)m->num_params; h->rank = t->rank; h->nranks = t->nranks;
+    h->offset = 0; h->count = (int64_t)m->num_params;
+    h->B = t->args.B; h->T = t->args.T; h->total_batch = t->args.total_batch; h->seed = (int64_t)t->args.seed;
+    DataLoaderState ds = dataloader_get_state(&t->train);
+    h->data_epoch = (int64_t)ds.epoch; h->data_shard = (int64_t)ds.shard_pos; h->data_sample = (int64_t)ds.sample_pos;
+    memcpy(h->sample_rng, t->sample_rng.s, sizeof(h->sample_rng));
+    const GPT2Config* c = &m->cfg;
+    int64_t cfgv[6] = {c->max_seq_len, c->vocab_size, c->padded_vocab_size, c->num_layers, c->num_heads, c->channels};
+    memcpy(h->config, cfgv, sizeof(cfgv));
+}
+
+// Model file, this rank's state, then the DONE marker: a crash at any point leaves
+// the previous complete checkpoint as the newest one.
+static inline void trainer_save_checkpoint(Trainer* t, int step) {
+    const char* dir = t->args.output_dir;
+    GPT2* m = &t->model;
+    char path[4096];
+    double t0 = now_seconds();
+    cudaCheck(cudaStreamSynchronize(m->stream));
+    if (t->rank == 0) {
+        uint16_t* host = (uint16_t*)malloc_or_die(m->num_params * sizeof(uint16_t), "checkpoint parameters");
+        cudaCheck(cudaMemcpy(host, m->params, m->num_params * sizeof(uint16_t), cudaMemcpyDeviceToHost));
+        checkpoint_path(path, sizeof(path), dir, "model", step, -1);
+        model_file_write(path, &m->cfg, host, m->num_params);
+        free(host);
+    }
+    StateHeader h;
+    state_header_fill(t, &h, step);
+    checkpoint_path(path, sizeof(path), dir, "state", step, t->rank);
+    AtomicFile f;
+    atomic_open(&f, path);
+    atomic_write(&f, &h, sizeof(h), 1);
+    write_device_floats(&f, m->master + h.offset, (size_t)h.count);
+    write_device_floats(&f, m->adam_m + h.offset, (size_t)h.count);
+    write_device_floats(&f, m->adam_v + h.offset, (size_t)h.count);
+    atomic_commit(&f);
+    if (t->rank == 0) { checkpoint_mark_done(dir, step); }
+    t->ckpt_step = step;
+    printf("checkpoint: step %d written to %s (%.1f s)\n", step, dir, now_seconds() - t0);
+    trainer_log(t, "{\"step\":%d,\"checkpoint\":\"%s\"}", step, dir);
+}
+
+// Loads parameters from a validated model file into master and working weights.
+static inline void trainer_load_model_file(Trainer* t, const char* path, int version) {
+    GPT2* m = &t->model;
+    float* host = (float*)malloc_or_die(m->num_params * sizeof(float), "checkpoint parameters");
+    model_params_read(path, version, host, m->num_params);
+    cudaCheck(cudaMemcpy(m->master, host, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
+    free(host);
+    gpt2_params_from_master(m);
+    cudaCheck(cudaStreamSynchronize(m->stream));
+}
+
+// Restores the state file of `step`: every field that decides the continuation must match.
+static inline void trainer_load_state(Trainer* t, int step) {
+    char path[4096];
+    checkpoint_path(path, sizeof(path), t->args.output_dir, "state", step, t->rank);
+    FILE* f = fopen(path, "rb");
+    if (f == NULL) { die("resume: state file '%s' is missing (%s)", path, strerror(errno)); }
+    StateHeader h, want;
+    fread_or_die(&h, sizeof(h), 1, f, path);
+    state_header_fill(t, &want, step);
+    if (h.magic != STATE_MAGIC || h.version != STATE_VERSION) { die("resume: '%s' is not a state file of this version", path); }
+    if (memcmp(h.config, want.config, sizeof(h.config)) != 0 || h.num_params != want.num_params) {
+        die("resume: '%s' belongs to another model shape than %s", path, t->args.model);
+    }
+    if (h.nranks != t->nranks) { die("resume: '%s' was written by %lld ranks, this run has %d", path, (long long)h.nranks, t->nranks); }
+    if (h.B != t->args.B || h.T != t->args.T || h.total_batch != t->args.total_batch) {
+        die("resume: '%s' was written with -b %lld -t %lld -d %lld; this run has -b %d -t %d -d %ld",
+            path, (long long)h.B, (long long)h.T, (long long)h.total_batch, t->args.B, t->args.T, t->args.total_batch);
+    }
+    if (h.seed != (int64_t)t->args.seed) { die("resume: '%s' was written with --seed %lld", path, (long long)h.seed); }
+    long expected = (long)sizeof(h) + 3L * (long)h.count * (long)sizeof(float);
+    if (file_size_or_die(path) != expected) { die("resume: '%s' is truncated or has trailing bytes", path); }
+    GPT2* m = &t->model;
+    read_device_floats(f, path, m->master + h.offset, (size_t)h.count);
+    read_device_floats(f, path, m->adam_m + h.offset, (size_t)h.count);
+    read_device_floats(f, path, m->adam_v + h.offset, (size_t)h.count);
+    fclose(f);
+    DataLoaderState ds;
+    ds.epoch = (uint64_t)h.data_epoch; ds.shard_pos = (uint64_t)h.data_shard; ds.sample_pos = (uint64_t)h.data_sample;
+    dataloader_set_state(&t->train, &ds);
+    memcpy(t->sample_rng.s, h.sample_rng, sizeof(h.sample_rng));
+}
+
+typedef struct { float train_loss, norm, lr; double ms; } StepResult;
+
+static inline StepResult trainer_step(Trainer* t, int step) {
+    GPT2* m = &t->model;
+    TrainArgs* a = &t->args;
+    StepResult r;
+    double t0 = now_seconds();
+    gpt2_zero_grad(m);
+    float dloss = 1.0f / ((float)a->B * a->T * t->grad_accum);
+    double loss = 0.0;
+    for (int micro = 0; micro < t->grad_accum; micro++) {
+        dataloader_next_batch(&t->train);
+        loss += gpt2_forward(m, t->train.inputs, t->train.targets, a->B, a->T, dloss);
+        gpt2_backward(m, a->B, a->T);
+    }
+    r.train_loss = (float)(loss / t->grad_accum);
+    r.norm = gpt2_grad_norm(m);
+    if (!isfinite(r.train_loss) || !isfinite(r.norm)) {
+        fprintf(stderr, "error: non-finite %s at step %d (loss %f, grad norm %f); stopping without applying "
+                "this update.", !isfinite(r.train_loss) ? "loss" : "gradient norm", step, r.train_loss, r.norm);
+        if (t->ckpt_step >= 0) { fprintf(stderr, " The newest checkpoint (step %d in %s) is intact.", t->ckpt_step, a->output_dir); }
+        fprintf(stderr, "\n");
+        trainer_log(t, "{\"step\":%d,\"error\":\"non-finite loss or gradient\"}", step);
+        exit(3);
+    }
+    float scale = (a->grad_clip > 0.0f && r.norm > a->grad_clip) ? a->grad_clip / r.norm : 1.0f;
+    r.lr = schedule_lr(&t->sched, step);
+    gpt2_update(m, r.lr, a->beta1, a->beta2, a->eps, a->weight_decay, scale, step + 1, a->seed);
+    cudaCheck(cudaStreamSynchronize(m->stream));
+    r.ms = (now_seconds() - t0) * 1000.0;
+    return r;
+}
+
+// CPU-side set-up and validation: flags, data, tokenizer, model file header. Nothing here
+// touches the GPU, so every input error is reported before a device is claimed.
+static inline int trainer_setup_host(Trainer* t, int argc, char** argv, ExtraFlagFn extra, void* extra_ctx,
+                                     void (*extra_help)(void)) {
+    memset(t, 0, sizeof(*t));
+    t->rank = 0; t->nranks = 1; t->ckpt_step = -1;
+    TrainArgs* a = &t->args;
+    if (train_args_parse(a, argc, argv, extra, extra_ctx, extra_help)) { return 1; }
+    t->grad_accum = train_args_grad_accum(a, t->nranks);
+    if (gpt2_config_from_name(&t->cfg, a->model)) {
+        t->model_file_version = 0;
+    } else {
+        if (!file_exists(a->model)) { flag_error("-e", a->model, "neither d12|d24|d36|d48 nor an existing model file"); }
+        model_header_read(a->model, &t->cfg, &t->model_file_version);
+    }
+    if (a->T > t->cfg.max_seq_len) {
+        char why[128];
+        snprintf(why, sizeof(why), "longer than the model's maximum sequence length %d", t->cfg.max_seq_len);
+        flag_error("-t", "", why);
+    }
+    if (a->resume && a->output_dir != NULL && checkpoint_latest_step(a->output_dir) >= 0) {
+        char path[4096];
+        GPT2Config c;
+        int version;
+        checkpoint_path(path, sizeof(path), a->output_dir, "model", checkpoint_latest_step(a->output_dir), -1);
+        model_header_read(path, &c, &version);
+        if (memcmp(&c, &t->cfg, sizeof(c)) != 0) {
+            die("resume: checkpoint '%s' has shape L=%d C=%d NH=%d Vp=%d maxT=%d, but -e %s asks for L=%d C=%d NH=%d Vp=%d maxT=%d",
+                path, c.num_layers, c.channels, c.num_heads, c.padded_vocab_size, c.max_seq_len, a->model,
+                t->cfg.num_layers, t->cfg.channels, t->cfg.num_heads, t->cfg.padded_vocab_size, t->cfg.max_seq_len);
+        }
+    }
+    dataloader_init(&t->train, a->train_pattern, a->B, a->T, t->rank, t->nranks, 1, a->seed, t->cfg.vocab_size);
+    t->have_val = a->val_every > 0;
+    if (t->have_val) { dataloader_init(&t->val, a->val_pattern, a->B, a->T, t->rank, t->nranks, 0, 0, t->cfg.vocab_size); }
+    t->max_steps = a->max_steps;
+    if (t->max_steps < 0) {
+        t->max_steps = (int)(dataloader_num_batches(&t->train) / t->grad_accum);
+        if (t->max_steps < 1) { t->max_steps = 1; }
+    }
+    if (a->warmup > t->max_steps) { flag_error("-u", "", "warmup is longer than the run (-x)"); }
+    tokenizer_init(&t->tok, a->tokenizer);
+    ScheduleKind k;
+    schedule_kind_from_name(a->schedule, &k);
+    t->sched.kind = k; t->sched.lr = a->lr; t->sched.warmup = a->warmup; t->sched.max_steps = t->max_steps;
+    t->sched.final_frac = a->final_frac; t->sched.decay_frac = a->decay_frac;
+    rng_seed(&t->sample_rng, a->seed ^ 0x5A4D504C45ull);
+    if (a->output_dir != NULL) {
+        mkdir_p_or_die(a->output_dir);
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/log.jsonl", a->output_dir);
+        t->log = fopen_or_die(path, "a");
+    }
+    return 0;
+}
+
+static inline void trainer_setup_device(Trainer* t) {
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) { die("no CUDA GPU is available"); }
+    cudaCheck(cudaSetDevice(0));
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    t->peak_flops = gpu_bf16_peak_flops(prop.name);
+    GPT2* m = &t->model;
+    gpt2_build(m, &t->cfg);
+    gpt2_alloc_activations(m, t->args.B, t->args.T, t->args.recompute);
+    if (t->model_file_version != 0) { trainer_load_model_file(t, t->args.model, t->model_file_version); }
+    else { gpt2_init_random(m, t->args.seed); }
+    if (t->args.resume) {
+        int s = checkpoint_latest_step(t->args.output_dir);
+        if (s < 0) {
+            printf("resume: no complete checkpoint in %s, starting from scratch\n", t->args.output_dir);
+        } else {
+            char path[4096];
+            int version;
+            GPT2Config c;
+            checkpoint_path(path, sizeof(path), t->args.output_dir, "model", s, -1);
+            model_header_read(path, &c, &version);
+            trainer_load_model_file(t, path, version);
+            trainer_load_state(t, s);   // master weights come from the state file, exactly
+            t->start_step = s;
+            t->ckpt_step = s;
+            printf("resume: continuing from step %d of %s\n", s, t->args.output_dir);
+        }
+    }
+    size_t free_b, total_b;
+    cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+    t->mem_used = total_b - free_b;
+    const TrainArgs* a = &t->args;
+    printf("+-----------------------+----------------------------------------------------+\n");
+    printf("| device                | %-50s |\n", prop.name);
+    printf("| precision             | %-50s |\n", linear_precision_name());
+    printf("| model                 | %-50s |\n", a->model);
+    printf("| L, C, NH, maxT, Vp    | %d, %d, %d, %d, %-32d |\n", t->cfg.num_layers, t->cfg.channels,
+           t->cfg.num_heads, t->cfg.max_seq_len, t->cfg.padded_vocab_size);
+    printf("| parameters            | %-50zu |\n", m->num_params);
+    printf("| B, T, total batch     | %d, %d, %-42ld |\n", a->B, a->T, a->total_batch);
+    printf("| grad accumulation     | %-50d |\n", t->grad_accum);
+    printf("| steps                 | %-50d |\n", t->max_steps);
+    printf("| lr schedule           | %s, peak %g, warmup %d, final %g%-24s |\n", a->schedule, a->lr, a->warmup, a->final_frac, "");
+    printf("| GPU memory in use     | %-44.2f GiB |\n", t->mem_used / 1073741824.0);
+    printf("+-----------------------+----------------------------------------------------+\n");
+    fflush(stdout);
+}
+
+static inline int train_main(int argc, char** argv, ExtraFlagFn extra, void* extra_ctx, void (*extra_help)(void)) {
+    Trainer* t = (Trainer*)calloc_or_die(1, sizeof(Trainer), "trainer");
+    if (trainer_setup_host(t, argc, argv, extra, extra_ctx, extra_help)) { return 0; }
+    trainer_setup_device(t);
+    TrainArgs* a = &t->args;
+    GPT2* m = &t->model;
+    double tokens_per_step = (double)a->total_batch;
+    double flops_per_step = gpt2_flops_per_token(m, a->T) * tokens_per_step;
+    double train_ms = 0.0;
+    int timed_steps = 0;
+    for (int step = t->start_step; step <= t->max_steps; step++) {
+        int last = step == t->max_steps;
+        if (t->have_val && (step % a->val_every == 0 || last)) {
+            float vl = trainer_evaluate(t);
+            printf("step %6d | val loss %.6f\n", step, vl);
+            trainer_log(t, "{\"step\":%d,\"val_loss\":%.9g}", step, vl);
+        }
+        if (a->sample_every > 0 && step > t->start_step && (step % a->sample_every == 0 || last)) { trainer_sample(t); }
+        if (a->output_dir != NULL && step > t->start_step && ((a->ckpt_every > 0 && step % a->ckpt_every == 0) || last)) {
+            trainer_save_checkpoint(t, step);
+        }
+        if (last) { break; }
+        StepResult r = trainer_step(t, step);
+        if (step > t->start_step) { train_ms += r.ms; timed_steps++; }   // the first step includes warm-up
+        double tok_s = tokens_per_step / (r.ms / 1000.0);
+        double mfu = t->peak_flops > 0 ? 100.0 * flops_per_step / (r.ms / 1000.0) / t->peak_flops : -1.0;
+        if ((step + 1) % a->log_every == 0 || step + 1 == t->max_steps) {
+            printf("step %6d/%d | loss %.6f | norm %.4f | lr %.3e | %.1f ms | %.0f tok/s | MFU %s%.1f%%\n",
+                   step + 1, t->max_steps, r.train_loss, r.norm, r.lr, r.ms, tok_s, mfu < 0 ? "n/a " : "", mfu < 0 ? 0.0 : mfu);
+            fflush(stdout);
+        }
+        trainer_log(t, "{\"step\":%d,\"train_loss\":%.9g,\"norm\":%.9g,\"lr\":%.6e,\"ms\":%.3f,\"tok_s\":%.1f,\"mfu\":%.2f,\"mem_gib\":%.3f}",
+                    step + 1, r.train_loss, r.norm, r.lr, r.ms, tok_s, mfu, t->mem_used / 1073741824.0);
+    }
+    if (timed_steps > 0) {
+        double ms = train_ms / timed_steps;
+        printf("average over %d steps (first excluded): %.1f ms/step, %.0f tok/s, GPU memory %.2f GiB\n",
+               timed_steps, ms, tokens_per_step / (ms / 1000.0), t->mem_used / 1073741824.0);
+    }
+    if (t->log) { fclose(t->log); }
+    return 0;
+}
+
+#endif // LLMC_TRAINER_CUH
