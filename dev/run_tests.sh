@@ -42,6 +42,10 @@ suite "tokenizer and shards" make --no-print-directory test-data
 if nvidia-smi -L >/dev/null 2>&1; then
     suite "kernels vs CPU reference" ./dev/test_kernels
     out=$(mktemp -d)
+    if python3 -c "import torch" >/dev/null 2>&1; then
+        ./dev/test_kernels --dump-attention "$out" > /dev/null &&
+        suite "fused attention vs PyTorch SDPA" python3 dev/attention_torch.py "$out"
+    fi
     suite "model on GPU (determinism, writes reference files)" ./dev/test_model "$out"
     suite "model vs fp64 CPU reference" ./dev/test_gpt2_cpu --compare "$out"
     if python3 -c "import torch" >/dev/null 2>&1; then

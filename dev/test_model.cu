@@ -39,7 +39,9 @@ int main(int argc, char** argv) {
     const int B = 4, T = 64, nsteps = 10;
     GPT2Config cfg = {64, 50257, 50304, 2, 2, 128};   // maxT, V, Vp, L, NH, C
     GPT2 m;
-    gpt2_build(&m, &cfg);
+    LinearOptions lopt;
+    linear_options_defaults(&lopt);
+    gpt2_build(&m, &cfg, &lopt);
     gpt2_alloc_activations(&m, B, T, 1);
     gpt2_init_random(&m, 1234);
     size_t n = m.num_params;

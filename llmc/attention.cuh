@@ -1,162 +1,375 @@
-// Causal multi-head attention, unfused: permute QKV to per-head layout, two batched
-// cuBLASLt GEMMs around a causal softmax, and the reverse for backward. The whole
-// thing sits behind attention_forward / attention_backward so a fused kernel can
-// replace it without touching the model.
+// Causal multi-head attention, fused (flash-attention style): the T x T scores never
+// reach global memory. Forward keeps only the per-row log-sum-exp; backward recomputes
+// the probabilities from Q, K, V and it.
 //
-// Memory: the softmax probabilities (B,NH,T,T) of every layer are kept for backward;
-// the scores and their gradients live in one shared scratch buffer.
+// Layout: Q, K, V are read in place from the QKV GEMM's output (B,T,3,NH,HS) and the
+// output is written as (B,T,NH,HS) = (B,T,C), so no permute passes. Head size 64.
+// Tensor cores through mma.sync m16n8k16 (BF16 in, FP32 accumulate); softmax statistics
+// in FP32. Tiles of 64 queries x 64 keys; a block of 4 warps, each owning 16 rows.
+//
+// Backward is split in two kernels so every output element is written by exactly one
+// thread (deterministic, no atomics): one per key tile (dK, dV), one per query tile (dQ).
 #ifndef LLMC_ATTENTION_CUH
 #define LLMC_ATTENTION_CUH
 
 #include <math.h>
 #include "cuda_common.h"
-#include "matmul.cuh"
 
-// qkv (B,T,3,NH,HS) -> q, k, v each (B,NH,T,HS); one thread per 8 elements of HS
-__global__ void attention_permute_kernel(floatX* q, floatX* k, floatX* v, const floatX* qkv,
-                                         int B, int T, int NH, int HS) {
-    long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
-    if (i >= (long)B * NH * T * HS) { return; }
-    int d = i % HS, t = (i / HS) % T, h = (i / ((long)HS * T)) % NH, b = i / ((long)HS * T * NH);
-    int C = NH * HS;
-    const floatX* src = qkv + ((long)b * T + t) * 3 * C + h * HS + d;
-    store16(q + i, load16(src));
-    store16(k + i, load16(src + C));
-    store16(v + i, load16(src + 2 * C));
+#define ATT_HS 64          // head size
+#define ATT_TILE 64        // queries and keys per tile
+#define ATT_LD 72          // shared-memory row stride in elements: the 16-byte pad avoids ldmatrix bank conflicts
+#define ATT_THREADS 128    // 4 warps x 16 rows
+#define ATT_LOG2E 1.4426950408889634f
+
+// ---------------------------------------------------------------------------------------
+// mma.sync helpers. Fragment layouts (PTX ISA, m16n8k16): for lane l, g = l/4, q = l%4,
+// C/D element e of n-tile nt sits at row g + 8*(e/2), column 8*nt + 2q + (e%2).
+
+__device__ __forceinline__ void ldsm_x4(uint32_t* r, const floatX* p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
 }
 
-// dq, dk, dv (B,NH,T,HS) -> dqkv (B,T,3,NH,HS)
-__global__ void attention_permute_backward_kernel(floatX* dqkv, const floatX* dq, const floatX* dk,
-                                                  const floatX* dv, int B, int T, int NH, int HS) {
-    long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
-    if (i >= (long)B * NH * T * HS) { return; }
-    int d = i % HS, t = (i / HS) % T, h = (i / ((long)HS * T)) % NH, b = i / ((long)HS * T * NH);
-    int C = NH * HS;
-    floatX* dst = dqkv + ((long)b * T + t) * 3 * C + h * HS + d;
-    store16(dst, load16(dq + i));
-    store16(dst + C, load16(dk + i));
-    store16(dst + 2 * C, load16(dv + i));
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t* r, const floatX* p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
 }
 
-// Offset in (B,T,NH,HS) of element i of (B,NH,T,HS).
-__device__ __forceinline__ long heads_to_tokens_index(long i, int T, int NH, int HS) {
-    int d = i % HS, t = (i / HS) % T, h = (i / ((long)HS * T)) % NH;
-    long b = i / ((long)HS * T * NH);
-    return ((b * T + t) * NH + h) * HS + d;
+// c (16x8) += a (16x16) @ b (16x8)
+__device__ __forceinline__ void mma_bf16_16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// y (B,NH,T,HS) -> out (B,T,NH,HS)
-__global__ void attention_unpermute_kernel(floatX* out, const floatX* y, int B, int T, int NH, int HS) {
-    long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
-    if (i >= (long)B * NH * T * HS) { return; }
-    store16(out + heads_to_tokens_index(i, T, NH, HS), load16(y + i));
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
 }
 
-// dout (B,T,NH,HS) -> dy (B,NH,T,HS)
-__global__ void attention_unpermute_backward_kernel(floatX* dy, const floatX* dout, int B, int T, int NH, int HS) {
-    long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
-    if (i >= (long)B * NH * T * HS) { return; }
-    store16(dy + i, load16(dout + heads_to_tokens_index(i, T, NH, HS)));
+// Rows [row0, row0+64) of a (T, 64) head slice with row stride ld -> smem (64, ATT_LD); rows >= T read as 0.
+__device__ __forceinline__ void att_load_tile(floatX* s, const floatX* g, int row0, int T, long ld) {
+    for (int i = threadIdx.x; i < ATT_TILE * 8; i += ATT_THREADS) {
+        int r = i / 8, c = (i % 8) * 8;
+        int4 v = make_int4(0, 0, 0, 0);
+        if (row0 + r < T) { v = *reinterpret_cast<const int4*>(g + (long)(row0 + r) * ld + c); }
+        *reinterpret_cast<int4*>(s + r * ATT_LD + c) = v;
+    }
 }
 
-// att (R,T,T) = causal softmax(scale * preatt) over each row's first t+1 entries, zeros after.
-// One warp per row (R = B*NH rows of T).
-__global__ void causal_softmax_forward_kernel(floatX* att, const floatX* preatt, int R, int T, float scale) {
-    long row = (long)blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE;
-    if (row >= (long)R * T) { return; }
-    int lane = threadIdx.x % WARP_SIZE, t = row % T;
-    const floatX* x = preatt + row * T;
-    floatX* y = att + row * T;
-    float m = -INFINITY;
-    for (int j = lane; j <= t; j += WARP_SIZE) { m = fmaxf(m, __bfloat162float(x[j])); }
-    m = warp_max(m) * scale;
+// A fragments (16 rows x 64) of smem rows [row0, row0+16): f[kstep][4]
+__device__ __forceinline__ void att_load_a(uint32_t f[4][4], const floatX* s, int row0, int lane) {
+    for (int ks = 0; ks < 4; ks++) {
+        ldsm_x4(f[ks], s + (row0 + (lane % 8) + ((lane / 8) % 2) * 8) * ATT_LD + ks * 16 + (lane / 16) * 8);
+    }
+}
+
+// acc (16 x 64, 8 n-tiles) += a (16 x 64) @ S^T, where smem S is (64 n, 64 k) row-major: "A @ S^T"
+__device__ __forceinline__ void att_mma_abt(float acc[8][4], const uint32_t a[4][4], const floatX* s, int lane) {
+    for (int ks = 0; ks < 4; ks++) {
+        for (int np = 0; np < 4; np++) {
+            uint32_t b[4];
+            ldsm_x4(b, s + (np * 16 + (lane % 8) + (lane / 16) * 8) * ATT_LD + ks * 16 + ((lane / 8) % 2) * 8);
+            mma_bf16_16816(acc[2 * np], a[ks], b[0], b[1]);
+            mma_bf16_16816(acc[2 * np + 1], a[ks], b[2], b[3]);
+        }
+    }
+}
+
+// acc (16 x 64) += p (16 x 64 as A fragments) @ S, where smem S is (64 k, 64 n) row-major: "A @ S"
+__device__ __forceinline__ void att_mma_ab(float acc[8][4], const uint32_t p[4][4], const floatX* s, int lane) {
+    for (int ks = 0; ks < 4; ks++) {
+        for (int np = 0; np < 4; np++) {
+            uint32_t b[4];
+            ldsm_x4_trans(b, s + (ks * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * ATT_LD + np * 16 + (lane / 16) * 8);
+            mma_bf16_16816(acc[2 * np], p[ks], b[0], b[1]);
+            mma_bf16_16816(acc[2 * np + 1], p[ks], b[2], b[3]);
+        }
+    }
+}
+
+// C fragments of a 16 x 64 product -> BF16 A fragments for the next product over those 64 columns.
+__device__ __forceinline__ void att_c_to_a(uint32_t a[4][4], const float c[8][4]) {
+    for (int j = 0; j < 4; j++) {
+        a[j][0] = pack_bf16x2(c[2 * j][0], c[2 * j][1]);
+        a[j][1] = pack_bf16x2(c[2 * j][2], c[2 * j][3]);
+        a[j][2] = pack_bf16x2(c[2 * j + 1][0], c[2 * j + 1][1]);
+        a[j][3] = pack_bf16x2(c[2 * j + 1][2], c[2 * j + 1][3]);
+    }
+}
+
+__device__ __forceinline__ void att_zero(float c[8][4]) {
+    for (int i = 0; i < 8; i++) { for (int e = 0; e < 4; e++) { c[i][e] = 0.0f; } }
+}
+
+// Writes a warp's 16 x 64 accumulator times `scale` to rows [row0, row0+16) of a (T, 64) slice.
+__device__ __forceinline__ void att_store_rows(floatX* g, long ld, int row0, int T, const float c[8][4], float scale, int lane) {
+    for (int nt = 0; nt < 8; nt++) {
+        for (int half = 0; half < 2; half++) {
+            int r = row0 + lane / 4 + half * 8;
+            if (r < T) {
+                __nv_bfloat162 v = __floats2bfloat162_rn(c[nt][2 * half] * scale, c[nt][2 * half + 1] * scale);
+                *reinterpret_cast<__nv_bfloat162*>(g + (long)r * ld + nt * 8 + (lane % 4) * 2) = v;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Forward. grid (T/64 query tiles, NH, B), longest (last) query tiles first.
+// out (B,T,C); lse (B,NH,T) natural-log sum of exp of the scaled scores of each row.
+__global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* out, float* lse, const floatX* qkv,
+                                                                        int T, int NH, float scale) {
+    __shared__ alignas(16) floatX sq[ATT_TILE * ATT_LD], sk[ATT_TILE * ATT_LD], sv[ATT_TILE * ATT_LD];
+    int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    int C = NH * ATT_HS;
+    long ld = 3L * C;
+    const floatX* q = qkv + (long)b * T * ld + h * ATT_HS;
+    const floatX* k = q + C;
+    const floatX* v = q + 2 * C;
+    att_load_tile(sq, q, qt * ATT_TILE, T, ld);
+    __syncthreads();
+    uint32_t qf[4][4];
+    att_load_a(qf, sq, warp * 16, lane);
+    float o[8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    att_zero(o);
+    float sl2 = scale * ATT_LOG2E;   // scores in log2 units, so exp2 does the softmax
+    int row[2] = {qt * ATT_TILE + warp * 16 + lane / 4, qt * ATT_TILE + warp * 16 + lane / 4 + 8};
+    for (int kt = 0; kt <= qt; kt++) {
+        __syncthreads();   // everyone is done with the previous K, V tiles
+        att_load_tile(sk, k, kt * ATT_TILE, T, ld);
+        att_load_tile(sv, v, kt * ATT_TILE, T, ld);
+        __syncthreads();
+        float s[8][4];
+        att_zero(s);
+        att_mma_abt(s, qf, sk, lane);
+        float mx[2] = {-INFINITY, -INFINITY};
+        for (int nt = 0; nt < 8; nt++) {
+            for (int e = 0; e < 4; e++) {
+                int key = kt * ATT_TILE + nt * 8 + (lane % 4) * 2 + (e % 2);
+                float x = (key > row[e / 2] || key >= T) ? -INFINITY : s[nt][e] * sl2;
+                s[nt][e] = x;
+                mx[e / 2] = fmaxf(mx[e / 2], x);
+            }
+        }
+        float corr[2];
+        for (int i = 0; i < 2; i++) {   // the 4 lanes of a quad share a row
+            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+            float mn = fmaxf(m[i], mx[i]);
+            corr[i] = exp2f(m[i] - mn);   // 0 on the first tile (m = -inf); key 0 is never masked, so mn is finite
+            m[i] = mn;
+            l[i] *= corr[i];
+        }
+        for (int nt = 0; nt < 8; nt++) {
+            for (int e = 0; e < 4; e++) {
+                float p = exp2f(s[nt][e] - m[e / 2]);
+                s[nt][e] = p;
+                l[e / 2] += p;
+                o[nt][e] *= corr[e / 2];
+            }
+        }
+        uint32_t pf[4][4];
+        att_c_to_a(pf, s);
+        att_mma_ab(o, pf, sv, lane);
+    }
+    for (int i = 0; i < 2; i++) {
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+    }
+    for (int nt = 0; nt < 8; nt++) {
+        for (int e = 0; e < 4; e++) { o[nt][e] /= l[e / 2]; }
+    }
+    att_store_rows(out + (long)b * T * C + h * ATT_HS, C, qt * ATT_TILE + warp * 16, T, o, 1.0f, lane);
+    if (lane % 4 == 0) {
+        for (int i = 0; i < 2; i++) {
+            if (row[i] < T) { lse[((long)b * NH + h) * T + row[i]] = (m[i] + log2f(l[i])) / ATT_LOG2E; }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Backward, step 0: delta (B,NH,T) = rowsum(dout * out) per head; one thread per 8 channels.
+__global__ void attention_delta_kernel(float* delta, const floatX* dout, const floatX* out, int B, int T, int NH) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;   // (b, t, h, chunk of 8)
+    if (i >= (long)B * T * NH * 8) { return; }
+    x8 d = load16(dout + i * 8), o = load16(out + i * 8);
     float s = 0.0f;
-    for (int j = lane; j <= t; j += WARP_SIZE) { s += __expf(__bfloat162float(x[j]) * scale - m); }
-    float inv = 1.0f / warp_sum(s);
-    for (int j = lane; j < T; j += WARP_SIZE) {
-        float p = j <= t ? __expf(__bfloat162float(x[j]) * scale - m) * inv : 0.0f;
-        y[j] = __float2bfloat16_rn(p);
+    for (int e = 0; e < 8; e++) { s += __bfloat162float(d.v[e]) * __bfloat162float(o.v[e]); }
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    s += __shfl_xor_sync(0xffffffffu, s, 4);
+    if (i % 8 == 0) {
+        long row = i / 8;
+        int h = row % NH, t = (row / NH) % T, b = row / ((long)NH * T);
+        delta[((long)b * NH + h) * T + t] = s;
     }
 }
 
-// dpreatt (R,T,T) = scale * att * (datt - sum_j att*datt), causal; may alias datt
-__global__ void causal_softmax_backward_kernel(floatX* dpreatt, const floatX* datt, const floatX* att,
-                                               int R, int T, float scale) {
-    long row = (long)blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE;
-    if (row >= (long)R * T) { return; }
-    int lane = threadIdx.x % WARP_SIZE, t = row % T;
-    const floatX* a = att + row * T;
-    const floatX* da = datt + row * T;
-    floatX* dp = dpreatt + row * T;
-    float dot = 0.0f;
-    for (int j = lane; j <= t; j += WARP_SIZE) { dot += __bfloat162float(a[j]) * __bfloat162float(da[j]); }
-    dot = warp_sum(dot);
-    for (int j = lane; j < T; j += WARP_SIZE) {
-        float g = j <= t ? scale * __bfloat162float(a[j]) * (__bfloat162float(da[j]) - dot) : 0.0f;
-        dp[j] = __float2bfloat16_rn(g);
+// Probabilities of a 16 x 64 block of (rows, cols) given in log2 units: p = exp2(s * sl2 - lse2), with the
+// causal and length masks. row_of/col_of say which index is the query and which the key.
+__device__ __forceinline__ void att_probs(float s[8][4], float sl2, const float lse2[2], int row0, int col0,
+                                          int rows_are_queries, int T, int lane, const float* lse2_cols) {
+    for (int nt = 0; nt < 8; nt++) {
+        for (int e = 0; e < 4; e++) {
+            int r = row0 + lane / 4 + (e / 2) * 8;
+            int c = col0 + nt * 8 + (lane % 4) * 2 + (e % 2);
+            int query = rows_are_queries ? r : c, key = rows_are_queries ? c : r;
+            float l2 = rows_are_queries ? lse2[e / 2] : lse2_cols[c - col0];
+            s[nt][e] = (key > query || key >= T || query >= T) ? 0.0f : exp2f(s[nt][e] * sl2 - l2);
+        }
     }
 }
 
-typedef struct {
-    floatX* q;        // (B,NH,T,HS) scratch
-    floatX* k;        // (B,NH,T,HS) scratch
-    floatX* v;        // (B,NH,T,HS) scratch
-    floatX* y;        // (B,NH,T,HS) scratch: attention output per head, or its gradient
-    floatX* scores;   // (B,NH,T,T) scratch: pre-softmax scores, or their gradient
-} AttentionScratch;
-
-static inline size_t attention_scratch_elems(int B, int T, int C, int NH) {
-    return 4 * (size_t)B * T * C + (size_t)B * NH * T * T;
+// dK, dV of one key tile: grid (T/64 key tiles, NH, B). Each warp owns 16 keys and walks
+// the query tiles at or after its key tile:
+//   P^T = exp(K Q^T * scale - lse);  dV += P^T dO;  dP^T = V dO^T;  dS^T = P^T (dP^T - delta);  dK += dS^T Q * scale
+__global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(floatX* dqkv, const floatX* dout,
+                                                                              const floatX* qkv, const float* lse,
+                                                                              const float* delta, int T, int NH, float scale) {
+    __shared__ alignas(16) floatX sq[ATT_TILE * ATT_LD], sdo[ATT_TILE * ATT_LD];
+    __shared__ float slse[ATT_TILE], sdelta[ATT_TILE];
+    int kt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    int C = NH * ATT_HS, ntiles = (T + ATT_TILE - 1) / ATT_TILE;
+    long ld = 3L * C;
+    const floatX* q = qkv + (long)b * T * ld + h * ATT_HS;
+    const floatX* k = q + C;
+    const floatX* v = q + 2 * C;
+    const floatX* dO = dout + (long)b * T * C + h * ATT_HS;
+    const float* lse_bh = lse + ((long)b * NH + h) * T;
+    const float* delta_bh = delta + ((long)b * NH + h) * T;
+    // this warp's K and V rows as A fragments, staged through the Q and dO buffers
+    att_load_tile(sq, k, kt * ATT_TILE, T, ld);
+    att_load_tile(sdo, v, kt * ATT_TILE, T, ld);
+    __syncthreads();
+    uint32_t kf[4][4], vf[4][4];
+    att_load_a(kf, sq, warp * 16, lane);
+    att_load_a(vf, sdo, warp * 16, lane);
+    float dk[8][4], dv[8][4];
+    att_zero(dk);
+    att_zero(dv);
+    float sl2 = scale * ATT_LOG2E;
+    int key0 = kt * ATT_TILE + warp * 16;
+    for (int qt = kt; qt < ntiles; qt++) {
+        __syncthreads();
+        att_load_tile(sq, q, qt * ATT_TILE, T, ld);
+        att_load_tile(sdo, dO, qt * ATT_TILE, T, C);
+        if (threadIdx.x < ATT_TILE) {
+            int r = qt * ATT_TILE + threadIdx.x;
+            slse[threadIdx.x] = r < T ? lse_bh[r] * ATT_LOG2E : 0.0f;
+            sdelta[threadIdx.x] = r < T ? delta_bh[r] : 0.0f;
+        }
+        __syncthreads();
+        float p[8][4], dp[8][4];
+        att_zero(p);
+        att_mma_abt(p, kf, sq, lane);                        // S^T (16 keys x 64 queries)
+        att_probs(p, sl2, NULL, key0, qt * ATT_TILE, 0, T, lane, slse);
+        uint32_t pf[4][4];
+        att_c_to_a(pf, p);
+        att_mma_ab(dv, pf, sdo, lane);                       // dV += P^T dO
+        att_zero(dp);
+        att_mma_abt(dp, vf, sdo, lane);                      // dP^T = V dO^T
+        for (int nt = 0; nt < 8; nt++) {
+            for (int e = 0; e < 4; e++) {
+                int c = nt * 8 + (lane % 4) * 2 + (e % 2);
+                dp[nt][e] = p[nt][e] * (dp[nt][e] - sdelta[c]);
+            }
+        }
+        uint32_t dsf[4][4];
+        att_c_to_a(dsf, dp);
+        att_mma_ab(dk, dsf, sq, lane);                       // dK += dS^T Q
+    }
+    floatX* dk_out = dqkv + (long)b * T * ld + C + h * ATT_HS;
+    att_store_rows(dk_out, ld, key0, T, dk, scale, lane);
+    att_store_rows(dk_out + C, ld, key0, T, dv, 1.0f, lane);
 }
 
-static inline void attention_scratch_init(AttentionScratch* s, floatX* base, int B, int T, int C, int NH) {
-    size_t n = (size_t)B * T * C;
-    s->q = base; s->k = base + n; s->v = base + 2 * n; s->y = base + 3 * n;
-    s->scores = base + 4 * n;
+// dQ of one query tile: grid (T/64 query tiles, NH, B). Each warp owns 16 queries:
+//   P = exp(Q K^T * scale - lse);  dP = dO V^T;  dS = P (dP - delta);  dQ += dS K * scale
+__global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floatX* dqkv, const floatX* dout,
+                                                                            const floatX* qkv, const float* lse,
+                                                                            const float* delta, int T, int NH, float scale) {
+    __shared__ alignas(16) floatX sk[ATT_TILE * ATT_LD], sv[ATT_TILE * ATT_LD];
+    int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    int C = NH * ATT_HS;
+    long ld = 3L * C;
+    const floatX* q = qkv + (long)b * T * ld + h * ATT_HS;
+    const floatX* k = q + C;
+    const floatX* v = q + 2 * C;
+    const floatX* dO = dout + (long)b * T * C + h * ATT_HS;
+    att_load_tile(sk, q, qt * ATT_TILE, T, ld);
+    att_load_tile(sv, dO, qt * ATT_TILE, T, C);
+    __syncthreads();
+    uint32_t qf[4][4], dof[4][4];
+    att_load_a(qf, sk, warp * 16, lane);
+    att_load_a(dof, sv, warp * 16, lane);
+    int q0 = qt * ATT_TILE + warp * 16;
+    float lse2[2], dl[2];
+    for (int i = 0; i < 2; i++) {
+        int r = q0 + lane / 4 + i * 8;
+        lse2[i] = r < T ? lse[((long)b * NH + h) * T + r] * ATT_LOG2E : 0.0f;
+        dl[i] = r < T ? delta[((long)b * NH + h) * T + r] : 0.0f;
+    }
+    float dq[8][4];
+    att_zero(dq);
+    float sl2 = scale * ATT_LOG2E;
+    for (int kt = 0; kt <= qt; kt++) {
+        __syncthreads();
+        att_load_tile(sk, k, kt * ATT_TILE, T, ld);
+        att_load_tile(sv, v, kt * ATT_TILE, T, ld);
+        __syncthreads();
+        float p[8][4], dp[8][4];
+        att_zero(p);
+        att_mma_abt(p, qf, sk, lane);                        // S (16 queries x 64 keys)
+        att_probs(p, sl2, lse2, q0, kt * ATT_TILE, 1, T, lane, NULL);
+        att_zero(dp);
+        att_mma_abt(dp, dof, sv, lane);                      // dP = dO V^T
+        for (int nt = 0; nt < 8; nt++) {
+            for (int e = 0; e < 4; e++) { dp[nt][e] = p[nt][e] * (dp[nt][e] - dl[e / 2]); }
+        }
+        uint32_t dsf[4][4];
+        att_c_to_a(dsf, dp);
+        att_mma_ab(dq, dsf, sk, lane);                       // dQ += dS K
+    }
+    att_store_rows(dqkv + (long)b * T * ld + h * ATT_HS, ld, q0, T, dq, scale, lane);
 }
 
-// Elements of per-layer state attention keeps for backward: the probabilities.
-static inline size_t attention_saved_elems(int B, int T, int NH) { return (size_t)B * NH * T * T; }
+// ---------------------------------------------------------------------------------------
+// Bytes of per-layer state attention keeps for backward: the log-sum-exp (B,NH,T).
+static inline size_t attention_saved_bytes(int B, int T, int NH) { return (size_t)B * NH * T * sizeof(float); }
+// Scratch shared by all layers: delta (B,NH,T).
+static inline size_t attention_scratch_bytes(int B, int T, int NH) { return (size_t)B * NH * T * sizeof(float); }
 
-// out (B,T,C) = causal attention of qkv (B,T,3C); saved (B,NH,T,T) keeps probabilities for backward
-static inline void attention_forward(GemmContext* g, AttentionScratch* s, floatX* out, floatX* saved,
-                                     const floatX* qkv, int B, int T, int C, int NH, cudaStream_t st) {
-    int HS = C / NH, R = B * NH;
-    long n8 = (long)B * T * C / 8;
-    attention_permute_kernel<<<ceil_div(n8, 256), 256, 0, st>>>(s->q, s->k, s->v, qkv, B, T, NH, HS);
-    cudaCheckLaunch();
-    // scores (T,T) = q (T,HS) @ k^T, per (b,h)
-    gemm_bf16(g, s->scores, s->q, s->k, NULL, T, T, HS, 0, 1, 1.0f, 0.0f, R, (long)T * HS, (long)T * HS, (long)T * T, st);
-    float scale = 1.0f / sqrtf((float)HS);
-    causal_softmax_forward_kernel<<<ceil_div((long)R * T, 8), 256, 0, st>>>(saved, s->scores, R, T, scale);
-    cudaCheckLaunch();
-    // y (T,HS) = att (T,T) @ v (T,HS)
-    gemm_bf16(g, s->y, saved, s->v, NULL, T, HS, T, 0, 0, 1.0f, 0.0f, R, (long)T * T, (long)T * HS, (long)T * HS, st);
-    attention_unpermute_kernel<<<ceil_div(n8, 256), 256, 0, st>>>(out, s->y, B, T, NH, HS);
+static inline void attention_check_shape(int C, int NH) {
+    if (C / NH != ATT_HS || C % NH != 0) { die("attention supports head size %d only (C=%d, NH=%d)", ATT_HS, C, NH); }
+}
+
+// out (B,T,C) = causal attention of qkv (B,T,3C); saved: attention_saved_bytes of state for backward
+static inline void attention_forward(floatX* out, void* saved, const floatX* qkv, int B, int T, int C, int NH, cudaStream_t s) {
+    attention_check_shape(C, NH);
+    dim3 grid(ceil_div(T, ATT_TILE), NH, B);
+    attention_forward_kernel<<<grid, ATT_THREADS, 0, s>>>(out, (float*)saved, qkv, T, NH, 1.0f / sqrtf((float)ATT_HS));
     cudaCheckLaunch();
 }
 
-// dqkv (B,T,3C) = backward of attention given dout (B,T,C), the layer's qkv and saved probabilities
-static inline void attention_backward(GemmContext* g, AttentionScratch* s, floatX* dqkv, const floatX* dout,
-                                      const floatX* qkv, const floatX* saved, int B, int T, int C, int NH,
-                                      cudaStream_t st) {
-    int HS = C / NH, R = B * NH;
-    long n8 = (long)B * T * C / 8;
-    long sTH = (long)T * HS, sTT = (long)T * T;
-    attention_permute_kernel<<<ceil_div(n8, 256), 256, 0, st>>>(s->q, s->k, s->v, qkv, B, T, NH, HS);
+// dqkv (B,T,3C) = attention backward, given dout (B,T,C), the forward's out (B,T,C), qkv and saved state
+static inline void attention_backward(floatX* dqkv, void* scratch, const floatX* dout, const floatX* out, const floatX* qkv,
+                                      const void* saved, int B, int T, int C, int NH, cudaStream_t s) {
+    attention_check_shape(C, NH);
+    float* delta = (float*)scratch;
+    const float* lse = (const float*)saved;
+    float scale = 1.0f / sqrtf((float)ATT_HS);
+    attention_delta_kernel<<<ceil_div((long)B * T * NH * 8, 256), 256, 0, s>>>(delta, dout, out, B, T, NH);
     cudaCheckLaunch();
-    attention_unpermute_backward_kernel<<<ceil_div(n8, 256), 256, 0, st>>>(s->y, dout, B, T, NH, HS);
+    dim3 grid(ceil_div(T, ATT_TILE), NH, B);
+    attention_backward_dkdv_kernel<<<grid, ATT_THREADS, 0, s>>>(dqkv, dout, qkv, lse, delta, T, NH, scale);
     cudaCheckLaunch();
-    // datt (T,T) = dy (T,HS) @ v^T ; dv (T,HS) = att^T @ dy   (dv overwrites v, no longer needed)
-    gemm_bf16(g, s->scores, s->y, s->v, NULL, T, T, HS, 0, 1, 1.0f, 0.0f, R, sTH, sTH, sTT, st);
-    gemm_bf16(g, s->v, saved, s->y, NULL, T, HS, T, 1, 0, 1.0f, 0.0f, R, sTT, sTH, sTH, st);
-    float scale = 1.0f / sqrtf((float)HS);
-    causal_softmax_backward_kernel<<<ceil_div((long)R * T, 8), 256, 0, st>>>(s->scores, s->scores, saved, R, T, scale);
-    cudaCheckLaunch();
-    // dq (T,HS) = dscores @ k, into y (dy is spent); then dk (T,HS) = dscores^T @ q, into k (k is spent)
-    gemm_bf16(g, s->y, s->scores, s->k, NULL, T, HS, T, 0, 0, 1.0f, 0.0f, R, sTT, sTH, sTH, st);
-    gemm_bf16(g, s->k, s->scores, s->q, NULL, T, HS, T, 1, 0, 1.0f, 0.0f, R, sTT, sTH, sTH, st);
-    attention_permute_backward_kernel<<<ceil_div(n8, 256), 256, 0, st>>>(dqkv, s->y, s->k, s->v, B, T, NH, HS);
+    attention_backward_dq_kernel<<<grid, ATT_THREADS, 0, s>>>(dqkv, dout, qkv, lse, delta, T, NH, scale);
     cudaCheckLaunch();
 }
 

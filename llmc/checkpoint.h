@@ -35,10 +35,10 @@ static inline void model_header_read(const char* path, GPT2Config* cfg, int* ver
     int ok = cfg->max_seq_len > 0 && cfg->max_seq_len <= 65536 && cfg->vocab_size > 0 && cfg->num_layers > 0 &&
              cfg->num_layers <= 1024 && cfg->num_heads > 0 && cfg->channels > 0 && cfg->channels <= 65536 &&
              cfg->padded_vocab_size >= cfg->vocab_size && cfg->padded_vocab_size % 8 == 0 &&
-             cfg->channels % cfg->num_heads == 0 && (cfg->channels / cfg->num_heads) % 8 == 0;
+             cfg->channels % cfg->num_heads == 0 && cfg->channels / cfg->num_heads == 64;
     if (!ok) {
         die("model file '%s' has an unusable shape: maxT=%d V=%d L=%d NH=%d C=%d Vp=%d "
-            "(need Vp >= V, Vp %% 8 == 0, C divisible by NH with head size a multiple of 8)",
+            "(need Vp >= V, Vp %% 8 == 0, head size C/NH = 64)",
             path, cfg->max_seq_len, cfg->vocab_size, cfg->num_layers, cfg->num_heads, cfg->channels, cfg->padded_vocab_size);
     }
     *version = h[1];

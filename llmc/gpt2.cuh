@@ -28,7 +28,7 @@ typedef struct {
     float* ln1_rstd;    // (L,B,T)
     floatX* qkv;        // (L,B,T,3C)
     floatX* atty;       // (L,B,T,C)
-    floatX* att;        // (L, attention_saved_elems) state attention keeps for backward
+    char* att;          // (L, attention_saved_bytes) state attention keeps for backward (log-sum-exp)
     floatX* residual2;  // (L,B,T,C) residual stream after attention
     floatX* ln2;        // (L,B,T,C)
     float* ln2_mean;    // (L,B,T)
@@ -47,7 +47,7 @@ typedef struct {
     floatX* dbuf;       // (B,T,4C) dfch, then dqkv
     floatX* dln;        // (B,T,C)
     floatX* datty;      // (B,T,C)
-    floatX* attn_scratch;  // attention_scratch_elems
+    float* attn_scratch;   // attention_scratch_bytes
     float* reduce_scratch; // colsum partials, >= colsum_num_chunks(BT) * 4C floats and NORM_BLOCKS
 } Activations;
 
@@ -68,7 +68,6 @@ typedef struct {
     int recompute;      // 1: recompute GELU output in backward instead of storing it per layer
     size_t act_stride;  // elements per (B,T,C) slice at capacity
     Activations a;
-    AttentionScratch att_scratch;
     int* inputs_dev;    // (B,T)
     int* targets_dev;   // (B,T)
     float* losses_host; // (B,T)
@@ -80,7 +79,7 @@ typedef struct {
 } GPT2;
 
 // Allocates parameters, gradients and optimizer state (no initialisation).
-static inline void gpt2_build(GPT2* m, const GPT2Config* cfg) {
+static inline void gpt2_build(GPT2* m, const GPT2Config* cfg, const LinearOptions* lopt) {
     memset(m, 0, sizeof(*m));
     m->cfg = *cfg;
     gpt2_param_sizes(cfg, m->param_sizes);
@@ -101,7 +100,7 @@ static inline void gpt2_build(GPT2* m, const GPT2Config* cfg) {
     }
     m->norm_dev = (float*)cuda_malloc_or_die(sizeof(float), "gradient norm");
     cudaCheck(cudaStreamCreate(&m->stream));
-    linear_context_init(&m->lin, cfg->num_layers);
+    linear_context_init(&m->lin, lopt, cfg->num_layers);
 }
 
 // master (n) ~ N(0, std) from a counter-based hash of (seed, offset + i), or = value when std == 0
@@ -159,12 +158,11 @@ static inline size_t gpt2_activation_bytes(const GPT2Config* c, int B, int T, in
     size_t L = c->num_layers, C = c->channels, BT = (size_t)B * T, BTC = BT * C;
     size_t x = 0;
     x += BTC * (1 + L * (1 + 3 + 1 + 1 + 1 + 4 + 1) + 1);                // encoded, per layer, lnf
-    x += L * attention_saved_elems(B, T, c->num_heads);
     x += (recompute ? 1 : L) * 4 * BTC;                                   // fch_gelu
     x += BT * (size_t)c->padded_vocab_size;                               // logits
     x += BTC * (1 + 1 + 4 + 1 + 1);                                       // proj_out, dresidual, dbuf, dln, datty
-    x += attention_scratch_elems(B, T, C, c->num_heads);
     x *= sizeof(floatX);
+    x += L * attention_saved_bytes(B, T, c->num_heads) + attention_scratch_bytes(B, T, c->num_heads);
     x += sizeof(float) * (BT * (4 * L + 2 + 1) + gpt2_reduce_scratch_floats((int)BT, (int)C));
     return x + 32 * 256;                                                  // alignment of the pieces
 }
@@ -187,7 +185,7 @@ static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) 
     CARVE(a->ln1_rstd, float, L * BT);
     CARVE(a->qkv, floatX, L * 3 * BTC);
     CARVE(a->atty, floatX, L * BTC);
-    CARVE(a->att, floatX, L * attention_saved_elems(B, T, c->num_heads));
+    CARVE(a->att, char, L * attention_saved_bytes(B, T, c->num_heads));
     CARVE(a->residual2, floatX, L * BTC);
     CARVE(a->ln2, floatX, L * BTC);
     CARVE(a->ln2_mean, float, L * BT);
@@ -205,12 +203,11 @@ static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) 
     CARVE(a->dbuf, floatX, 4 * BTC);
     CARVE(a->dln, floatX, BTC);
     CARVE(a->datty, floatX, BTC);
-    CARVE(a->attn_scratch, floatX, attention_scratch_elems(B, T, C, c->num_heads));
+    CARVE(a->attn_scratch, float, attention_scratch_bytes(B, T, c->num_heads) / sizeof(float));
     CARVE(a->reduce_scratch, float, gpt2_reduce_scratch_floats((int)BT, (int)C));
 #undef CARVE
     if (off > bytes) { die("internal: activation layout (%zu bytes) exceeds its allocation (%zu)", off, bytes); }
     m->act_stride = BTC;
-    attention_scratch_init(&m->att_scratch, a->attn_scratch, B, T, (int)C, c->num_heads);
     m->inputs_dev = (int*)cuda_malloc_or_die(BT * sizeof(int), "input tokens");
     m->targets_dev = (int*)cuda_malloc_or_die(BT * sizeof(int), "target tokens");
     m->losses_host = (float*)malloc_or_die(BT * sizeof(float), "losses");
@@ -234,7 +231,7 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
     cudaStream_t s = m->stream;
     Activations* a = &m->a;
     size_t S = m->act_stride, SB = (size_t)m->B * m->T;    // per-layer strides
-    size_t SA = attention_saved_elems(m->B, m->T, NH);
+    size_t SA = attention_saved_bytes(m->B, m->T, NH);
     cudaCheck(cudaMemcpyAsync(m->inputs_dev, inputs, N * sizeof(int), cudaMemcpyHostToDevice, s));
     if (targets != NULL) { cudaCheck(cudaMemcpyAsync(m->targets_dev, targets, N * sizeof(int), cudaMemcpyHostToDevice, s)); }
     if (dloss > 0.0f) {  // the wte gradient's grouping, prepared while the GPU runs forward
@@ -267,7 +264,7 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
         const floatX* fcprojb = m->p[P_FCPROJB] + (size_t)l * C;
 
         linear_forward(&m->lin, LINEAR_QKV, l, qkv, ln1, qkvw, qkvb, N, C, 3 * C, s);
-        attention_forward(&m->lin.gemm, &m->att_scratch, atty, a->att + l * SA, qkv, B, T, C, NH, s);
+        attention_forward(atty, a->att + l * SA, qkv, B, T, C, NH, s);
         linear_forward(&m->lin, LINEAR_ATTPROJ, l, a->proj_out, atty, attprojw, attprojb, N, C, C, s);
         residual_layernorm_forward(residual2, ln2, a->ln2_mean + l * SB, a->ln2_rstd + l * SB, residual, a->proj_out,
                                    m->p[P_LN2W] + l * C, m->p[P_LN2B] + l * C, N, C, s);
@@ -303,7 +300,7 @@ static inline void gpt2_backward(GPT2* m, int B, int T) {
     cudaStream_t s = m->stream;
     Activations* a = &m->a;
     size_t S = m->act_stride, SB = (size_t)m->B * m->T;
-    size_t SA = attention_saved_elems(m->B, m->T, NH);
+    size_t SA = attention_saved_bytes(m->B, m->T, NH);
     float* scratch = a->reduce_scratch;
 
     // LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf
@@ -334,7 +331,7 @@ static inline void gpt2_backward(GPT2* m, int B, int T) {
         // attention
         linear_backward(&m->lin, LINEAR_ATTPROJ, l, a->datty, m->g[P_ATTPROJW] + w1, m->g[P_ATTPROJB] + (size_t)l * C,
                         scratch, a->dresidual, atty, m->p[P_ATTPROJW] + w1, N, C, C, s);
-        attention_backward(&m->lin.gemm, &m->att_scratch, a->dbuf, a->datty, qkv, a->att + l * SA, B, T, C, NH, s);
+        attention_backward(a->dbuf, a->attn_scratch, a->datty, atty, qkv, a->att + l * SA, B, T, C, NH, s);
         linear_backward(&m->lin, LINEAR_QKV, l, a->dln, m->g[P_QKVW] + w3, m->g[P_QKVB] + (size_t)l * 3 * C,
                         scratch, a->dbuf, ln1, m->p[P_QKVW] + w3, N, C, 3 * C, s);
         layernorm_backward(a->dresidual, m->g[P_LN1W] + l * C, m->g[P_LN1B] + l * C, scratch, a->dln, residual,

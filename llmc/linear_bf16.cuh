@@ -7,23 +7,53 @@
 
 #include "matmul.cuh"
 #include "reduce.cuh"
+#include "train_args.h"
 
 #define LLMC_LINEAR_DEFINED 1
 
 typedef enum { LINEAR_QKV, LINEAR_ATTPROJ, LINEAR_FC, LINEAR_FCPROJ, LINEAR_LMHEAD, LINEAR_KINDS } LinearKind;
 
+// Interface every linear-layer header provides to llmc/gpt2.cuh and llmc/trainer.cuh:
+//   LinearOptions, linear_options_defaults/parse/help   the precision's own flags
+//   LinearContext (with a GemmContext `gemm` for BF16 work such as attention)
+//   linear_context_init/free, linear_precision_name
+//   linear_step_begin                                  before the first micro-batch of a step
+//   linear_state_bytes/save/load                       extra checkpoint state (e.g. FP8 scales)
+//   linear_forward, linear_backward
+typedef struct { int unused; } LinearOptions;
+
 typedef struct {
     GemmContext gemm;
 } LinearContext;
 
-static inline const char* linear_precision_name(void) { return "bf16"; }
+static inline void linear_options_defaults(LinearOptions* o) { o->unused = 0; }
 
-static inline void linear_context_init(LinearContext* lc, int num_layers) {
-    (void)num_layers;
+// Accepts --precision bf16 so run scripts can pass the same flag to every trainer.
+static inline int linear_options_parse(LinearOptions* o, const char* flag, const char* value) {
+    (void)o;
+    if (strcmp(flag, "--precision") != 0) { return 0; }
+    if (strcmp(value, "bf16") != 0) { flag_error(flag, value, "this is the BF16 trainer; use train_gpt2_fp8 for other precisions"); }
+    return 1;
+}
+
+static inline void linear_options_help(void) {
+    printf("  --precision bf16   the only precision of this trainer (train_gpt2_fp8 has the others)\n");
+}
+
+static inline const char* linear_precision_name(const LinearContext* lc) { (void)lc; return "bf16"; }
+
+static inline void linear_context_init(LinearContext* lc, const LinearOptions* o, int num_layers) {
+    (void)o; (void)num_layers;
     gemm_context_init(&lc->gemm);
 }
 
 static inline void linear_context_free(LinearContext* lc) { gemm_context_free(&lc->gemm); }
+
+static inline void linear_step_begin(LinearContext* lc) { (void)lc; }
+
+static inline size_t linear_state_bytes(const LinearContext* lc) { (void)lc; return 0; }
+static inline void linear_state_save(const LinearContext* lc, void* dst) { (void)lc; (void)dst; }
+static inline void linear_state_load(LinearContext* lc, const void* src) { (void)lc; (void)src; }
 
 // out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias (OC); bias may be NULL
 static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer, floatX* out, const floatX* inp,

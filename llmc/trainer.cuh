@@ -14,6 +14,7 @@
 
 typedef struct {
     TrainArgs args;
+    LinearOptions lopt;        // the precision's own flags
     int rank, nranks;          // data-parallel position (one rank until multi-GPU lands)
     int grad_accum;            // micro-batches per optimizer step
     int max_steps;
@@ -81,14 +82,6 @@ static inline float trainer_evaluate(Trainer* t) {
     return nb > 0 ? (float)(sum / nb) : NAN;
 }
 
-static inline void print_token(const Trainer* t, int id) {
-    const char* s = t->tok.ok ? tokenizer_decode(&t->tok, (uint32_t)id) : NULL;
-    if (s == NULL) { printf("<%d>", id); return; }
-    for (const unsigned char* p = (const unsigned char*)s; *p; p++) {
-        if (*p >= 32 || *p == '\n' || *p == '\t' || *p >= 128) { putchar(*p); } else { printf("\\x%02x", *p); }
-    }
-}
-
 // Generates gen_tokens tokens after <|endoftext|> at temperature 1 and prints them.
 static inline void trainer_sample(Trainer* t) {
     GPT2* m = &t->model;
@@ -111,7 +104,7 @@ static inline void trainer_sample(Trainer* t) {
         int next = V - 1;
         for (int j = 0; j < V; j++) { c += p[j]; if (u < c) { next = j; break; } }
         tokens[i] = next;
-        print_token(t, next);
+        tokenizer_print(&t->tok, (uint32_t)next, stdout);
         fflush(stdout);
     }
     printf("\n---\n");
@@ -180,6 +173,13 @@ static inline void trainer_save_checkpoint(Trainer* t, int step) {
     write_device_floats(&f, m->master + h.offset, (size_t)h.count);
     write_device_floats(&f, m->adam_m + h.offset, (size_t)h.count);
     write_device_floats(&f, m->adam_v + h.offset, (size_t)h.count);
+    size_t extra = linear_state_bytes(&m->lin);   // e.g. FP8 amax histories and scales
+    if (extra > 0) {
+        void* buf = malloc_or_die(extra, "precision state");
+        linear_state_save(&m->lin, buf);
+        atomic_write(&f, buf, 1, extra);
+        free(buf);
+    }
     atomic_commit(&f);
     if (t->rank == 0) { checkpoint_mark_done(dir, step); }
     t->ckpt_step = step;
@@ -217,12 +217,19 @@ static inline void trainer_load_state(Trainer* t, int step) {
             path, (long long)h.B, (long long)h.T, (long long)h.total_batch, t->args.B, t->args.T, t->args.total_batch);
     }
     if (h.seed != (int64_t)t->args.seed) { die("resume: '%s' was written with --seed %lld", path, (long long)h.seed); }
-    long expected = (long)sizeof(h) + 3L * (long)h.count * (long)sizeof(float);
-    if (file_size_or_die(path) != expected) { die("resume: '%s' is truncated or has trailing bytes", path); }
+    size_t extra = linear_state_bytes(&t->model.lin);
+    long expected = (long)sizeof(h) + 3L * (long)h.count * (long)sizeof(float) + (long)extra;
+    if (file_size_or_die(path) != expected) { die("resume: '%s' is truncated, has trailing bytes, or was written by another precision mode", path); }
     GPT2* m = &t->model;
     read_device_floats(f, path, m->master + h.offset, (size_t)h.count);
     read_device_floats(f, path, m->adam_m + h.offset, (size_t)h.count);
     read_device_floats(f, path, m->adam_v + h.offset, (size_t)h.count);
+    if (extra > 0) {
+        void* buf = malloc_or_die(extra, "precision state");
+        fread_or_die(buf, 1, extra, f, path);
+        linear_state_load(&m->lin, buf);
+        free(buf);
+    }
     fclose(f);
     DataLoaderState ds;
     ds.epoch = (uint64_t)h.data_epoch; ds.shard_pos = (uint64_t)h.data_shard; ds.sample_pos = (uint64_t)h.data_sample;
@@ -237,6 +244,7 @@ static inline StepResult trainer_step(Trainer* t, int step) {
     TrainArgs* a = &t->args;
     StepResult r;
     double t0 = now_seconds();
+    linear_step_begin(&m->lin);
     gpt2_zero_grad(m);
     float dloss = 1.0f / ((float)a->B * a->T * t->grad_accum);
     double loss = 0.0;
@@ -265,12 +273,16 @@ static inline StepResult trainer_step(Trainer* t, int step) {
 
 // CPU-side set-up and validation: flags, data, tokenizer, model file header. Nothing here
 // touches the GPU, so every input error is reported before a device is claimed.
-static inline int trainer_setup_host(Trainer* t, int argc, char** argv, ExtraFlagFn extra, void* extra_ctx,
-                                     void (*extra_help)(void)) {
+static int trainer_extra_flag(const char* flag, const char* value, void* ctx) {
+    return linear_options_parse((LinearOptions*)ctx, flag, value);
+}
+
+static inline int trainer_setup_host(Trainer* t, int argc, char** argv) {
     memset(t, 0, sizeof(*t));
     t->rank = 0; t->nranks = 1; t->ckpt_step = -1;
     TrainArgs* a = &t->args;
-    if (train_args_parse(a, argc, argv, extra, extra_ctx, extra_help)) { return 1; }
+    linear_options_defaults(&t->lopt);
+    if (train_args_parse(a, argc, argv, trainer_extra_flag, &t->lopt, linear_options_help)) { return 1; }
     t->grad_accum = train_args_grad_accum(a, t->nranks);
     if (gpt2_config_from_name(&t->cfg, a->model)) {
         t->model_file_version = 0;
@@ -327,7 +339,7 @@ static inline void trainer_setup_device(Trainer* t) {
     cudaCheck(cudaGetDeviceProperties(&prop, 0));
     t->peak_flops = gpu_bf16_peak_flops(prop.name);
     GPT2* m = &t->model;
-    gpt2_build(m, &t->cfg);
+    gpt2_build(m, &t->cfg, &t->lopt);
     gpt2_alloc_activations(m, t->args.B, t->args.T, t->args.recompute);
     if (t->model_file_version != 0) { trainer_load_model_file(t, t->args.model, t->model_file_version); }
     else { gpt2_init_random(m, t->args.seed); }
@@ -354,7 +366,7 @@ static inline void trainer_setup_device(Trainer* t) {
     const TrainArgs* a = &t->args;
     printf("+-----------------------+----------------------------------------------------+\n");
     printf("| device                | %-50s |\n", prop.name);
-    printf("| precision             | %-50s |\n", linear_precision_name());
+    printf("| precision             | %-50s |\n", linear_precision_name(&m->lin));
     printf("| model                 | %-50s |\n", a->model);
     printf("| L, C, NH, maxT, Vp    | %d, %d, %d, %d, %-32d |\n", t->cfg.num_layers, t->cfg.channels,
            t->cfg.num_heads, t->cfg.max_seq_len, t->cfg.padded_vocab_size);
@@ -368,9 +380,9 @@ static inline void trainer_setup_device(Trainer* t) {
     fflush(stdout);
 }
 
-static inline int train_main(int argc, char** argv, ExtraFlagFn extra, void* extra_ctx, void (*extra_help)(void)) {
+static inline int train_main(int argc, char** argv) {
     Trainer* t = (Trainer*)calloc_or_die(1, sizeof(Trainer), "trainer");
-    if (trainer_setup_host(t, argc, argv, extra, extra_ctx, extra_help)) { return 0; }
+    if (trainer_setup_host(t, argc, argv)) { return 0; }
     trainer_setup_device(t);
     TrainArgs* a = &t->args;
     GPT2* m = &t->model;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Throughput benchmark at T=1024: d12 (B=64) and d48 (B from D48_B, default 8, the largest
+# that fits 80 GB with the unfused attention), random init, on the shards in DATA (default
+# data/debian_docs). Prints tok/s, ms/step, MFU and GPU memory; not a test.
+# usage: scripts/bench.sh [TRAINER] [extra trainer flags...]
+set -eu
+cd "$(dirname "$0")/.."
+bin=${1:-./train_gpt2_bf16}; shift || true
+data=${DATA:-data/debian_docs}
+steps=${STEPS:-30}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+run() {  # run NAME MODEL B
+    local name=$1 model=$2 b=$3
+    shift 3
+    "$bin" -e "$model" -i "$data/*train*.bin" -j "$data/*val*.bin" -b "$b" -t 1024 -x "$steps" \
+        -v 0 -s 0 -l 1e-4 -u 0 "$@" > "$out/$name.txt" 2>&1 || { tail -5 "$out/$name.txt"; return 1; }
+    local avg mfu
+    avg=$(grep '^average over' "$out/$name.txt")
+    mfu=$(grep -E '^step +[0-9]+/' "$out/$name.txt" | tail -n 1 | grep -o 'MFU [^ ]*')
+    printf '%-6s B=%-3s %s | last step %s\n' "$name" "$b" "${avg#average over }" "$mfu"
+}
+echo "trainer: $bin   steps: $steps (first excluded)   $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+run d12 d12 "${D12_B:-64}" "$@"
+run d48 d48 "${D48_B:-8}" "$@"
