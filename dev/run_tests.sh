@@ -15,14 +15,17 @@ suite() {
     "$@" 2>&1 | tee "$log"
     local rc=${PIPESTATUS[0]}
     local line
-    line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+    line=$(grep -oE '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+    if [ -z "$line" ] && [ "$rc" = 0 ] && grep -q '^SKIPPED' "$log"; then
+        skipped=$((skipped + 1)); return
+    fi
     if [ -z "$line" ]; then
         echo "--- $name: no result line (exit $rc): counted as 1 failure"
         total_fail=$((total_fail + 1)); return
     fi
     local p f
-    p=$(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed, ([0-9]+) failed.*/\1/')
-    f=$(echo "$line" | sed -E 's/.*[^0-9]?([0-9]+) passed, ([0-9]+) failed.*/\2/')
+    p=${line%% passed*}
+    f=${line#*passed, }; f=${f%% failed*}
     if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
     total_pass=$((total_pass + p)); total_fail=$((total_fail + f))
 }

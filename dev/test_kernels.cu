@@ -219,11 +219,19 @@ static std::vector<int> tokens_with_repeats(int BT, int V) {
 // ------------------------------------------------------------------------------------------
 // correctness checks
 
-// linear_forward:  out (N,OC) = inp (N,IC) @ w (OC,IC)^T [+ b (OC)]
-// linear_backward: dinp (N,IC) = dout (N,OC) @ w; dw (OC,IC) += dout^T @ inp; db (OC) += column sums of dout
-static void test_linear(LinearContext* lc, int N, int IC, int OC, bool with_bias) {
+#define SQRT_2_OVER_PI 0.79788456080286535588
+static double gelu_ref(double x) { return 0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))); }
+static double gelu_grad_ref(double x) {
+    double s = SQRT_2_OVER_PI, th = tanh(s * (x + 0.044715 * x * x * x));
+    return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * s * (1.0 + 3.0 * 0.044715 * x * x);
+}
+
+// linear_forward:  out (N,OC) = inp (N,IC) @ w (OC,IC)^T [+ b (OC)]; with GELU: pre (N,OC) = that, out = gelu(pre)
+// linear_backward: dinp (N,IC) = dout (N,OC) @ w [* gelu'(pre_in (N,IC))]; dw (OC,IC) += dout^T @ inp;
+//                  db (OC) += column sums of dout
+static void test_linear(LinearContext* lc, int N, int IC, int OC, bool with_bias, bool gelu) {
     VF inp = randn((size_t)N * IC, 1.0), w = randn((size_t)OC * IC, 0.5), b = randn(OC, 1.0);
-    VF dout = randn((size_t)N * OC, 1.0);
+    VF dout = randn((size_t)N * OC, 1.0), pre_in = randn((size_t)N * IC, 1.5);
     // accumulated gradients start at the size of one micro-batch's contribution (~sqrt(N)),
     // so losing either the old value or the new term fails
     VF dw0 = randn((size_t)OC * IC, sqrt((double)N)), db0 = randn(OC, sqrt((double)N));
@@ -231,15 +239,18 @@ static void test_linear(LinearContext* lc, int N, int IC, int OC, bool with_bias
     floatX *d_dw = to_dev(dw0), *d_db = to_dev(db0);
     floatX* d_out = dev_alloc<floatX>((size_t)N * OC);
     floatX* d_dinp = dev_alloc<floatX>((size_t)N * IC);
+    floatX* d_pre = gelu ? dev_alloc<floatX>((size_t)N * OC) : NULL;      // forward's pre-activation output
+    floatX* d_pre_in = gelu ? to_dev(pre_in) : NULL;                     // backward's: the input came out of a GELU
+    if (gelu) { poison(d_pre, (size_t)N * OC); }
     size_t nscratch = (size_t)colsum_num_chunks(N) * OC;
     float* d_scratch = dev_alloc<float>(nscratch);
     poison(d_out, (size_t)N * OC);
     poison(d_dinp, (size_t)N * IC);
     poison(d_scratch, nscratch);
-    linear_forward(lc, LINEAR_FC, 0, d_out, d_inp, d_w, d_b, N, IC, OC, 0);
-    linear_backward(lc, LINEAR_FC, 0, d_dinp, d_dw, with_bias ? d_db : NULL, d_scratch, d_dout, d_inp, d_w, N, IC, OC, 0);
+    linear_forward(lc, LINEAR_FC, 0, d_out, d_pre, d_inp, d_w, d_b, N, IC, OC, 0);
+    linear_backward(lc, LINEAR_FC, 0, d_dinp, d_dw, with_bias ? d_db : NULL, d_scratch, d_dout, d_inp, d_pre_in, d_w, N, IC, OC, 0);
     sync();
-    VD out((size_t)N * OC), dinp((size_t)N * IC, 0.0), dw(dw0.begin(), dw0.end()), db(db0.begin(), db0.end());
+    VD out((size_t)N * OC), pre((size_t)N * OC), dinp((size_t)N * IC, 0.0), dw(dw0.begin(), dw0.end()), db(db0.begin(), db0.end());
     for (int n = 0; n < N; n++) {
         const float* x = &inp[(size_t)n * IC];
         double* dx = &dinp[(size_t)n * IC];
@@ -248,15 +259,18 @@ static void test_linear(LinearContext* lc, int N, int IC, int OC, bool with_bias
             double* dwr = &dw[(size_t)o * IC];
             double s = with_bias ? b[o] : 0.0, g = dout[(size_t)n * OC + o];
             for (int i = 0; i < IC; i++) { s += (double)x[i] * wr[i]; dx[i] += g * wr[i]; dwr[i] += g * x[i]; }
-            out[(size_t)n * OC + o] = s;
+            pre[(size_t)n * OC + o] = s;
+            out[(size_t)n * OC + o] = gelu ? gelu_ref(s) : s;
             db[o] += g;
         }
     }
-    const char* tag = with_bias ? "" : ".nobias";
+    if (gelu) { for (size_t i = 0; i < dinp.size(); i++) { dinp[i] *= gelu_grad_ref(pre_in[i]); } }
+    const char* tag = gelu ? ".gelu" : with_bias ? "" : ".nobias";
     check_close(fmt("linear_forward%s.out", tag), get(d_out, out.size()), out, TOL_ROUND1);
+    if (gelu) { check_close("linear_forward.gelu.pre_activation", get(d_pre, pre.size()), pre, TOL_ROUND1); }
     check_close(fmt("linear_backward%s.dinp", tag), get(d_dinp, dinp.size()), dinp, TOL_ROUND1);
     check_close(fmt("linear_backward%s.dweight", tag), get(d_dw, dw.size()), dw, TOL_ROUND1);
-    if (with_bias) { check_close("linear_backward.dbias", get(d_db, db.size()), db, TOL_ROUND1); }
+    if (with_bias) { check_close(fmt("linear_backward%s.dbias", tag), get(d_db, db.size()), db, TOL_ROUND1); }
 }
 
 // Batched gemm_bf16, all four (transA, transB): C (M,N) = alpha op(A) @ op(B) + beta C per batch item,
@@ -270,7 +284,7 @@ static void test_gemm_batched(GemmContext* g) {
             VF A = randn(batch * sA, 1.0), B = randn(batch * sB, 1.0), C0 = randn(batch * sC, 4.0);
             floatX *dA = to_dev(A), *dB = to_dev(B), *dC = to_dev(C0);
             if (beta == 0.0f) { poison(dC, batch * sC); }   // beta = 0: C must not be read
-            gemm_bf16(g, dC, dA, dB, NULL, M, N, K, ta, tb, alpha, beta, batch, sA, sB, sC, 0);
+            gemm_bf16(g, dC, dA, dB, NULL, M, N, K, ta, tb, alpha, beta, batch, sA, sB, sC, GEMM_NO_GELU, NULL, 0);
             sync();
             VF outall = get(dC, batch * sC), out;
             VD ref;
@@ -406,29 +420,16 @@ static void test_layernorm(int N, int C) {
     check_close("layernorm_backward.dbias", get(d_db, C), db, TOL_ROUND1);
 }
 
-#define SQRT_2_OVER_PI 0.79788456080286535588
-static double gelu_ref(double x) { return 0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x))); }
-static double gelu_grad_ref(double x) {
-    double s = SQRT_2_OVER_PI, th = tanh(s * (x + 0.044715 * x * x * x));
-    return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * s * (1.0 + 3.0 * 0.044715 * x * x);
-}
-
-// gelu_forward: out (n) = gelu(inp); gelu_backward: dinp (n) = gelu'(inp) * dout, also in place (dinp == dout)
+// gelu_forward: out (n) = gelu(inp)
 static void test_gelu(long n) {
-    VF x = randn(n, 2.0), dout = randn(n, 1.0);
-    floatX *d_x = to_dev(x), *d_dout = to_dev(dout), *d_inplace = to_dev(dout);
-    floatX *d_out = dev_alloc<floatX>(n), *d_dinp = dev_alloc<floatX>(n);
+    VF x = randn(n, 2.0);
+    floatX *d_x = to_dev(x), *d_out = dev_alloc<floatX>(n);
     poison(d_out, n);
-    poison(d_dinp, n);
     gelu_forward(d_out, d_x, n, 0);
-    gelu_backward(d_dinp, d_x, d_dout, n, 0);
-    gelu_backward(d_inplace, d_x, d_inplace, n, 0);
     sync();
-    VD out(n), dinp(n);
-    for (long i = 0; i < n; i++) { out[i] = gelu_ref(x[i]); dinp[i] = gelu_grad_ref(x[i]) * dout[i]; }
+    VD out(n);
+    for (long i = 0; i < n; i++) { out[i] = gelu_ref(x[i]); }
     check_close("gelu_forward.out", get(d_out, n), out, TOL_ROUND1);
-    check_close("gelu_backward.dinp", get(d_dinp, n), dinp, TOL_ROUND1);
-    check_close("gelu_backward.dinp_inplace", get(d_inplace, n), dinp, TOL_ROUND1);
 }
 
 // fused_classifier on logits (N,Vp) whose padded columns hold NaN (must be ignored):
@@ -748,8 +749,6 @@ static void run_timing(LinearContext* lc) {
     timing_row("layernorm_backward", ms, 2 * (6 * NC) + 16.0 * N, 0);
     ms = time_ms([&] { gelu_forward(o, a, (long)n4, 0); });
     timing_row("gelu_forward (B,T,4C)", ms, 2 * (2 * n4), 0);
-    ms = time_ms([&] { gelu_backward(d, a, d, (long)n4, 0); });
-    timing_row("gelu_backward in place (B,T,4C)", ms, 2 * (3 * n4), 0);
     ms = time_ms([&] { bias_backward(dbias, d, scratch, N, 4 * C, 0); });
     timing_row("bias_backward (B*T,4C)", ms, 2 * n4, 0);
     ms = time_ms([&] { fused_classifier(logits, losses, d_tgt, 1.0f / N, N, V, Vp, 1, 0); });
@@ -759,12 +758,12 @@ static void run_timing(LinearContext* lc) {
         {"qkv", C, 3 * C, true}, {"attproj", C, C, true}, {"fc", C, 4 * C, true}, {"fcproj", 4 * C, C, true}, {"lmhead", C, Vp, false}};
     for (auto& L : lin) {
         floatX* out = L.OC == Vp ? logits : o;
-        ms = time_ms([&] { linear_forward(lc, LINEAR_FC, 0, out, a, w, L.bias ? bias : NULL, N, L.IC, L.OC, 0); });
+        ms = time_ms([&] { linear_forward(lc, LINEAR_FC, 0, out, NULL, a, w, L.bias ? bias : NULL, N, L.IC, L.OC, 0); });
         timing_row(fmt("linear_forward %s (%d->%d)", L.name, L.IC, L.OC), ms, 0, 2.0 * N * L.IC * L.OC);
     }
     for (auto& L : lin) {
         floatX* dout = L.OC == Vp ? logits : d;
-        ms = time_ms([&] { linear_backward(lc, LINEAR_FC, 0, o, dw, L.bias ? dbias : NULL, scratch, dout, a, w, N, L.IC, L.OC, 0); });
+        ms = time_ms([&] { linear_backward(lc, LINEAR_FC, 0, o, dw, L.bias ? dbias : NULL, scratch, dout, a, NULL, w, N, L.IC, L.OC, 0); });
         timing_row(fmt("linear_backward %s (%d->%d)", L.name, L.IC, L.OC), ms, 0, 4.0 * N * L.IC * L.OC);
     }
 
@@ -802,7 +801,7 @@ static void run_attention_timing() {
 int main(int argc, char** argv) {
     bool timing = !(argc > 1 && strcmp(argv[1], "--no-timing") == 0);
     const char* dump_dir = (argc > 2 && strcmp(argv[1], "--dump-attention") == 0) ? argv[2] : NULL;
-    if (dump_dir) { timing = false; }
+    if (dump_dir) { timing = false; mkdir_p_or_die(dump_dir); }
     int ndev = 0;
     if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
         printf("test_kernels: no GPU, skipped\n");
@@ -823,8 +822,9 @@ int main(int argc, char** argv) {
     for (auto& s : shapes) {
         int N = s.B * s.T;
         snprintf(shape_tag, sizeof(shape_tag), "B%dT%dC%dNH%d/", s.B, s.T, s.C, s.NH);
-        test_linear(&lc, N, s.C, 3 * s.C, true);
-        test_linear(&lc, N, 4 * s.C, s.C, false);
+        test_linear(&lc, N, s.C, 3 * s.C, true, false);
+        test_linear(&lc, N, 4 * s.C, s.C, false, false);
+        test_linear(&lc, N, s.C, 4 * s.C, true, true);
         test_encoder(s.B, s.T, s.C);
         test_layernorm(N, s.C);
         test_gelu((long)N * 4 * s.C);

@@ -1,4 +1,5 @@
-// GELU, tanh approximation (GPT-2's): forward and backward, 8 elements per thread.
+// GELU, tanh approximation (GPT-2's), 8 elements per thread: recomputes the MLP's activation
+// in backward when it is not stored (-r 1). The GEMM epilogues do GELU everywhere else.
 #ifndef LLMC_GELU_CUH
 #define LLMC_GELU_CUH
 
@@ -11,13 +12,6 @@ __device__ __forceinline__ float gelu_f(float x) {
     return 0.5f * x * (1.0f + tanhf(u));
 }
 
-__device__ __forceinline__ float gelu_grad_f(float x) {
-    float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-    float th = tanhf(u);
-    float sech2 = 1.0f - th * th;
-    return 0.5f * (1.0f + th) + 0.5f * x * sech2 * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
-}
-
 // out (n) = gelu(inp (n)); n % 8 == 0
 __global__ void gelu_forward_kernel(floatX* out, const floatX* inp, long n) {
     long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
@@ -27,24 +21,8 @@ __global__ void gelu_forward_kernel(floatX* out, const floatX* inp, long n) {
     store16(out + i, o);
 }
 
-// dinp (n) = gelu'(inp) * dout; dinp may alias dout
-__global__ void gelu_backward_kernel(floatX* dinp, const floatX* inp, const floatX* dout, long n) {
-    long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
-    if (i >= n) { return; }
-    x8 x = load16(inp + i), d = load16(dout + i), o;
-    for (int k = 0; k < 8; k++) {
-        o.v[k] = __float2bfloat16_rn(gelu_grad_f(__bfloat162float(x.v[k])) * __bfloat162float(d.v[k]));
-    }
-    store16(dinp + i, o);
-}
-
 static inline void gelu_forward(floatX* out, const floatX* inp, long n, cudaStream_t s) {
     gelu_forward_kernel<<<ceil_div(n / 8, 256), 256, 0, s>>>(out, inp, n);
-    cudaCheckLaunch();
-}
-
-static inline void gelu_backward(floatX* dinp, const floatX* inp, const floatX* dout, long n, cudaStream_t s) {
-    gelu_backward_kernel<<<ceil_div(n / 8, 256), 256, 0, s>>>(dinp, inp, dout, n);
     cudaCheckLaunch();
 }
 

@@ -35,6 +35,7 @@ typedef struct {
     float* ln2_rstd;    // (L,B,T)
     floatX* fch;        // (L,B,T,4C) pre-GELU
     floatX* fch_gelu;   // (L,B,T,4C), or one (B,T,4C) slice recomputed in backward when recompute=1
+                        // (the FC GEMM writes both through its GELU epilogue)
     floatX* residual3;  // (L,B,T,C) residual stream after the MLP
     floatX* lnf;        // (B,T,C)
     float* lnf_mean;    // (B,T)
@@ -263,14 +264,13 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
         const floatX* fcprojw = m->p[P_FCPROJW] + (size_t)l * 4 * C * C;
         const floatX* fcprojb = m->p[P_FCPROJB] + (size_t)l * C;
 
-        linear_forward(&m->lin, LINEAR_QKV, l, qkv, ln1, qkvw, qkvb, N, C, 3 * C, s);
+        linear_forward(&m->lin, LINEAR_QKV, l, qkv, NULL, ln1, qkvw, qkvb, N, C, 3 * C, s);
         attention_forward(atty, a->att + l * SA, qkv, B, T, C, NH, s);
-        linear_forward(&m->lin, LINEAR_ATTPROJ, l, a->proj_out, atty, attprojw, attprojb, N, C, C, s);
+        linear_forward(&m->lin, LINEAR_ATTPROJ, l, a->proj_out, NULL, atty, attprojw, attprojb, N, C, C, s);
         residual_layernorm_forward(residual2, ln2, a->ln2_mean + l * SB, a->ln2_rstd + l * SB, residual, a->proj_out,
                                    m->p[P_LN2W] + l * C, m->p[P_LN2B] + l * C, N, C, s);
-        linear_forward(&m->lin, LINEAR_FC, l, fch, ln2, fcw, fcb, N, C, 4 * C, s);
-        gelu_forward(fch_gelu, fch, (long)N * 4 * C, s);
-        linear_forward(&m->lin, LINEAR_FCPROJ, l, a->proj_out, fch_gelu, fcprojw, fcprojb, N, 4 * C, C, s);
+        linear_forward(&m->lin, LINEAR_FC, l, fch_gelu, fch, ln2, fcw, fcb, N, C, 4 * C, s);
+        linear_forward(&m->lin, LINEAR_FCPROJ, l, a->proj_out, NULL, fch_gelu, fcprojw, fcprojb, N, 4 * C, C, s);
         // the residual add feeds the next block's first LayerNorm, or the final one
         int last = l == L - 1;
         residual_layernorm_forward(residual3, last ? a->lnf : a->ln1 + (l + 1) * S,
@@ -279,7 +279,7 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
                                    last ? m->p[P_LNFW] : m->p[P_LN1W] + (l + 1) * C,
                                    last ? m->p[P_LNFB] : m->p[P_LN1B] + (l + 1) * C, N, C, s);
     }
-    linear_forward(&m->lin, LINEAR_LMHEAD, 0, a->logits, a->lnf, m->p[P_WTE], NULL, N, C, Vp, s);
+    linear_forward(&m->lin, LINEAR_LMHEAD, 0, a->logits, NULL, a->lnf, m->p[P_WTE], NULL, N, C, Vp, s);
     if (targets == NULL) { return 0.0f; }
     fused_classifier(a->logits, a->losses, m->targets_dev, dloss, N, c->vocab_size, Vp, dloss > 0.0f, s);
     cudaCheck(cudaMemcpyAsync(m->losses_host, a->losses, N * sizeof(float), cudaMemcpyDeviceToHost, s));
@@ -304,7 +304,7 @@ static inline void gpt2_backward(GPT2* m, int B, int T) {
     float* scratch = a->reduce_scratch;
 
     // LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf
-    linear_backward(&m->lin, LINEAR_LMHEAD, 0, a->dln, m->g[P_WTE], NULL, scratch, a->logits, a->lnf, m->p[P_WTE], N, C, Vp, s);
+    linear_backward(&m->lin, LINEAR_LMHEAD, 0, a->dln, m->g[P_WTE], NULL, scratch, a->logits, a->lnf, NULL, m->p[P_WTE], N, C, Vp, s);
     cudaCheck(cudaMemsetAsync(a->dresidual, 0, (size_t)N * C * sizeof(floatX), s));
     layernorm_backward(a->dresidual, m->g[P_LNFW], m->g[P_LNFB], scratch, a->dln, a->residual3 + (L - 1) * S,
                        m->p[P_LNFW], a->lnf_mean, a->lnf_rstd, N, C, s);
@@ -319,21 +319,21 @@ static inline void gpt2_backward(GPT2* m, int B, int T) {
         floatX* fch_gelu = a->fch_gelu + (m->recompute ? 0 : l * 4 * S);
         size_t w3 = (size_t)l * 3 * C * C, w1 = (size_t)l * C * C, w4 = (size_t)l * 4 * C * C;
 
-        // MLP: the residual stream's gradient flows into the projection unchanged
+        // MLP: the residual stream's gradient flows into the projection unchanged; the projection's
+        // input gradient comes out through GELU's backward (dbuf = dfch)
         if (m->recompute) { gelu_forward(fch_gelu, fch, (long)N * 4 * C, s); }
         linear_backward(&m->lin, LINEAR_FCPROJ, l, a->dbuf, m->g[P_FCPROJW] + w4, m->g[P_FCPROJB] + (size_t)l * C,
-                        scratch, a->dresidual, fch_gelu, m->p[P_FCPROJW] + w4, N, 4 * C, C, s);
-        gelu_backward(a->dbuf, fch, a->dbuf, (long)N * 4 * C, s);
+                        scratch, a->dresidual, fch_gelu, fch, m->p[P_FCPROJW] + w4, N, 4 * C, C, s);
         linear_backward(&m->lin, LINEAR_FC, l, a->dln, m->g[P_FCW] + w4, m->g[P_FCB] + (size_t)l * 4 * C,
-                        scratch, a->dbuf, ln2, m->p[P_FCW] + w4, N, C, 4 * C, s);
+                        scratch, a->dbuf, ln2, NULL, m->p[P_FCW] + w4, N, C, 4 * C, s);
         layernorm_backward(a->dresidual, m->g[P_LN2W] + l * C, m->g[P_LN2B] + l * C, scratch, a->dln, residual2,
                            m->p[P_LN2W] + l * C, a->ln2_mean + l * SB, a->ln2_rstd + l * SB, N, C, s);
         // attention
         linear_backward(&m->lin, LINEAR_ATTPROJ, l, a->datty, m->g[P_ATTPROJW] + w1, m->g[P_ATTPROJB] + (size_t)l * C,
-                        scratch, a->dresidual, atty, m->p[P_ATTPROJW] + w1, N, C, C, s);
+                        scratch, a->dresidual, atty, NULL, m->p[P_ATTPROJW] + w1, N, C, C, s);
         attention_backward(a->dbuf, a->attn_scratch, a->datty, atty, qkv, a->att + l * SA, B, T, C, NH, s);
         linear_backward(&m->lin, LINEAR_QKV, l, a->dln, m->g[P_QKVW] + w3, m->g[P_QKVB] + (size_t)l * 3 * C,
-                        scratch, a->dbuf, ln1, m->p[P_QKVW] + w3, N, C, 3 * C, s);
+                        scratch, a->dbuf, ln1, NULL, m->p[P_QKVW] + w3, N, C, 3 * C, s);
         layernorm_backward(a->dresidual, m->g[P_LN1W] + l * C, m->g[P_LN1B] + l * C, scratch, a->dln, residual,
                            m->p[P_LN1W] + l * C, a->ln1_mean + l * SB, a->ln1_rstd + l * SB, N, C, s);
     }

@@ -55,22 +55,27 @@ static inline size_t linear_state_bytes(const LinearContext* lc) { (void)lc; ret
 static inline void linear_state_save(const LinearContext* lc, void* dst) { (void)lc; (void)dst; }
 static inline void linear_state_load(LinearContext* lc, const void* src) { (void)lc; (void)src; }
 
-// out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias (OC); bias may be NULL
-static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer, floatX* out, const floatX* inp,
-                                  const floatX* weight, const floatX* bias, int N, int IC, int OC, cudaStream_t s) {
+// out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias (OC); bias may be NULL.
+// With pre_gelu (N,OC): pre_gelu = that sum and out = gelu(pre_gelu), in the GEMM's epilogue.
+static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer, floatX* out, floatX* pre_gelu,
+                                  const floatX* inp, const floatX* weight, const floatX* bias, int N, int IC, int OC,
+                                  cudaStream_t s) {
     (void)kind; (void)layer;
-    gemm_bf16(&lc->gemm, out, inp, weight, bias, N, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0, s);
+    gemm_bf16(&lc->gemm, out, inp, weight, bias, N, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
+              pre_gelu ? GEMM_GELU_FORWARD : GEMM_NO_GELU, pre_gelu, s);
 }
 
-// dinp (N,IC) = dout (N,OC) @ weight (OC,IC)      (overwritten)
+// dinp (N,IC) = dout (N,OC) @ weight (OC,IC)      (overwritten), times gelu'(pre_gelu (N,IC)) when
+//                                                 pre_gelu is given: the input came out of a GELU
 // dweight (OC,IC) += dout^T @ inp (N,IC)          (accumulated over micro-batches)
 // dbias (OC) += column sums of dout, when dbias != NULL; scratch: colsum_num_chunks(N) * OC floats
 static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer, floatX* dinp, floatX* dweight,
                                    floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
-                                   const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
+                                   const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
     (void)kind; (void)layer;
-    gemm_bf16(&lc->gemm, dinp, dout, weight, NULL, N, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0, s);
-    gemm_bf16(&lc->gemm, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, s);
+    gemm_bf16(&lc->gemm, dinp, dout, weight, NULL, N, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
+              pre_gelu ? GEMM_GELU_BACKWARD : GEMM_NO_GELU, (floatX*)pre_gelu, s);
+    gemm_bf16(&lc->gemm, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);
     if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
 }
 

@@ -29,24 +29,41 @@ static inline void gemm_context_free(GemmContext* g) {
     cudaCheck(cudaFree(g->workspace));
 }
 
+// GELU fused into the GEMM's epilogue (cuBLASLt's GELU is GPT-2's tanh approximation):
+// forward writes C = gelu(AB + bias) and aux = AB + bias (the pre-activation, same shape as C);
+// backward reads aux and writes C = (AB) * gelu'(aux).
+typedef enum { GEMM_NO_GELU, GEMM_GELU_FORWARD, GEMM_GELU_BACKWARD } GemmGelu;
+
 // Row-major, optionally batched:
-//   C (M,N) = alpha * op(A) @ op(B) + beta * C  [+ bias (N) broadcast over rows]
+//   C (M,N) = alpha * op(A) @ op(B) + beta * C  [+ bias (N) broadcast over rows] [GELU epilogue]
 // op(A) is (M,K): A is stored (M,K), or (K,M) when transA. op(B) is (K,N): B is
 // stored (K,N), or (N,K) when transB. Strides are in elements between batch items.
 // cuBLASLt is column-major, so we compute C^T = op(B)^T op(A)^T: a row-major (r,c)
 // matrix is a column-major (c,r) one, and the operands swap places.
 static inline void gemm_bf16(GemmContext* g, floatX* C, const floatX* A, const floatX* B, const floatX* bias,
                              int M, int N, int K, int transA, int transB, float alpha, float beta,
-                             int batch, long strideA, long strideB, long strideC, cudaStream_t stream) {
+                             int batch, long strideA, long strideB, long strideC, GemmGelu gelu, floatX* aux,
+                             cudaStream_t stream) {
     cublasLtMatmulDesc_t desc;
     cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;   // first column-major operand is B
     cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opB, sizeof(opB)));
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opA, sizeof(opA)));
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+    if (gelu == GEMM_GELU_FORWARD) { epi = bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX; }
+    else if (gelu == GEMM_GELU_BACKWARD) { epi = CUBLASLT_EPILOGUE_DGELU; }
+    else if (bias != NULL) { epi = CUBLASLT_EPILOGUE_BIAS; }
+    if (gelu == GEMM_GELU_BACKWARD && bias != NULL) { die("internal: gemm_bf16 has no bias in the GELU backward epilogue"); }
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    if (gelu != GEMM_NO_GELU) {
+        int64_t ld = N;   // aux has C's layout: column-major (N, M)
+        cudaDataType_t at = CUDA_R_16BF;
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &at, sizeof(at)));
+    }
     if (bias != NULL) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
         cudaDataType_t bt = CUDA_R_16BF;
         cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
         cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));

@@ -1,0 +1,169 @@
+// BF16 -> FP8 cast kernels: x * scale (a per-tensor device float) to E4M3 or E5M2 with
+// cvt's round-to-nearest-even and saturation (bit-identical to fp8_encode in llmc/fp8.h),
+// recording the tensor's amax on the way, plain or with a transposed copy written in the same
+// pass (cuBLASLt's FP8 GEMMs want both operands K-major). 16-byte loads and stores.
+// amax is kept as float bits and raised with atomicMax on them: |x| >= 0 orders like its bits
+// (NaN above inf), and max does not depend on the order of the atomics, so it is deterministic.
+#ifndef LLMC_FP8_CAST_CUH
+#define LLMC_FP8_CAST_CUH
+
+#include <cuda_fp8.h>
+#include "cuda_common.h"
+#include "fp8.h"
+
+typedef Vec16<uint8_t> u8x16;   // 16 fp8 codes
+
+#define FP8_TILE 64             // transposed cast: 64x64 tiles, 256 threads of 16 elements
+#define FP8_CAST_THREADS 256
+
+// A thread's share of a cast: max |x| as the high 16 bits of its float (bf16 bits without the
+// sign), and, when statistics are on, how many values saturated (|x*scale| > max) and how many
+// nonzero values became zero.
+typedef struct { uint32_t amax16, saturated, flushed; } CastAcc;
+
+// out8[0..8) = codes of in (8) * scale
+template <Fp8Format F, bool STATS>
+__device__ __forceinline__ void cast8(uint8_t* out8, const x8& in, float scale, CastAcc& acc) {
+    constexpr __nv_fp8_interpretation_t kind = F == FP8_E4M3 ? __NV_E4M3 : __NV_E5M2;
+#pragma unroll
+    for (int k = 0; k < 8; k += 2) {
+        float2 f = make_float2(__bfloat162float(in.v[k]) * scale, __bfloat162float(in.v[k + 1]) * scale);
+        __nv_fp8x2_storage_t q = __nv_cvt_float2_to_fp8x2(f, __NV_SATFINITE, kind);   // low byte: f.x
+        out8[k] = (uint8_t)(q & 0xFF);
+        out8[k + 1] = (uint8_t)(q >> 8);
+        uint32_t a0 = __bfloat16_as_ushort(in.v[k]) & 0x7FFFu, a1 = __bfloat16_as_ushort(in.v[k + 1]) & 0x7FFFu;
+        acc.amax16 = max(acc.amax16, max(a0, a1));
+        if (STATS) {
+            const float fmax = F == FP8_E4M3 ? FP8_E4M3_MAX : FP8_E5M2_MAX;
+            acc.saturated += (fabsf(f.x) > fmax) + (fabsf(f.y) > fmax);
+            acc.flushed += (a0 != 0 && (q & 0x7F) == 0) + (a1 != 0 && ((q >> 8) & 0x7F) == 0);
+        }
+    }
+}
+
+// Adds the block's accumulators to the tensor's: amax (float bits) and counts[0..2). Called by
+// every thread of the block.
+template <bool STATS>
+__device__ __forceinline__ void cast_acc_commit(const CastAcc& acc, float* amax, unsigned long long* counts) {
+    __shared__ uint32_t part[3][32];
+    int lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE, nwarps = blockDim.x / WARP_SIZE;
+    uint32_t m = __reduce_max_sync(0xffffffffu, acc.amax16);
+    uint32_t sat = STATS ? __reduce_add_sync(0xffffffffu, acc.saturated) : 0u;
+    uint32_t fl = STATS ? __reduce_add_sync(0xffffffffu, acc.flushed) : 0u;
+    if (lane == 0) { part[0][warp] = m; part[1][warp] = sat; part[2][warp] = fl; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < nwarps; w++) { m = max(m, part[0][w]); sat += part[1][w]; fl += part[2][w]; }
+        if (amax != NULL) { atomicMax(reinterpret_cast<unsigned int*>(amax), m << 16); }
+        if (STATS) {
+            atomicAdd(counts, (unsigned long long)sat);
+            atomicAdd(counts + 1, (unsigned long long)fl);
+        }
+    }
+}
+
+// out (n) = fp8(in (n) * *scale); amax (NULL: not recorded) = max(amax, |in|); counts += stats.
+// 16 elements per thread, n a multiple of 16.
+template <Fp8Format F, bool STATS>
+__global__ void cast_to_fp8_kernel(uint8_t* out, const floatX* in, long n, const float* scale, float* amax,
+                                   unsigned long long* counts) {
+    float s = *scale;
+    long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 16;
+    CastAcc acc = {0u, 0u, 0u};
+    if (i < n) {
+        x8 a = load16_cs(in + i), b = load16_cs(in + i + 8);
+        u8x16 o;
+        cast8<F, STATS>(o.v, a, s, acc);
+        cast8<F, STATS>(o.v + 8, b, s, acc);
+        store16(out + i, o);
+    }
+    if (amax != NULL || STATS) { cast_acc_commit<STATS>(acc, amax, counts); }
+}
+
+// out (R,C) (NULL: not written) and out_t (C,R) = fp8(in (R,C) * *scale), amax and counts as
+// above; R and C multiples of 16. A block casts a 64x64 tile: each thread casts 16 consecutive
+// elements of a row and stages them in shared memory, then writes 16 consecutive rows of one
+// column as one 16-byte store. Each 16-row group of the tile sits 16 bytes further right, so
+// the column reads of a warp (4 row groups x 8 columns) fall into distinct banks.
+template <Fp8Format F, bool STATS>
+__global__ void __launch_bounds__(FP8_CAST_THREADS)
+cast_transpose_to_fp8_kernel(uint8_t* out, uint8_t* out_t, const floatX* in, int R, int C, const float* scale,
+                             float* amax, unsigned long long* counts) {
+    __shared__ __align__(16) uint8_t tile[FP8_TILE][FP8_TILE + 48];
+    float s = *scale;
+    int r0 = blockIdx.y * FP8_TILE, c0 = blockIdx.x * FP8_TILE;
+    int tr = threadIdx.x / 4, tc = (threadIdx.x % 4) * 16;     // row, first column in the tile
+    CastAcc acc = {0u, 0u, 0u};
+    if (r0 + tr < R && c0 + tc < C) {
+        const floatX* p = in + (size_t)(r0 + tr) * C + c0 + tc;
+        x8 a = load16_cs(p), b = load16_cs(p + 8);
+        u8x16 o;
+        cast8<F, STATS>(o.v, a, s, acc);
+        cast8<F, STATS>(o.v + 8, b, s, acc);
+        if (out != NULL) { store16(out + (size_t)(r0 + tr) * C + c0 + tc, o); }
+        *reinterpret_cast<u8x16*>(&tile[tr][(tr / 16) * 16 + tc]) = o;
+    }
+    __syncthreads();
+    int j = threadIdx.x / 4, k = threadIdx.x % 4;               // tile column, row group
+    if (c0 + j < C && r0 + 16 * k < R) {
+        u8x16 o;
+#pragma unroll
+        for (int q = 0; q < 16; q++) { o.v[q] = tile[16 * k + q][16 * k + j]; }
+        store16(out_t + (size_t)(c0 + j) * R + r0 + 16 * k, o);
+    }
+    if (amax != NULL || STATS) { cast_acc_commit<STATS>(acc, amax, counts); }
+}
+
+// amax = max(amax, max |in (n)|), n a multiple of 16; a bounded grid strides over the tensor
+// so that few blocks contend for the one atomic.
+__global__ void absmax_bf16_kernel(float* amax, const floatX* in, long n) {
+    CastAcc acc = {0u, 0u, 0u};
+    for (long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8; i < n; i += (long)gridDim.x * blockDim.x * 8) {
+        x8 a = load16(in + i);
+#pragma unroll
+        for (int k = 0; k < 8; k++) { acc.amax16 = max(acc.amax16, (uint32_t)(__bfloat16_as_ushort(a.v[k]) & 0x7FFFu)); }
+    }
+    cast_acc_commit<false>(acc, amax, NULL);
+}
+
+static inline void fp8_check_aligned(const void* p, const char* what) {
+    if (((uintptr_t)p & 15) != 0) { die("internal: FP8 cast %s pointer %p is not 16-byte aligned", what, p); }
+}
+
+static inline void cast_to_fp8(uint8_t* out, const floatX* in, long n, Fp8Format f, const float* scale, float* amax,
+                               unsigned long long* counts, cudaStream_t s) {
+    if (n % 16 != 0) { die("internal: FP8 cast of %ld elements, not a multiple of 16", n); }
+    fp8_check_aligned(in, "input");
+    fp8_check_aligned(out, "output");
+    int grid = ceil_div(n / 16, FP8_CAST_THREADS);
+    if (f == FP8_E4M3 && counts == NULL) { cast_to_fp8_kernel<FP8_E4M3, false><<<grid, FP8_CAST_THREADS, 0, s>>>(out, in, n, scale, amax, counts); }
+    else if (f == FP8_E4M3) { cast_to_fp8_kernel<FP8_E4M3, true><<<grid, FP8_CAST_THREADS, 0, s>>>(out, in, n, scale, amax, counts); }
+    else if (counts == NULL) { cast_to_fp8_kernel<FP8_E5M2, false><<<grid, FP8_CAST_THREADS, 0, s>>>(out, in, n, scale, amax, counts); }
+    else { cast_to_fp8_kernel<FP8_E5M2, true><<<grid, FP8_CAST_THREADS, 0, s>>>(out, in, n, scale, amax, counts); }
+    cudaCheckLaunch();
+}
+
+static inline void cast_transpose_to_fp8(uint8_t* out, uint8_t* out_t, const floatX* in, int R, int C, Fp8Format f,
+                                         const float* scale, float* amax, unsigned long long* counts, cudaStream_t s) {
+    if (R % 16 != 0 || C % 16 != 0) { die("internal: FP8 transposed cast of (%d,%d), not multiples of 16", R, C); }
+    fp8_check_aligned(in, "input");
+    fp8_check_aligned(out_t, "transposed output");
+    if (out != NULL) { fp8_check_aligned(out, "output"); }
+    dim3 grid(ceil_div(C, FP8_TILE), ceil_div(R, FP8_TILE));
+    if (f == FP8_E4M3 && counts == NULL) { cast_transpose_to_fp8_kernel<FP8_E4M3, false><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, scale, amax, counts); }
+    else if (f == FP8_E4M3) { cast_transpose_to_fp8_kernel<FP8_E4M3, true><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, scale, amax, counts); }
+    else if (counts == NULL) { cast_transpose_to_fp8_kernel<FP8_E5M2, false><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, scale, amax, counts); }
+    else { cast_transpose_to_fp8_kernel<FP8_E5M2, true><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, scale, amax, counts); }
+    cudaCheckLaunch();
+}
+
+static inline void absmax_bf16(float* amax, const floatX* in, long n, cudaStream_t s) {
+    if (n % 16 != 0) { die("internal: amax of %ld elements, not a multiple of 16", n); }
+    fp8_check_aligned(in, "input");
+    int grid = ceil_div(n / 8, FP8_CAST_THREADS);
+    if (grid > 1024) { grid = 1024; }
+    absmax_bf16_kernel<<<grid, FP8_CAST_THREADS, 0, s>>>(amax, in, n);
+    cudaCheckLaunch();
+}
+
+#endif // LLMC_FP8_CAST_CUH

@@ -1,0 +1,550 @@
+// The FP8 linear layer: the interface of llmc/linear_bf16.cuh with the three GEMMs of each
+// linear on Hopper's FP8 tensor cores through cuBLASLt (FP32 accumulation, BF16 outputs):
+//   fprop  out (N,OC) = x (N,IC) @ W (OC,IC)^T + bias      x, W E4M3
+//   dgrad  dx (N,IC)  = dy (N,OC) @ W (OC,IC)               dy E5M2 (hybrid) or E4M3, W^T copy
+//   wgrad  dW (OC,IC) += dy^T @ x (N,IC)                    dy^T and x^T copies
+// cuBLASLt's FP8 kernels take both operands K-major, hence the transposed copies, which the
+// cast kernels write in the same pass as the plain ones. Each quantized tensor (x, W, dy of
+// every linear) has its own scale, from delayed or current scaling (llmc/fp8_scaling.h).
+// Weights are cast once per optimizer step; activations and gradients once per call, into a
+// scratch arena (nothing FP8 is kept between forward and backward: backward re-casts its BF16
+// input, which the model stores anyway, with the scale the forward used). Biases stay BF16:
+// the GEMM epilogue adds them, the deterministic bias_backward sums their gradients.
+// --precision bf16 runs the plain BF16 path of llmc/linear_bf16.cuh through this binary.
+#ifndef LLMC_LINEAR_FP8_CUH
+#define LLMC_LINEAR_FP8_CUH
+
+#include <limits.h>
+#include "matmul.cuh"
+#include "reduce.cuh"
+#include "train_args.h"
+#include "fp8.h"
+#include "fp8_scaling.h"
+#include "fp8_cast.cuh"
+
+#define LLMC_LINEAR_DEFINED 1
+
+typedef enum { LINEAR_QKV, LINEAR_ATTPROJ, LINEAR_FC, LINEAR_FCPROJ, LINEAR_LMHEAD, LINEAR_KINDS } LinearKind;
+static const char* const LINEAR_KIND_NAMES[LINEAR_KINDS] = {"qkv", "attproj", "fc", "fcproj", "lmhead"};
+
+// The quantized tensors of an FP8 linear: its input, its weight, its output's gradient.
+typedef enum { FP8_ROLE_X, FP8_ROLE_W, FP8_ROLE_DY, FP8_ROLES } Fp8Role;
+static const char* const FP8_ROLE_NAMES[FP8_ROLES] = {"x", "w", "dy"};
+
+typedef struct {
+    int fp8;                  // --precision fp8 (1) | bf16 (0)
+    Fp8Recipe scaling;        // --fp8-scaling delayed|current
+    int amax_history;         // --amax-history N
+    Fp8AmaxAlgo amax_algo;    // --amax-algo max|most_recent
+    int margin;               // --fp8-margin N
+    int hybrid;               // --fp8-format hybrid (1: E5M2 gradients) | e4m3 (0)
+    int lm_head_fp8;          // --lm-head fp8|bf16
+    const char* bf16_layers;  // --bf16-layers SPEC, resolved against the layer count at init
+    int stats_every;          // --fp8-stats N, 0 = off
+} LinearOptions;
+
+typedef struct {
+    uint8_t* w;               // (OC,IC) fp8 weight: fprop's K-major operand
+    uint8_t* wt;              // (IC,OC) its transpose: dgrad's K-major operand
+    const floatX* src;        // the BF16 weight they were cast from
+    int OC, IC;
+    int stale;                // 1: src may have changed since the cast
+} Fp8Weight;
+
+typedef struct {
+    GemmContext gemm;              // BF16 GEMMs (attention, BF16 layers) and the cuBLASLt workspace
+    LinearOptions opt;
+    int num_layers;
+    int num_linears;               // 4 per block + the LM head
+    int num_tensors;               // FP8_ROLES per linear
+    unsigned char* use_fp8;        // (num_linears) 1: the linear runs in FP8
+    Fp8Weight* weights;            // (num_linears)
+    Fp8Scaling sc;                 // host half of the scaling state
+    float* sc_block;               // device half, fp8_block_floats(NT, H) floats
+    unsigned long long* counts;    // (NT,2) device: saturated, flushed elements of a stats step
+    double* counted;               // (NT) elements cast in a stats step
+    int stats_step;                // 1: the current step counts saturation and flushes
+    int weights_hook;              // 1: linear_weights_changed marks weights stale (else each backward does)
+    uint8_t* arena;                // fp8 activations and gradients of one call
+    size_t arena_bytes;
+    char name[80];
+} LinearContext;
+
+// ------------------------------------------------------------------------------------------
+// options
+
+static inline void linear_options_defaults(LinearOptions* o) {
+    memset(o, 0, sizeof(*o));
+    o->fp8 = 1; o->scaling = FP8_SCALING_DELAYED; o->amax_history = 1024; o->amax_algo = FP8_AMAX_MAX;
+    o->margin = 0; o->hybrid = 1; o->lm_head_fp8 = 1; o->bf16_layers = "none"; o->stats_every = 0;
+}
+
+// Applies an --bf16-layers SPEC ("none", "0,10,11", "first:1,last:2", items mixed freely) to
+// mask (L entries) when mask != NULL. Returns NULL, or why the spec is bad. L < 0 checks only
+// the syntax (flags are parsed before the model's depth is known).
+static inline const char* bf16_layers_parse(const char* spec, int L, unsigned char* mask) {
+    if (strcmp(spec, "none") == 0) { return NULL; }
+    const char* p = spec;
+    for (;;) {
+        int first = strncmp(p, "first:", 6) == 0, last = strncmp(p, "last:", 5) == 0;
+        p += first ? 6 : last ? 5 : 0;
+        if (*p < '0' || *p > '9') { return "expected none, or a comma-separated list of N, first:N, last:N"; }
+        long v = 0;
+        while (*p >= '0' && *p <= '9') { v = v * 10 + (*p++ - '0'); if (v > 1000000) { return "number too large"; } }
+        if (L >= 0) {
+            if (!first && !last && v >= L) { return "a layer index is beyond the model's last layer"; }
+            if ((first || last) && v > L) { return "asks for more layers than the model has"; }
+            for (long i = 0; i < ((first || last) ? v : 1); i++) { mask[first ? i : last ? L - 1 - i : v] = 1; }
+        }
+        if (*p == '\0') { return NULL; }
+        if (*p++ != ',') { return "expected ',' between items"; }
+    }
+}
+
+static inline int linear_options_parse(LinearOptions* o, const char* flag, const char* value) {
+    if (strcmp(flag, "--precision") == 0) {
+        if (strcmp(value, "fp8") == 0) { o->fp8 = 1; }
+        else if (strcmp(value, "bf16") == 0) { o->fp8 = 0; }
+        else { flag_error(flag, value, "expected bf16 or fp8"); }
+    } else if (strcmp(flag, "--fp8-scaling") == 0) {
+        if (strcmp(value, "delayed") == 0) { o->scaling = FP8_SCALING_DELAYED; }
+        else if (strcmp(value, "current") == 0) { o->scaling = FP8_SCALING_CURRENT; }
+        else { flag_error(flag, value, "expected delayed or current"); }
+    } else if (strcmp(flag, "--amax-history") == 0) {
+        o->amax_history = (int)parse_long_flag(flag, value, 1, 1 << 20);
+    } else if (strcmp(flag, "--amax-algo") == 0) {
+        if (strcmp(value, "max") == 0) { o->amax_algo = FP8_AMAX_MAX; }
+        else if (strcmp(value, "most_recent") == 0) { o->amax_algo = FP8_AMAX_MOST_RECENT; }
+        else { flag_error(flag, value, "expected max or most_recent"); }
+    } else if (strcmp(flag, "--fp8-margin") == 0) {
+        o->margin = (int)parse_long_flag(flag, value, 0, FP8_MARGIN_MAX);
+    } else if (strcmp(flag, "--fp8-format") == 0) {
+        if (strcmp(value, "hybrid") == 0) { o->hybrid = 1; }
+        else if (strcmp(value, "e4m3") == 0) { o->hybrid = 0; }
+        else { flag_error(flag, value, "expected hybrid or e4m3"); }
+    } else if (strcmp(flag, "--lm-head") == 0) {
+        if (strcmp(value, "fp8") == 0) { o->lm_head_fp8 = 1; }
+        else if (strcmp(value, "bf16") == 0) { o->lm_head_fp8 = 0; }
+        else { flag_error(flag, value, "expected fp8 or bf16"); }
+    } else if (strcmp(flag, "--bf16-layers") == 0) {
+        const char* why = bf16_layers_parse(value, -1, NULL);
+        if (why != NULL) { flag_error(flag, value, why); }
+        o->bf16_layers = value;
+    } else if (strcmp(flag, "--fp8-stats") == 0) {
+        o->stats_every = (int)parse_long_flag(flag, value, 0, INT_MAX);
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static inline void linear_options_help(void) {
+    LinearOptions d;
+    linear_options_defaults(&d);
+    printf("  --precision bf16|fp8         GEMM precision of the linear layers  (default %s)\n", d.fp8 ? "fp8" : "bf16");
+    printf("  --fp8-scaling delayed|current  scales from an amax history, or from each tensor's own amax (default delayed)\n");
+    printf("  --amax-history N             steps of amax history (delayed)      (default %d)\n", d.amax_history);
+    printf("  --amax-algo max|most_recent  amax of the history (delayed)        (default max)\n");
+    printf("  --fp8-margin N               scale = fp8_max / (amax * 2^N)       (default %d)\n", d.margin);
+    printf("  --fp8-format hybrid|e4m3     hybrid: E5M2 gradients, E4M3 else    (default hybrid)\n");
+    printf("  --lm-head fp8|bf16           precision of the LM head GEMMs       (default fp8)\n");
+    printf("  --bf16-layers SPEC           blocks kept in BF16: none, 0,10,11, first:1,last:2 (default none)\n");
+    printf("  --fp8-stats N                every N steps: amax, scale, saturated and flushed fractions\n"
+           "                               per FP8 tensor (to log.jsonl), 0 = off (default 0)\n");
+}
+
+static inline const char* linear_precision_name(const LinearContext* lc) { return lc->name; }
+
+// ------------------------------------------------------------------------------------------
+// tensors and buffers
+
+static inline int fp8_linear_index(const LinearContext* lc, LinearKind kind, int layer) {
+    return kind == LINEAR_LMHEAD ? 4 * lc->num_layers : (int)kind * lc->num_layers + layer;
+}
+
+static inline int fp8_tensor(int linear, Fp8Role role) { return linear * FP8_ROLES + role; }
+
+static inline Fp8Format fp8_tensor_format(const LinearContext* lc, int t) {
+    return t % FP8_ROLES == FP8_ROLE_DY && lc->opt.hybrid ? FP8_E5M2 : FP8_E4M3;
+}
+
+// "fc.3.dy", "lmhead.x"
+static inline void fp8_tensor_name(const LinearContext* lc, int t, char* buf, size_t n) {
+    int linear = t / FP8_ROLES, L = lc->num_layers;
+    const char* role = FP8_ROLE_NAMES[t % FP8_ROLES];
+    if (linear == 4 * L) { snprintf(buf, n, "lmhead.%s", role); }
+    else { snprintf(buf, n, "%s.%d.%s", LINEAR_KIND_NAMES[linear / L], linear % L, role); }
+}
+
+// (OC, IC) of a GPT-2 linear of width C and padded vocabulary Vp
+static inline void fp8_kind_shape(LinearKind kind, int C, int Vp, int* OC, int* IC) {
+    const int oc[LINEAR_KINDS] = {3 * C, C, 4 * C, C, Vp}, ic[LINEAR_KINDS] = {C, C, C, 4 * C, C};
+    *OC = oc[kind]; *IC = ic[kind];
+}
+
+// The FP8 path needs the linear enabled and every GEMM dimension a multiple of 16 (cuBLASLt's
+// FP8 kernels); anything else (e.g. sampling's single short sequence) runs in BF16.
+static inline int fp8_runs(const LinearContext* lc, int linear, int N, int IC, int OC) {
+    return lc->opt.fp8 && lc->use_fp8[linear] && N % 16 == 0 && IC % 16 == 0 && OC % 16 == 0;
+}
+
+static inline size_t fp8_align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
+
+// Scratch of a backward call: dy (N,OC), dy^T (OC,N), x^T (IC,N); forward's x (N,IC) fits in it.
+static inline size_t fp8_arena_need(int N, int IC, int OC) {
+    return 2 * fp8_align256((size_t)N * OC) + (size_t)N * IC;
+}
+
+// The arena, grown to at least `bytes` (growing waits for the GPU: only at warm-up).
+static inline uint8_t* fp8_arena(LinearContext* lc, size_t bytes) {
+    if (bytes > lc->arena_bytes) {
+        cudaCheck(cudaDeviceSynchronize());
+        if (lc->arena != NULL) { cudaCheck(cudaFree(lc->arena)); }
+        lc->arena = (uint8_t*)cuda_malloc_or_die(bytes, "FP8 activation and gradient copies");
+        lc->arena_bytes = bytes;
+    }
+    return lc->arena;
+}
+
+static inline void fp8_weight_alloc(LinearContext* lc, int linear, int OC, int IC) {
+    Fp8Weight* w = &lc->weights[linear];
+    if (w->OC == OC && w->IC == IC) { return; }
+    if (w->w != NULL) { cudaCheck(cudaFree(w->w)); }
+    w->w = (uint8_t*)cuda_malloc_or_die(2 * (size_t)OC * IC, "FP8 weight copies");
+    w->wt = w->w + (size_t)OC * IC;   // OC*IC is a multiple of 256
+    w->OC = OC; w->IC = IC; w->src = NULL; w->stale = 1;
+}
+
+// ------------------------------------------------------------------------------------------
+// scaling kernels (one thread per tensor; the per-tensor rules are in llmc/fp8_scaling.h)
+
+__global__ void fp8_fold_kernel(float* blk, int NT, int H, int pos, int filled, Fp8AmaxAlgo algo, int margin,
+                                float dy_max) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= NT) { return; }
+    float fmax = t % FP8_ROLES == FP8_ROLE_DY ? dy_max : FP8_E4M3_MAX;
+    fp8_fold_tensor(blk, NT, H, t, pos, filled, algo, fmax, margin);
+}
+
+__global__ void fp8_current_scale_kernel(float* blk, int NT, int H, int t, float fmax, int margin) {
+    fp8_current_scale_tensor(blk, NT, H, t, fmax, margin);
+}
+
+// Casts in (rows, cols) to tensor t's format and scale, into out (rows, cols) and/or out_t
+// (cols, rows) (NULL: not wanted). record = 1 for the tensor's cast proper: current scaling
+// measures its amax and sets its scale first, delayed scaling raises the step's amax, a stats
+// step counts. record = 0 re-casts with the scale in place (backward's x^T: same bits as a
+// copy kept from the forward would have).
+static inline void fp8_quantize(LinearContext* lc, int t, uint8_t* out, uint8_t* out_t, const floatX* in, int rows,
+                                int cols, int record, cudaStream_t s) {
+    int NT = lc->num_tensors, H = lc->sc.history_len;
+    float* blk = lc->sc_block;
+    long n = (long)rows * cols;
+    Fp8Format f = fp8_tensor_format(lc, t);
+    float* amax = NULL;
+    unsigned long long* counts = NULL;
+    if (record) {
+        if (fp8_needs_own_amax(&lc->sc, t)) {
+            absmax_bf16(fp8_amax_cur(blk, NT, H) + t, in, n, s);
+            fp8_current_scale_kernel<<<1, 1, 0, s>>>(blk, NT, H, t, fp8_format_max(f), lc->sc.margin);
+            cudaCheckLaunch();
+        } else {
+            amax = fp8_amax_step(blk) + t;
+        }
+        if (lc->stats_step) { counts = lc->counts + 2 * t; lc->counted[t] += (double)n; }
+        fp8_note_cast(&lc->sc, t);
+    }
+    const float* scale = fp8_scale(blk, NT) + t;
+    if (out_t != NULL) { cast_transpose_to_fp8(out, out_t, in, rows, cols, f, scale, amax, counts, s); }
+    else { cast_to_fp8(out, in, n, f, scale, amax, counts, s); }
+}
+
+// The FP8 copies of a weight (OC,IC), cast when stale.
+static inline Fp8Weight* fp8_weight_ready(LinearContext* lc, int linear, const floatX* weight, int OC, int IC,
+                                          cudaStream_t s) {
+    fp8_weight_alloc(lc, linear, OC, IC);
+    Fp8Weight* w = &lc->weights[linear];
+    if (w->src != weight) { w->src = weight; w->stale = 1; }
+    if (w->stale) {
+        fp8_quantize(lc, fp8_tensor(linear, FP8_ROLE_W), w->w, w->wt, weight, OC, IC, 1, s);
+        w->stale = 0;
+    }
+    return w;
+}
+
+// ------------------------------------------------------------------------------------------
+// FP8 GEMM
+
+static inline cudaDataType_t fp8_cuda_type(Fp8Format f) { return f == FP8_E4M3 ? CUDA_R_8F_E4M3 : CUDA_R_8F_E5M2; }
+
+// Row-major FP8 GEMM, both operands K-major (the only layout of cuBLASLt's FP8 kernels, "TN"):
+//   C (M,N) = (a_scale_inv * A (M,K)) @ (b_scale_inv * B (N,K))^T + beta * C  [+ bias (N)]
+// A, B fp8 (at most one E5M2); scale_invs are device floats; C bf16; FP32 accumulation.
+// fast_accum lets Hopper keep partial sums in its faster, less precise FP8 accumulator (the
+// forward only, as Transformer Engine's recipe does). M, N, K multiples of 16.
+// Column-major, cuBLASLt computes C^T (N,M) = B (N,K) . A^T (K,M): its first operand is our B,
+// transposed, its second our A, so its A scale is b_scale_inv and its B scale a_scale_inv.
+static inline void gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Format fa, const float* a_scale_inv,
+                            const uint8_t* B, Fp8Format fb, const float* b_scale_inv, const floatX* bias,
+                            int M, int N, int K, float beta, int fast_accum, cudaStream_t stream) {
+    if (M % 16 != 0 || N % 16 != 0 || K % 16 != 0) { die("internal: FP8 GEMM M=%d N=%d K=%d needs multiples of 16", M, N, K); }
+    if (fa == FP8_E5M2 && fb == FP8_E5M2) { die("internal: FP8 GEMM with two E5M2 operands (unsupported)"); }
+    cublasLtMatmulDesc_t desc;
+    cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof(opT)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof(opN)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &b_scale_inv, sizeof(b_scale_inv)));
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &a_scale_inv, sizeof(a_scale_inv)));
+    int8_t fast = fast_accum ? 1 : 0;
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
+    if (bias != NULL) {
+        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+        cudaDataType_t bt = CUDA_R_16BF;
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    }
+    cublasLtMatrixLayout_t la, lb, lc;   // cuBLASLt's A = our B (K,N), its B = our A (K,M), C (N,M)
+    cublasCheck(cublasLtMatrixLayoutCreate(&la, fp8_cuda_type(fb), K, N, K));
+    cublasCheck(cublasLtMatrixLayoutCreate(&lb, fp8_cuda_type(fa), K, M, K));
+    cublasCheck(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N));
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                     &g->workspace_bytes, sizeof(g->workspace_bytes)));
+    cublasLtMatmulHeuristicResult_t heur;
+    int found = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(g->handle, desc, la, lb, lc, lc, pref, 1, &heur, &found));
+    if (found == 0) { die("cuBLASLt has no FP8 algorithm for M=%d N=%d K=%d (A %s, B %s)", M, N, K, fa == FP8_E4M3 ? "e4m3" : "e5m2", fb == FP8_E4M3 ? "e4m3" : "e5m2"); }
+    float alpha = 1.0f;
+    cublasCheck(cublasLtMatmul(g->handle, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc,
+                               &heur.algo, g->workspace, g->workspace_bytes, stream));
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    cublasCheck(cublasLtMatrixLayoutDestroy(la));
+    cublasCheck(cublasLtMatrixLayoutDestroy(lb));
+    cublasCheck(cublasLtMatrixLayoutDestroy(lc));
+    cublasCheck(cublasLtMatmulDescDestroy(desc));
+}
+
+// ------------------------------------------------------------------------------------------
+// context
+
+static inline void linear_context_init(LinearContext* lc, const LinearOptions* o, int num_layers) {
+    memset(lc, 0, sizeof(*lc));
+    gemm_context_init(&lc->gemm);
+    lc->opt = *o;
+    lc->num_layers = num_layers;
+    if (!o->fp8) { snprintf(lc->name, sizeof(lc->name), "bf16"); return; }
+    int L = num_layers;
+    lc->num_linears = 4 * L + 1;
+    lc->num_tensors = FP8_ROLES * lc->num_linears;
+    int NT = lc->num_tensors, H = o->amax_history;
+    unsigned char* bf16_block = (unsigned char*)calloc_or_die(L, 1, "bf16 layer mask");
+    const char* why = bf16_layers_parse(o->bf16_layers, L, bf16_block);
+    if (why != NULL) { die("--bf16-layers %s: %s (the model has %d layers)", o->bf16_layers, why, L); }
+    lc->use_fp8 = (unsigned char*)calloc_or_die(lc->num_linears, 1, "fp8 linear mask");
+    int nbf16 = 0;
+    for (int l = 0; l < L; l++) {
+        nbf16 += bf16_block[l];
+        for (int k = 0; k < 4; k++) { lc->use_fp8[k * L + l] = !bf16_block[l]; }
+    }
+    lc->use_fp8[4 * L] = (unsigned char)o->lm_head_fp8;
+    free(bf16_block);
+    lc->weights = (Fp8Weight*)calloc_or_die(lc->num_linears, sizeof(Fp8Weight), "fp8 weights");
+    fp8_scaling_init(&lc->sc, NT, o->scaling, o->amax_algo, H, o->margin);
+    float* host = (float*)malloc_or_die(fp8_block_floats(NT, H) * sizeof(float), "fp8 scaling state");
+    fp8_block_init(host, NT, H);
+    lc->sc_block = (float*)cuda_malloc_or_die(fp8_block_floats(NT, H) * sizeof(float), "fp8 scaling state");
+    cudaCheck(cudaMemcpy(lc->sc_block, host, fp8_block_floats(NT, H) * sizeof(float), cudaMemcpyHostToDevice));
+    free(host);
+    lc->counts = (unsigned long long*)cuda_malloc_or_die(2 * (size_t)NT * sizeof(unsigned long long), "fp8 statistics");
+    cudaCheck(cudaMemset(lc->counts, 0, 2 * (size_t)NT * sizeof(unsigned long long)));
+    lc->counted = (double*)calloc_or_die(NT, sizeof(double), "fp8 statistics");
+    int n = snprintf(lc->name, sizeof(lc->name), "fp8 %s %s", o->hybrid ? "hybrid" : "e4m3",
+                     o->scaling == FP8_SCALING_CURRENT ? "current" : "delayed");
+    if (o->scaling == FP8_SCALING_DELAYED) {
+        n += snprintf(lc->name + n, sizeof(lc->name) - n, ":%s/%d", o->amax_algo == FP8_AMAX_MAX ? "max" : "most_recent", H);
+    }
+    n += snprintf(lc->name + n, sizeof(lc->name) - n, " m%d", o->margin);
+    if (!o->lm_head_fp8) { n += snprintf(lc->name + n, sizeof(lc->name) - n, " lmhead:bf16"); }
+    if (nbf16 > 0) { snprintf(lc->name + n, sizeof(lc->name) - n, " bf16-blocks:%d", nbf16); }
+}
+
+static inline void linear_context_free(LinearContext* lc) {
+    if (lc->opt.fp8) {
+        for (int i = 0; i < lc->num_linears; i++) { if (lc->weights[i].w != NULL) { cudaCheck(cudaFree(lc->weights[i].w)); } }
+        if (lc->arena != NULL) { cudaCheck(cudaFree(lc->arena)); }
+        cudaCheck(cudaFree(lc->sc_block));
+        cudaCheck(cudaFree(lc->counts));
+        fp8_scaling_free(&lc->sc);
+        free(lc->use_fp8); free(lc->weights); free(lc->counted);
+    }
+    gemm_context_free(&lc->gemm);
+}
+
+// Allocates the FP8 copies up front, for micro-batches of up to max_rows tokens of a GPT-2 of
+// width C and padded vocabulary Vp, so that the memory in use after set-up includes them
+// (without it they are allocated at first use).
+static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp) {
+    if (!lc->opt.fp8) { return; }
+    size_t need = 0;
+    for (int k = 0; k < LINEAR_KINDS; k++) {
+        int OC, IC;
+        fp8_kind_shape((LinearKind)k, C, Vp, &OC, &IC);
+        for (int l = 0; l < (k == LINEAR_LMHEAD ? 1 : lc->num_layers); l++) {
+            int id = fp8_linear_index(lc, (LinearKind)k, l);
+            if (!fp8_runs(lc, id, max_rows, IC, OC)) { continue; }
+            fp8_weight_alloc(lc, id, OC, IC);
+            size_t b = fp8_arena_need(max_rows, IC, OC);
+            need = b > need ? b : need;
+        }
+    }
+    if (need > 0) { fp8_arena(lc, need); }
+}
+
+// Tells the layer that the BF16 weights changed (an optimizer update, a load): their FP8
+// copies are re-cast at the next use. Until it is first called, each linear_backward marks
+// its weight stale instead, which is as correct but re-casts weights every micro-batch.
+static inline void linear_weights_changed(LinearContext* lc) {
+    if (!lc->opt.fp8) { return; }
+    lc->weights_hook = 1;
+    for (int i = 0; i < lc->num_linears; i++) { lc->weights[i].stale = 1; }
+}
+
+// Before the first micro-batch of a step: the previous step's amaxes enter the histories and
+// give this step's scales, and the weights are marked for a re-cast with them. Launched on
+// the legacy default stream, which orders it after and before the model's (blocking) stream.
+static inline void linear_step_begin(LinearContext* lc) {
+    if (!lc->opt.fp8) { return; }
+    int NT = lc->num_tensors;
+    // A data-parallel run all-reduces (max) fp8_amax_step(lc->sc_block), NT floats, here.
+    float dy_max = lc->opt.hybrid ? FP8_E5M2_MAX : FP8_E4M3_MAX;
+    fp8_fold_kernel<<<ceil_div(NT, 256), 256>>>(lc->sc_block, NT, lc->sc.history_len, fp8_fold_pos(&lc->sc),
+                                               fp8_fold_filled(&lc->sc), lc->sc.algo, lc->sc.margin, dy_max);
+    cudaCheckLaunch();
+    fp8_scaling_end_fold(&lc->sc);
+    for (int i = 0; i < lc->num_linears; i++) { lc->weights[i].stale = 1; }
+    lc->stats_step = lc->opt.stats_every > 0 && lc->sc.step % lc->opt.stats_every == 0;
+    if (lc->stats_step) {
+        cudaCheck(cudaMemsetAsync(lc->counts, 0, 2 * (size_t)NT * sizeof(unsigned long long), 0));
+        memset(lc->counted, 0, NT * sizeof(double));
+    }
+}
+
+// Checkpointed: the scaling state (histories, scales, the pending step's amaxes); the FP8
+// weight copies are re-cast from the restored weights. 0 bytes in BF16 mode, so BF16
+// checkpoints are the BF16 trainer's.
+static inline size_t linear_state_bytes(const LinearContext* lc) { return lc->opt.fp8 ? fp8_state_bytes(&lc->sc) : 0; }
+
+static inline void linear_state_save(const LinearContext* lc, void* dst) {
+    if (!lc->opt.fp8) { return; }
+    void* p = fp8_state_save_host(&lc->sc, dst);
+    size_t bytes = fp8_saved_floats(lc->num_tensors, lc->sc.history_len) * sizeof(float);
+    cudaCheck(cudaMemcpy(p, lc->sc_block, bytes, cudaMemcpyDeviceToHost));
+}
+
+static inline void linear_state_load(LinearContext* lc, const void* src) {
+    if (!lc->opt.fp8) { return; }
+    const void* p = fp8_state_load_host(&lc->sc, src);
+    size_t bytes = fp8_saved_floats(lc->num_tensors, lc->sc.history_len) * sizeof(float);
+    cudaCheck(cudaMemcpy(lc->sc_block, p, bytes, cudaMemcpyHostToDevice));
+    for (int i = 0; i < lc->num_linears; i++) { lc->weights[i].stale = 1; }
+}
+
+// ------------------------------------------------------------------------------------------
+// the linear layer
+
+// out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias (OC); bias may be NULL
+static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer, floatX* out, const floatX* inp,
+                                  const floatX* weight, const floatX* bias, int N, int IC, int OC, cudaStream_t s) {
+    int id = fp8_linear_index(lc, kind, layer);
+    if (!fp8_runs(lc, id, N, IC, OC)) {
+        gemm_bf16(&lc->gemm, out, inp, weight, bias, N, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0, s);
+        return;
+    }
+    int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W);
+    const float* scale_inv = fp8_scale_inv_of(lc->sc_block, lc->num_tensors);
+    Fp8Weight* w = fp8_weight_ready(lc, id, weight, OC, IC, s);
+    uint8_t* x8 = fp8_arena(lc, fp8_arena_need(N, IC, OC));   // (N,IC)
+    fp8_quantize(lc, tx, x8, NULL, inp, N, IC, 1, s);
+    gemm_fp8(&lc->gemm, out, x8, FP8_E4M3, scale_inv + tx, w->w, FP8_E4M3, scale_inv + tw, bias, N, OC, IC, 0.0f, 1, s);
+}
+
+// dinp (N,IC) = dout (N,OC) @ weight (OC,IC)      (overwritten)
+// dweight (OC,IC) += dout^T @ inp (N,IC)          (accumulated over micro-batches)
+// dbias (OC) += column sums of dout, when dbias != NULL; scratch: colsum_num_chunks(N) * OC floats
+// inp must be what the forward of this micro-batch read: its FP8 copy is re-cast from it.
+static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer, floatX* dinp, floatX* dweight,
+                                   floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
+                                   const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
+    int id = fp8_linear_index(lc, kind, layer);
+    if (!fp8_runs(lc, id, N, IC, OC)) {
+        gemm_bf16(&lc->gemm, dinp, dout, weight, NULL, N, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0, s);
+        gemm_bf16(&lc->gemm, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, s);
+        if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
+        return;
+    }
+    int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W), tdy = fp8_tensor(id, FP8_ROLE_DY);
+    Fp8Format fdy = fp8_tensor_format(lc, tdy);
+    const float* scale_inv = fp8_scale_inv_of(lc->sc_block, lc->num_tensors);
+    Fp8Weight* w = fp8_weight_ready(lc, id, weight, OC, IC, s);
+    uint8_t* dy8 = fp8_arena(lc, fp8_arena_need(N, IC, OC));     // (N,OC)
+    uint8_t* dyt8 = dy8 + fp8_align256((size_t)N * OC);          // (OC,N)
+    uint8_t* xt8 = dyt8 + fp8_align256((size_t)N * OC);          // (IC,N)
+    fp8_quantize(lc, tdy, dy8, dyt8, dout, N, OC, 1, s);
+    fp8_quantize(lc, tx, NULL, xt8, inp, N, IC, 0, s);
+    gemm_fp8(&lc->gemm, dinp, dy8, fdy, scale_inv + tdy, w->wt, FP8_E4M3, scale_inv + tw, NULL, N, IC, OC, 0.0f, 0, s);
+    gemm_fp8(&lc->gemm, dweight, dyt8, fdy, scale_inv + tdy, xt8, FP8_E4M3, scale_inv + tx, NULL, OC, IC, N, 1.0f, 0, s);
+    if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
+    if (!lc->weights_hook) { w->stale = 1; }
+}
+
+// ------------------------------------------------------------------------------------------
+// statistics
+
+typedef struct {
+    float amax;          // max |x| over the step's casts
+    float scale;         // the scale in place at the end of the step
+    double saturated;    // fraction of the elements cast with |x * scale| > the format's max
+    double flushed;      // fraction that were nonzero and became 0
+    double elements;     // elements cast in the step (0: the tensor was not cast, or stats were off)
+} Fp8TensorStats;
+
+// Per quantized tensor statistics of the step that just ran (out: num_tensors entries;
+// counts are taken only in stats steps, see --fp8-stats). Synchronizes.
+static inline void linear_fp8_stats(const LinearContext* lc, Fp8TensorStats* out) {
+    int NT = lc->num_tensors;
+    float* f = (float*)malloc_or_die(2 * (size_t)NT * sizeof(float), "fp8 statistics");
+    unsigned long long* c = (unsigned long long*)malloc_or_die(2 * (size_t)NT * sizeof(unsigned long long), "fp8 statistics");
+    cudaCheck(cudaMemcpy(f, lc->sc_block, 2 * (size_t)NT * sizeof(float), cudaMemcpyDeviceToHost));   // amax_step, scale
+    cudaCheck(cudaMemcpy(c, lc->counts, 2 * (size_t)NT * sizeof(unsigned long long), cudaMemcpyDeviceToHost));
+    for (int t = 0; t < NT; t++) {
+        double n = lc->counted[t];
+        out[t].amax = f[t];
+        out[t].scale = f[NT + t];
+        out[t].elements = n;
+        out[t].saturated = n > 0 ? (double)c[2 * t] / n : 0.0;
+        out[t].flushed = n > 0 ? (double)c[2 * t + 1] / n : 0.0;
+    }
+    free(f); free(c);
+}
+
+// After a step: in stats steps (every --fp8-stats N), one JSON line per FP8 tensor cast in
+// the step; `step` numbered as the trainer's log (1-based, the step just completed).
+static inline void linear_stats_log(const LinearContext* lc, FILE* log) {
+    if (!lc->opt.fp8 || !lc->stats_step || log == NULL) { return; }
+    Fp8TensorStats* st = (Fp8TensorStats*)malloc_or_die(lc->num_tensors * sizeof(Fp8TensorStats), "fp8 statistics");
+    linear_fp8_stats(lc, st);
+    for (int t = 0; t < lc->num_tensors; t++) {
+        if (st[t].elements == 0) { continue; }
+        char name[48];
+        fp8_tensor_name(lc, t, name, sizeof(name));
+        fprintf(log, "{\"step\":%d,\"fp8_tensor\":\"%s\",\"amax\":%.6g,\"scale\":%.6g,\"saturated\":%.6g,\"flushed\":%.6g}\n",
+                lc->sc.step, name, st[t].amax, st[t].scale, st[t].saturated, st[t].flushed);
+    }
+    fflush(log);
+    free(st);
+}
+
+#endif // LLMC_LINEAR_FP8_CUH
