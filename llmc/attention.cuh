@@ -49,15 +49,22 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     return *reinterpret_cast<uint32_t*>(&v);
 }
 
-// Rows [row0, row0+64) of a (T, 64) head slice with row stride ld -> smem (64, ATT_LD); rows >= T read as 0.
+// Starts copying rows [row0, row0+64) of a (T, 64) head slice with row stride ld into smem
+// (64, ATT_LD) without going through registers (cp.async); rows >= T are filled with 0.
+// Complete with att_wait<n> (at most n copy groups left in flight) and a barrier.
 __device__ __forceinline__ void att_load_tile(floatX* s, const floatX* g, int row0, int T, long ld) {
     for (int i = threadIdx.x; i < ATT_TILE * 8; i += ATT_THREADS) {
         int r = i / 8, c = (i % 8) * 8;
-        int4 v = make_int4(0, 0, 0, 0);
-        if (row0 + r < T) { v = *reinterpret_cast<const int4*>(g + (long)(row0 + r) * ld + c); }
-        *reinterpret_cast<int4*>(s + r * ATT_LD + c) = v;
+        int valid = row0 + r < T;
+        const floatX* src = valid ? g + (long)(row0 + r) * ld + c : g;
+        uint32_t dst = (uint32_t)__cvta_generic_to_shared(s + r * ATT_LD + c);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "r"(valid ? 16 : 0));
     }
 }
+
+__device__ __forceinline__ void att_commit(void) { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void att_wait(void) { asm volatile("cp.async.wait_group %0;\n" :: "n"(N)); }
 
 // A fragments (16 rows x 64) of smem rows [row0, row0+16): f[kstep][4]
 __device__ __forceinline__ void att_load_a(uint32_t f[4][4], const floatX* s, int row0, int lane) {
@@ -122,7 +129,8 @@ __device__ __forceinline__ void att_store_rows(floatX* g, long ld, int row0, int
 // out (B,T,C); lse (B,NH,T) natural-log sum of exp of the scaled scores of each row.
 __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* out, float* lse, const floatX* qkv,
                                                                         int T, int NH, float scale) {
-    __shared__ alignas(16) floatX sq[ATT_TILE * ATT_LD], sk[ATT_TILE * ATT_LD], sv[ATT_TILE * ATT_LD];
+    // Q tile, and K and V tiles double-buffered: the next tile loads while this one computes
+    __shared__ alignas(16) floatX sq[ATT_TILE * ATT_LD], sk[2][ATT_TILE * ATT_LD], sv[2][ATT_TILE * ATT_LD];
     int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
     int C = NH * ATT_HS;
@@ -131,26 +139,36 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
     const floatX* k = q + C;
     const floatX* v = q + 2 * C;
     att_load_tile(sq, q, qt * ATT_TILE, T, ld);
-    __syncthreads();
+    att_load_tile(sk[0], k, 0, T, ld);
+    att_load_tile(sv[0], v, 0, T, ld);
+    att_commit();
     uint32_t qf[4][4];
-    att_load_a(qf, sq, warp * 16, lane);
     float o[8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     att_zero(o);
     float sl2 = scale * ATT_LOG2E;   // scores in log2 units, so exp2 does the softmax
     int row[2] = {qt * ATT_TILE + warp * 16 + lane / 4, qt * ATT_TILE + warp * 16 + lane / 4 + 8};
     for (int kt = 0; kt <= qt; kt++) {
-        __syncthreads();   // everyone is done with the previous K, V tiles
-        att_load_tile(sk, k, kt * ATT_TILE, T, ld);
-        att_load_tile(sv, v, kt * ATT_TILE, T, ld);
+        int buf = kt % 2;
+        if (kt < qt) {
+            att_load_tile(sk[buf ^ 1], k, (kt + 1) * ATT_TILE, T, ld);
+            att_load_tile(sv[buf ^ 1], v, (kt + 1) * ATT_TILE, T, ld);
+            att_commit();
+            att_wait<1>();
+        } else {
+            att_wait<0>();
+        }
         __syncthreads();
+        if (kt == 0) { att_load_a(qf, sq, warp * 16, lane); }
         float s[8][4];
         att_zero(s);
-        att_mma_abt(s, qf, sk, lane);
+        att_mma_abt(s, qf, sk[buf], lane);
+        // only the diagonal tile and the tile holding T need masks
+        int masked = kt == qt || (kt + 1) * ATT_TILE > T;
         float mx[2] = {-INFINITY, -INFINITY};
         for (int nt = 0; nt < 8; nt++) {
             for (int e = 0; e < 4; e++) {
                 int key = kt * ATT_TILE + nt * 8 + (lane % 4) * 2 + (e % 2);
-                float x = (key > row[e / 2] || key >= T) ? -INFINITY : s[nt][e] * sl2;
+                float x = (masked && (key > row[e / 2] || key >= T)) ? -INFINITY : s[nt][e] * sl2;
                 s[nt][e] = x;
                 mx[e / 2] = fmaxf(mx[e / 2], x);
             }
@@ -174,7 +192,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
         }
         uint32_t pf[4][4];
         att_c_to_a(pf, s);
-        att_mma_ab(o, pf, sv, lane);
+        att_mma_ab(o, pf, sv[buf], lane);
+        __syncthreads();   // this buffer is refilled two tiles from now
     }
     for (int i = 0; i < 2; i++) {
         l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
@@ -209,29 +228,42 @@ __global__ void attention_delta_kernel(float* delta, const floatX* dout, const f
     }
 }
 
-// Probabilities of a 16 x 64 block of (rows, cols) given in log2 units: p = exp2(s * sl2 - lse2), with the
-// causal and length masks. row_of/col_of say which index is the query and which the key.
-__device__ __forceinline__ void att_probs(float s[8][4], float sl2, const float lse2[2], int row0, int col0,
-                                          int rows_are_queries, int T, int lane, const float* lse2_cols) {
+// Probabilities of a warp's 16 x 64 block of scores s (rows row0.., columns col0..): p = exp2(s * sl2 - lse2),
+// lse2 the row's (queries as rows) or the column's (keys as rows) log-sum-exp in log2 units. With
+// `masked`, entries above the causal diagonal or beyond T get 0; blocks wholly inside skip the test.
+__device__ __forceinline__ void att_probs(float s[8][4], float sl2, const float lse2_rows[2], const float* lse2_cols,
+                                          int row0, int col0, int rows_are_queries, int masked, int T, int lane) {
     for (int nt = 0; nt < 8; nt++) {
         for (int e = 0; e < 4; e++) {
             int r = row0 + lane / 4 + (e / 2) * 8;
             int c = col0 + nt * 8 + (lane % 4) * 2 + (e % 2);
-            int query = rows_are_queries ? r : c, key = rows_are_queries ? c : r;
-            float l2 = rows_are_queries ? lse2[e / 2] : lse2_cols[c - col0];
-            s[nt][e] = (key > query || key >= T || query >= T) ? 0.0f : exp2f(s[nt][e] * sl2 - l2);
+            float l2 = rows_are_queries ? lse2_rows[e / 2] : lse2_cols[c - col0];
+            float p = exp2f(s[nt][e] * sl2 - l2);
+            if (masked) {
+                int query = rows_are_queries ? r : c, key = rows_are_queries ? c : r;
+                p = (key > query || key >= T || query >= T) ? 0.0f : p;
+            }
+            s[nt][e] = p;
         }
     }
 }
 
+// Rows [row0, row0+64) of a (T) float vector, times `scale`, into smem; 0 beyond T.
+__device__ __forceinline__ void att_load_row_stats(float* s, const float* g, int row0, int T, float scale) {
+    if (threadIdx.x < ATT_TILE) {
+        int r = row0 + threadIdx.x;
+        s[threadIdx.x] = r < T ? g[r] * scale : 0.0f;
+    }
+}
+
 // dK, dV of one key tile: grid (T/64 key tiles, NH, B). Each warp owns 16 keys and walks
-// the query tiles at or after its key tile:
+// the query tiles at or after its key tile (the next one loading while this one computes):
 //   P^T = exp(K Q^T * scale - lse);  dV += P^T dO;  dP^T = V dO^T;  dS^T = P^T (dP^T - delta);  dK += dS^T Q * scale
 __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(floatX* dqkv, const floatX* dout,
                                                                               const floatX* qkv, const float* lse,
                                                                               const float* delta, int T, int NH, float scale) {
-    __shared__ alignas(16) floatX sq[ATT_TILE * ATT_LD], sdo[ATT_TILE * ATT_LD];
-    __shared__ float slse[ATT_TILE], sdelta[ATT_TILE];
+    __shared__ alignas(16) floatX sq[2][ATT_TILE * ATT_LD], sdo[2][ATT_TILE * ATT_LD];
+    __shared__ float slse[2][ATT_TILE], sdelta[2][ATT_TILE];
     int kt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
     int C = NH * ATT_HS, ntiles = (T + ATT_TILE - 1) / ATT_TILE;
@@ -242,46 +274,58 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
     const floatX* dO = dout + (long)b * T * C + h * ATT_HS;
     const float* lse_bh = lse + ((long)b * NH + h) * T;
     const float* delta_bh = delta + ((long)b * NH + h) * T;
-    // this warp's K and V rows as A fragments, staged through the Q and dO buffers
-    att_load_tile(sq, k, kt * ATT_TILE, T, ld);
-    att_load_tile(sdo, v, kt * ATT_TILE, T, ld);
+    // this warp's K and V rows as A fragments, staged through buffer 1; buffer 0 gets the first query tile
+    att_load_tile(sq[1], k, kt * ATT_TILE, T, ld);
+    att_load_tile(sdo[1], v, kt * ATT_TILE, T, ld);
+    att_load_tile(sq[0], q, kt * ATT_TILE, T, ld);
+    att_load_tile(sdo[0], dO, kt * ATT_TILE, T, C);
+    att_commit();
+    att_load_row_stats(slse[0], lse_bh, kt * ATT_TILE, T, ATT_LOG2E);
+    att_load_row_stats(sdelta[0], delta_bh, kt * ATT_TILE, T, 1.0f);
+    att_wait<0>();
     __syncthreads();
     uint32_t kf[4][4], vf[4][4];
-    att_load_a(kf, sq, warp * 16, lane);
-    att_load_a(vf, sdo, warp * 16, lane);
+    att_load_a(kf, sq[1], warp * 16, lane);
+    att_load_a(vf, sdo[1], warp * 16, lane);
+    __syncthreads();
     float dk[8][4], dv[8][4];
     att_zero(dk);
     att_zero(dv);
     float sl2 = scale * ATT_LOG2E;
     int key0 = kt * ATT_TILE + warp * 16;
     for (int qt = kt; qt < ntiles; qt++) {
-        __syncthreads();
-        att_load_tile(sq, q, qt * ATT_TILE, T, ld);
-        att_load_tile(sdo, dO, qt * ATT_TILE, T, C);
-        if (threadIdx.x < ATT_TILE) {
-            int r = qt * ATT_TILE + threadIdx.x;
-            slse[threadIdx.x] = r < T ? lse_bh[r] * ATT_LOG2E : 0.0f;
-            sdelta[threadIdx.x] = r < T ? delta_bh[r] : 0.0f;
+        int buf = (qt - kt) % 2;
+        if (qt + 1 < ntiles) {
+            att_load_tile(sq[buf ^ 1], q, (qt + 1) * ATT_TILE, T, ld);
+            att_load_tile(sdo[buf ^ 1], dO, (qt + 1) * ATT_TILE, T, C);
+            att_commit();
+            att_load_row_stats(slse[buf ^ 1], lse_bh, (qt + 1) * ATT_TILE, T, ATT_LOG2E);
+            att_load_row_stats(sdelta[buf ^ 1], delta_bh, (qt + 1) * ATT_TILE, T, 1.0f);
+            att_wait<1>();
+        } else {
+            att_wait<0>();
         }
         __syncthreads();
+        int masked = qt == kt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
         att_zero(p);
-        att_mma_abt(p, kf, sq, lane);                        // S^T (16 keys x 64 queries)
-        att_probs(p, sl2, NULL, key0, qt * ATT_TILE, 0, T, lane, slse);
+        att_mma_abt(p, kf, sq[buf], lane);                   // S^T (16 keys x 64 queries)
+        att_probs(p, sl2, NULL, slse[buf], key0, qt * ATT_TILE, 0, masked, T, lane);
         uint32_t pf[4][4];
         att_c_to_a(pf, p);
-        att_mma_ab(dv, pf, sdo, lane);                       // dV += P^T dO
+        att_mma_ab(dv, pf, sdo[buf], lane);                  // dV += P^T dO
         att_zero(dp);
-        att_mma_abt(dp, vf, sdo, lane);                      // dP^T = V dO^T
+        att_mma_abt(dp, vf, sdo[buf], lane);                 // dP^T = V dO^T
         for (int nt = 0; nt < 8; nt++) {
             for (int e = 0; e < 4; e++) {
                 int c = nt * 8 + (lane % 4) * 2 + (e % 2);
-                dp[nt][e] = p[nt][e] * (dp[nt][e] - sdelta[c]);
+                dp[nt][e] = p[nt][e] * (dp[nt][e] - sdelta[buf][c]);
             }
         }
         uint32_t dsf[4][4];
         att_c_to_a(dsf, dp);
-        att_mma_ab(dk, dsf, sq, lane);                       // dK += dS^T Q
+        att_mma_ab(dk, dsf, sq[buf], lane);                  // dK += dS^T Q
+        __syncthreads();
     }
     floatX* dk_out = dqkv + (long)b * T * ld + C + h * ATT_HS;
     att_store_rows(dk_out, ld, key0, T, dk, scale, lane);
@@ -293,7 +337,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
 __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floatX* dqkv, const floatX* dout,
                                                                             const floatX* qkv, const float* lse,
                                                                             const float* delta, int T, int NH, float scale) {
-    __shared__ alignas(16) floatX sk[ATT_TILE * ATT_LD], sv[ATT_TILE * ATT_LD];
+    __shared__ alignas(16) floatX sk[2][ATT_TILE * ATT_LD], sv[2][ATT_TILE * ATT_LD];
     int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
     int C = NH * ATT_HS;
@@ -302,12 +346,18 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
     const floatX* k = q + C;
     const floatX* v = q + 2 * C;
     const floatX* dO = dout + (long)b * T * C + h * ATT_HS;
-    att_load_tile(sk, q, qt * ATT_TILE, T, ld);
-    att_load_tile(sv, dO, qt * ATT_TILE, T, C);
+    // Q and dO rows as A fragments, staged through buffer 1; buffer 0 gets the first key tile
+    att_load_tile(sk[1], q, qt * ATT_TILE, T, ld);
+    att_load_tile(sv[1], dO, qt * ATT_TILE, T, C);
+    att_load_tile(sk[0], k, 0, T, ld);
+    att_load_tile(sv[0], v, 0, T, ld);
+    att_commit();
+    att_wait<0>();
     __syncthreads();
     uint32_t qf[4][4], dof[4][4];
-    att_load_a(qf, sk, warp * 16, lane);
-    att_load_a(dof, sv, warp * 16, lane);
+    att_load_a(qf, sk[1], warp * 16, lane);
+    att_load_a(dof, sv[1], warp * 16, lane);
+    __syncthreads();
     int q0 = qt * ATT_TILE + warp * 16;
     float lse2[2], dl[2];
     for (int i = 0; i < 2; i++) {
@@ -319,22 +369,30 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
     att_zero(dq);
     float sl2 = scale * ATT_LOG2E;
     for (int kt = 0; kt <= qt; kt++) {
+        int buf = kt % 2;
+        if (kt < qt) {
+            att_load_tile(sk[buf ^ 1], k, (kt + 1) * ATT_TILE, T, ld);
+            att_load_tile(sv[buf ^ 1], v, (kt + 1) * ATT_TILE, T, ld);
+            att_commit();
+            att_wait<1>();
+        } else {
+            att_wait<0>();
+        }
         __syncthreads();
-        att_load_tile(sk, k, kt * ATT_TILE, T, ld);
-        att_load_tile(sv, v, kt * ATT_TILE, T, ld);
-        __syncthreads();
+        int masked = kt == qt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
         att_zero(p);
-        att_mma_abt(p, qf, sk, lane);                        // S (16 queries x 64 keys)
-        att_probs(p, sl2, lse2, q0, kt * ATT_TILE, 1, T, lane, NULL);
+        att_mma_abt(p, qf, sk[buf], lane);                   // S (16 queries x 64 keys)
+        att_probs(p, sl2, lse2, NULL, q0, kt * ATT_TILE, 1, masked, T, lane);
         att_zero(dp);
-        att_mma_abt(dp, dof, sv, lane);                      // dP = dO V^T
+        att_mma_abt(dp, dof, sv[buf], lane);                 // dP = dO V^T
         for (int nt = 0; nt < 8; nt++) {
             for (int e = 0; e < 4; e++) { dp[nt][e] = p[nt][e] * (dp[nt][e] - dl[e / 2]); }
         }
         uint32_t dsf[4][4];
         att_c_to_a(dsf, dp);
-        att_mma_ab(dq, dsf, sk, lane);                       // dQ += dS K
+        att_mma_ab(dq, dsf, sk[buf], lane);                  // dQ += dS K
+        __syncthreads();
     }
     att_store_rows(dqkv + (long)b * T * ld + h * ATT_HS, ld, q0, T, dq, scale, lane);
 }
