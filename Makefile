@@ -11,9 +11,9 @@ CFLAGS ?= -O2 -Wall -Wextra
 MPICC ?= $(shell command -v mpicc 2>/dev/null)
 
 LLMC_HEADERS = $(wildcard llmc/*.h llmc/*.cuh)
-TRAINERS = train_gpt2_bf16
-GPU_TESTS = dev/test_kernels dev/test_model
-CPU_TESTS = dev/test_gpt2_cpu dev/test_dataloader $(if $(MPICC),dev/test_sharding_mpi)
+TRAINERS = train_gpt2_bf16 train_gpt2_fp8
+GPU_TESTS = dev/test_kernels dev/test_model dev/test_fp8
+CPU_TESTS = dev/test_gpt2_cpu dev/test_dataloader dev/test_fp8_host $(if $(MPICC),dev/test_sharding_mpi)
 
 .PHONY: all test bench clean
 all: $(TRAINERS)
@@ -38,6 +38,12 @@ dev/test_kernels: dev/test_kernels.cu $(LLMC_HEADERS)
 
 dev/test_model: dev/test_model.cu $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+dev/test_fp8: dev/test_fp8.cu $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+dev/test_fp8_host: dev/test_fp8_host.c llmc/fp8.h llmc/fp8_scaling.h
+	$(CC) $(CFLAGS) -o $@ $< -lm
 
 dev/test_gpt2_cpu: dev/test_gpt2_cpu.c dev/gpt2_ref.h llmc/utils.h
 	$(CC) $(CFLAGS) -o $@ $< -lm

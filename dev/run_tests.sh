@@ -32,6 +32,7 @@ suite() {
 
 suite "GPT-2 CPU reference (finite differences)" ./dev/test_gpt2_cpu
 suite "data loader" ./dev/test_dataloader
+suite "FP8 formats and scaling, host reference (exhaustive)" ./dev/test_fp8_host
 if [ -x dev/test_sharding_mpi ] && command -v mpirun >/dev/null; then
     for n in 1 2 3 4 8; do
         suite "data sharding under MPI, $n ranks" mpirun --oversubscribe --allow-run-as-root -np $n ./dev/test_sharding_mpi
@@ -39,7 +40,8 @@ if [ -x dev/test_sharding_mpi ] && command -v mpirun >/dev/null; then
 else
     echo "=== data sharding under MPI: SKIPPED (no mpicc/mpirun)"; skipped=$((skipped + 1))
 fi
-suite "trainer flags and bad input" bash dev/test_cli.sh ./train_gpt2_bf16
+suite "BF16 trainer flags and bad input" bash dev/test_cli.sh ./train_gpt2_bf16
+suite "FP8 trainer flags and bad input" bash dev/test_cli.sh ./train_gpt2_fp8
 suite "tokenizer and shards" make --no-print-directory test-data
 
 if nvidia-smi -L >/dev/null 2>&1; then
@@ -56,7 +58,14 @@ if nvidia-smi -L >/dev/null 2>&1; then
     else
         echo "=== model vs PyTorch: SKIPPED (no torch)"; skipped=$((skipped + 1))
     fi
-    suite "trainer determinism and resume" bash dev/test_resume.sh ./train_gpt2_bf16 "$out/model.bin"
+    suite "BF16 trainer determinism and resume" bash dev/test_resume.sh ./train_gpt2_bf16 "$out/model.bin"
+    suite "FP8 casts, GEMMs and scaling" ./dev/test_fp8 --no-timing
+    if python3 -c "import ml_dtypes, numpy" >/dev/null 2>&1; then
+        suite "FP8 host reference vs ml_dtypes" python3 dev/fp8_mldtypes_check.py ./dev/test_fp8_host
+    else
+        echo "=== FP8 host reference vs ml_dtypes: SKIPPED (no ml_dtypes)"; skipped=$((skipped + 1))
+    fi
+    suite "FP8 trainer determinism and resume" bash dev/test_resume.sh ./train_gpt2_fp8 "$out/model.bin"
     rm -rf "$out"
 else
     echo "=== GPU tests SKIPPED: no GPU on this machine (nvidia-smi -L failed)."

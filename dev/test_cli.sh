@@ -40,7 +40,7 @@ expect 2 "flag -t.*multiple of 8" -- "${ok[@]}" -t 60
 expect 2 "flag -t.*maximum sequence length" -- "${ok[@]}" -t 2048
 expect 2 "flag --nonsense" -- "${ok[@]}" --nonsense 1
 expect 2 "flag -x.*missing value" -- "${ok[@]}" -x
-expect 2 "flag --precision" -- "${ok[@]}" --precision fp8
+expect 2 "flag --precision" -- "${ok[@]}" --precision fp16
 expect 2 "flag -e.*neither" -- "${ok[@]}" -e d13
 expect 1 "no data file matches" -- "${ok[@]}" -i "$tmp/none_*.bin"
 expect 1 "magic.bin" -- "${ok[@]}" -i "$tmp/magic.bin"

@@ -47,6 +47,23 @@ desc="checkpoint without DONE marker is skipped"; ok grep -q "continuing from st
 desc="resume with another -b is refused with a message"
 ok sh -c "[ $rcD != 0 ] && grep -q 'resume:.*-b 4' '$tmp/D.txt'"
 
+# a NaN in the weights: the run stops at the first step with a message, before any update
+python3 - "$model" "$tmp/nan_model.bin" <<'PY'
+import struct, sys
+data = bytearray(open(sys.argv[1], "rb").read())
+assert struct.unpack_from("<i", data, 4)[0] == 3, "expects an fp32 (version 3) model file"
+struct.pack_into("<f", data, len(data) - 4 * 200, float("nan"))   # inside lnfw/lnfb
+open(sys.argv[2], "wb").write(data)
+PY
+"$bin" "${args[@]}" -e "$tmp/nan_model.bin" -o "$tmp/N" > "$tmp/N.txt" 2>&1; rcN=$?
+desc="NaN loss stops the run with exit 3 and a message"
+ok sh -c "[ $rcN = 3 ] && grep -q 'non-finite' '$tmp/N.txt'"
+
+# out of memory: a clear message with the size asked for, no fallback
+"$bin" -e d48 -i "$tmp/t_train_*.bin" -j "$tmp/t_val_*.bin" -b 4096 -t 16 -x 1 -v 0 -s 0 > "$tmp/M.txt" 2>&1; rcM=$?
+desc="out of GPU memory: exit 1 naming the buffer and the GiB asked for"
+ok sh -c "[ $rcM = 1 ] && grep -q 'out of GPU memory: activations.*GiB' '$tmp/M.txt'"
+
 if [ "$fail" != 0 ]; then for f in "$tmp"/*.txt; do echo "== $f"; tail -20 "$f"; done; fi
 echo "resume: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -124,6 +124,7 @@ __global__ void master_to_params_kernel(floatX* params, const float* master, lon
 static inline void gpt2_params_from_master(GPT2* m) {
     master_to_params_kernel<<<ceil_div(m->num_params, 512), 512, 0, m->stream>>>(m->params, m->master, m->num_params);
     cudaCheckLaunch();
+    linear_weights_changed(&m->lin);
 }
 
 // GPT-2 initialisation: N(0, 0.02) matrices, residual projections scaled by 1/sqrt(2L),
@@ -219,6 +220,7 @@ static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) 
     m->groups_dev.group_token = (int*)cuda_malloc_or_die(BT * sizeof(int), "token groups");
     m->groups_dev.group_start = (int*)cuda_malloc_or_die((BT + 1) * sizeof(int), "token groups");
     m->groups_dev.position = (int*)cuda_malloc_or_die(BT * sizeof(int), "token groups");
+    linear_reserve(&m->lin, (int)BT, (int)C, c->padded_vocab_size);
 }
 
 // Forward pass over inputs (B,T) (host ints). With targets, returns the mean loss over the
@@ -364,6 +366,7 @@ static inline void gpt2_update(GPT2* m, float lr, float beta1, float beta2, floa
         adamw_update(m->params + o, m->master + o, m->grads + o, m->adam_m + o, m->adam_v + o,
                      (long)m->param_sizes[i], (long)o, h, m->stream);
     }
+    linear_weights_changed(&m->lin);
 }
 
 #endif // LLMC_GPT2_CUH

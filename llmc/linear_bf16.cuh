@@ -17,8 +17,11 @@ typedef enum { LINEAR_QKV, LINEAR_ATTPROJ, LINEAR_FC, LINEAR_FCPROJ, LINEAR_LMHE
 //   LinearOptions, linear_options_defaults/parse/help   the precision's own flags
 //   LinearContext (with a GemmContext `gemm` for BF16 work such as attention)
 //   linear_context_init/free, linear_precision_name
+//   linear_reserve                                     allocate working memory up front
 //   linear_step_begin                                  before the first micro-batch of a step
+//   linear_weights_changed                             after the optimizer (or a load) changed weights
 //   linear_state_bytes/save/load                       extra checkpoint state (e.g. FP8 scales)
+//   linear_stats_log                                   per-step statistics into the run's log
 //   linear_forward, linear_backward
 typedef struct { int unused; } LinearOptions;
 
@@ -49,7 +52,10 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
 
 static inline void linear_context_free(LinearContext* lc) { gemm_context_free(&lc->gemm); }
 
+static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp) { (void)lc; (void)max_rows; (void)C; (void)Vp; }
 static inline void linear_step_begin(LinearContext* lc) { (void)lc; }
+static inline void linear_weights_changed(LinearContext* lc) { (void)lc; }
+static inline void linear_stats_log(const LinearContext* lc, FILE* log) { (void)lc; (void)log; }
 
 static inline size_t linear_state_bytes(const LinearContext* lc) { (void)lc; return 0; }
 static inline void linear_state_save(const LinearContext* lc, void* dst) { (void)lc; (void)dst; }

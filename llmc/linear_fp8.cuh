@@ -9,7 +9,8 @@
 // Weights are cast once per optimizer step; activations and gradients once per call, into a
 // scratch arena (nothing FP8 is kept between forward and backward: backward re-casts its BF16
 // input, which the model stores anyway, with the scale the forward used). Biases stay BF16:
-// the GEMM epilogue adds them, the deterministic bias_backward sums their gradients.
+// the GEMM epilogue adds them, the deterministic bias_backward sums their gradients. GELU
+// rides in the FP8 GEMM's epilogue where cuBLASLt has such a kernel, else in a separate pass.
 // --precision bf16 runs the plain BF16 path of llmc/linear_bf16.cuh through this binary.
 #ifndef LLMC_LINEAR_FP8_CUH
 #define LLMC_LINEAR_FP8_CUH
@@ -17,6 +18,7 @@
 #include <limits.h>
 #include "matmul.cuh"
 #include "reduce.cuh"
+#include "gelu.cuh"
 #include "train_args.h"
 #include "fp8.h"
 #include "fp8_scaling.h"
@@ -65,6 +67,8 @@ typedef struct {
     double* counted;               // (NT) elements cast in a stats step
     int stats_step;                // 1: the current step counts saturation and flushes
     int weights_hook;              // 1: linear_weights_changed marks weights stale (else each backward does)
+    int fused_gelu;                // 1: try cuBLASLt's GELU epilogues in FP8 (tests clear it to cover the other path)
+    long unfused_gelu;             // GEMMs whose GELU ran as a separate pass: no FP8 kernel with the epilogue
     uint8_t* arena;                // fp8 activations and gradients of one call
     size_t arena_bytes;
     char name[80];
@@ -94,7 +98,10 @@ static inline const char* bf16_layers_parse(const char* spec, int L, unsigned ch
         if (L >= 0) {
             if (!first && !last && v >= L) { return "a layer index is beyond the model's last layer"; }
             if ((first || last) && v > L) { return "asks for more layers than the model has"; }
-            for (long i = 0; i < ((first || last) ? v : 1); i++) { mask[first ? i : last ? L - 1 - i : v] = 1; }
+            for (long i = 0; i < ((first || last) ? v : 1); i++) {
+                long l = first ? i : last ? L - 1 - i : v;
+                if (l >= 0 && l < L) { mask[l] = 1; }
+            }
         }
         if (*p == '\0') { return NULL; }
         if (*p++ != ',') { return "expected ',' between items"; }
@@ -141,16 +148,18 @@ static inline int linear_options_parse(LinearOptions* o, const char* flag, const
 static inline void linear_options_help(void) {
     LinearOptions d;
     linear_options_defaults(&d);
-    printf("  --precision bf16|fp8         GEMM precision of the linear layers  (default %s)\n", d.fp8 ? "fp8" : "bf16");
-    printf("  --fp8-scaling delayed|current  scales from an amax history, or from each tensor's own amax (default delayed)\n");
-    printf("  --amax-history N             steps of amax history (delayed)      (default %d)\n", d.amax_history);
-    printf("  --amax-algo max|most_recent  amax of the history (delayed)        (default max)\n");
-    printf("  --fp8-margin N               scale = fp8_max / (amax * 2^N)       (default %d)\n", d.margin);
-    printf("  --fp8-format hybrid|e4m3     hybrid: E5M2 gradients, E4M3 else    (default hybrid)\n");
-    printf("  --lm-head fp8|bf16           precision of the LM head GEMMs       (default fp8)\n");
-    printf("  --bf16-layers SPEC           blocks kept in BF16: none, 0,10,11, first:1,last:2 (default none)\n");
-    printf("  --fp8-stats N                every N steps: amax, scale, saturated and flushed fractions\n"
-           "                               per FP8 tensor (to log.jsonl), 0 = off (default 0)\n");
+    printf("  --precision bf16|fp8           GEMMs of the linear layers           (default %s)\n", d.fp8 ? "fp8" : "bf16");
+    printf("  --fp8-scaling delayed|current  scales from an amax history, or from\n"
+           "                                 each tensor's own amax               (default delayed)\n");
+    printf("  --amax-history N               steps of amax history (delayed)      (default %d)\n", d.amax_history);
+    printf("  --amax-algo max|most_recent    amax of the history (delayed)        (default max)\n");
+    printf("  --fp8-margin N                 scale = fp8_max / (amax * 2^N)       (default %d)\n", d.margin);
+    printf("  --fp8-format hybrid|e4m3       hybrid: E5M2 gradients, E4M3 else    (default hybrid)\n");
+    printf("  --lm-head fp8|bf16             precision of the LM head's GEMMs     (default fp8)\n");
+    printf("  --bf16-layers SPEC             blocks kept in BF16: none, 0,10,11,\n"
+           "                                 first:1,last:2                       (default none)\n");
+    printf("  --fp8-stats N                  every N steps, per FP8 tensor: amax, scale, saturated\n"
+           "                                 and flushed fractions; 0 = off       (default 0)\n");
 }
 
 static inline const char* linear_precision_name(const LinearContext* lc) { return lc->name; }
@@ -279,16 +288,20 @@ static inline cudaDataType_t fp8_cuda_type(Fp8Format f) { return f == FP8_E4M3 ?
 
 // Row-major FP8 GEMM, both operands K-major (the only layout of cuBLASLt's FP8 kernels, "TN"):
 //   C (M,N) = (a_scale_inv * A (M,K)) @ (b_scale_inv * B (N,K))^T + beta * C  [+ bias (N)]
-// A, B fp8 (at most one E5M2); scale_invs are device floats; C bf16; FP32 accumulation.
-// fast_accum lets Hopper keep partial sums in its faster, less precise FP8 accumulator (the
-// forward only, as Transformer Engine's recipe does). M, N, K multiples of 16.
+// with gemm_bf16's GELU epilogues (aux (M,N) bf16). A, B fp8 (at most one E5M2); scale_invs are
+// device floats; C bf16; FP32 accumulation. fast_accum lets Hopper keep partial sums in its
+// faster, less precise FP8 accumulator (the forward only, as Transformer Engine's recipe does).
+// M, N, K multiples of 16. Returns 0, having done nothing, when cuBLASLt has no FP8 kernel for
+// the GELU epilogue asked for; any other failure is fatal.
 // Column-major, cuBLASLt computes C^T (N,M) = B (N,K) . A^T (K,M): its first operand is our B,
 // transposed, its second our A, so its A scale is b_scale_inv and its B scale a_scale_inv.
-static inline void gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Format fa, const float* a_scale_inv,
-                            const uint8_t* B, Fp8Format fb, const float* b_scale_inv, const floatX* bias,
-                            int M, int N, int K, float beta, int fast_accum, cudaStream_t stream) {
+static inline int gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Format fa, const float* a_scale_inv,
+                           const uint8_t* B, Fp8Format fb, const float* b_scale_inv, const floatX* bias,
+                           int M, int N, int K, float beta, int fast_accum, GemmGelu gelu, floatX* aux,
+                           cudaStream_t stream) {
     if (M % 16 != 0 || N % 16 != 0 || K % 16 != 0) { die("internal: FP8 GEMM M=%d N=%d K=%d needs multiples of 16", M, N, K); }
     if (fa == FP8_E5M2 && fb == FP8_E5M2) { die("internal: FP8 GEMM with two E5M2 operands (unsupported)"); }
+    if (gelu == GEMM_GELU_BACKWARD && bias != NULL) { die("internal: gemm_fp8 has no bias in the GELU backward epilogue"); }
     cublasLtMatmulDesc_t desc;
     cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
@@ -298,9 +311,19 @@ static inline void gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Form
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &a_scale_inv, sizeof(a_scale_inv)));
     int8_t fast = fast_accum ? 1 : 0;
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+    if (gelu == GEMM_GELU_FORWARD) { epi = bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX; }
+    else if (gelu == GEMM_GELU_BACKWARD) { epi = CUBLASLT_EPILOGUE_DGELU; }
+    else if (bias != NULL) { epi = CUBLASLT_EPILOGUE_BIAS; }
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    if (gelu != GEMM_NO_GELU) {
+        int64_t ld = N;   // aux has C's layout: column-major (N, M)
+        cudaDataType_t at = CUDA_R_16BF;
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &at, sizeof(at)));
+    }
     if (bias != NULL) {
-        cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
         cudaDataType_t bt = CUDA_R_16BF;
         cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
         cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
@@ -315,16 +338,40 @@ static inline void gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Form
                                                      &g->workspace_bytes, sizeof(g->workspace_bytes)));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    cublasCheck(cublasLtMatmulAlgoGetHeuristic(g->handle, desc, la, lb, lc, lc, pref, 1, &heur, &found));
-    if (found == 0) { die("cuBLASLt has no FP8 algorithm for M=%d N=%d K=%d (A %s, B %s)", M, N, K, fa == FP8_E4M3 ? "e4m3" : "e5m2", fb == FP8_E4M3 ? "e4m3" : "e5m2"); }
-    float alpha = 1.0f;
-    cublasCheck(cublasLtMatmul(g->handle, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc,
-                               &heur.algo, g->workspace, g->workspace_bytes, stream));
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g->handle, desc, la, lb, lc, lc, pref, 1, &heur, &found);
+    int unsupported = st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && found == 0);
+    if (!unsupported) {
+        cublasCheck(st);
+        float alpha = 1.0f;
+        cublasCheck(cublasLtMatmul(g->handle, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc,
+                                   &heur.algo, g->workspace, g->workspace_bytes, stream));
+    }
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     cublasCheck(cublasLtMatrixLayoutDestroy(la));
     cublasCheck(cublasLtMatrixLayoutDestroy(lb));
     cublasCheck(cublasLtMatrixLayoutDestroy(lc));
     cublasCheck(cublasLtMatmulDescDestroy(desc));
+    if (unsupported && gelu == GEMM_NO_GELU) {
+        die("cuBLASLt has no FP8 algorithm for M=%d N=%d K=%d (A %s, B %s)", M, N, K,
+            fa == FP8_E4M3 ? "e4m3" : "e5m2", fb == FP8_E4M3 ? "e4m3" : "e5m2");
+    }
+    return !unsupported;
+}
+
+// d (n) *= gelu'(pre (n)) (GPT-2's tanh approximation), n % 8 == 0: the GELU backward of an
+// FP8 GEMM that has no DGELU epilogue.
+__global__ void gelu_backward_inplace_kernel(floatX* d, const floatX* pre, long n) {
+    long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
+    if (i >= n) { return; }
+    x8 g = load16(d + i), x = load16(pre + i);
+    for (int k = 0; k < 8; k++) {
+        float v = __bfloat162float(x.v[k]);
+        float th = tanhf(GELU_SCALE * (v + 0.044715f * v * v * v));
+        float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * v * v);   // d/dv of tanh's argument
+        float grad = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * du;
+        g.v[k] = __float2bfloat16_rn(__bfloat162float(g.v[k]) * grad);
+    }
+    store16(d + i, g);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -335,6 +382,7 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     gemm_context_init(&lc->gemm);
     lc->opt = *o;
     lc->num_layers = num_layers;
+    lc->fused_gelu = 1;
     if (!o->fp8) { snprintf(lc->name, sizeof(lc->name), "bf16"); return; }
     int L = num_layers;
     lc->num_linears = 4 * L + 1;
@@ -455,12 +503,15 @@ static inline void linear_state_load(LinearContext* lc, const void* src) {
 // ------------------------------------------------------------------------------------------
 // the linear layer
 
-// out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias (OC); bias may be NULL
-static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer, floatX* out, const floatX* inp,
-                                  const floatX* weight, const floatX* bias, int N, int IC, int OC, cudaStream_t s) {
+// out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias (OC); bias may be NULL.
+// With pre_gelu (N,OC): pre_gelu = that sum and out = gelu(pre_gelu).
+static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer, floatX* out, floatX* pre_gelu,
+                                  const floatX* inp, const floatX* weight, const floatX* bias, int N, int IC, int OC,
+                                  cudaStream_t s) {
     int id = fp8_linear_index(lc, kind, layer);
     if (!fp8_runs(lc, id, N, IC, OC)) {
-        gemm_bf16(&lc->gemm, out, inp, weight, bias, N, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0, s);
+        gemm_bf16(&lc->gemm, out, inp, weight, bias, N, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
+                  pre_gelu ? GEMM_GELU_FORWARD : GEMM_NO_GELU, pre_gelu, s);
         return;
     }
     int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W);
@@ -468,34 +519,54 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
     Fp8Weight* w = fp8_weight_ready(lc, id, weight, OC, IC, s);
     uint8_t* x8 = fp8_arena(lc, fp8_arena_need(N, IC, OC));   // (N,IC)
     fp8_quantize(lc, tx, x8, NULL, inp, N, IC, 1, s);
-    gemm_fp8(&lc->gemm, out, x8, FP8_E4M3, scale_inv + tx, w->w, FP8_E4M3, scale_inv + tw, bias, N, OC, IC, 0.0f, 1, s);
+    const float* sx = scale_inv + tx;
+    const float* sw = scale_inv + tw;
+    if (pre_gelu == NULL) {
+        gemm_fp8(&lc->gemm, out, x8, FP8_E4M3, sx, w->w, FP8_E4M3, sw, bias, N, OC, IC, 0.0f, 1, GEMM_NO_GELU, NULL, s);
+    } else if (!(lc->fused_gelu &&
+                 gemm_fp8(&lc->gemm, out, x8, FP8_E4M3, sx, w->w, FP8_E4M3, sw, bias, N, OC, IC, 0.0f, 1, GEMM_GELU_FORWARD, pre_gelu, s))) {
+        gemm_fp8(&lc->gemm, pre_gelu, x8, FP8_E4M3, sx, w->w, FP8_E4M3, sw, bias, N, OC, IC, 0.0f, 1, GEMM_NO_GELU, NULL, s);
+        gelu_forward(out, pre_gelu, (long)N * OC, s);
+        lc->unfused_gelu++;
+    }
 }
 
-// dinp (N,IC) = dout (N,OC) @ weight (OC,IC)      (overwritten)
+// dinp (N,IC) = dout (N,OC) @ weight (OC,IC)      (overwritten), times gelu'(pre_gelu (N,IC)) when
+//                                                 pre_gelu is given: the input came out of a GELU
 // dweight (OC,IC) += dout^T @ inp (N,IC)          (accumulated over micro-batches)
 // dbias (OC) += column sums of dout, when dbias != NULL; scratch: colsum_num_chunks(N) * OC floats
-// inp must be what the forward of this micro-batch read: its FP8 copy is re-cast from it.
+// inp must be what this micro-batch's forward read: its FP8 copy is re-cast from it.
 static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer, floatX* dinp, floatX* dweight,
                                    floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
-                                   const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
+                                   const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
     int id = fp8_linear_index(lc, kind, layer);
     if (!fp8_runs(lc, id, N, IC, OC)) {
-        gemm_bf16(&lc->gemm, dinp, dout, weight, NULL, N, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0, s);
-        gemm_bf16(&lc->gemm, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, s);
+        gemm_bf16(&lc->gemm, dinp, dout, weight, NULL, N, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
+                  pre_gelu ? GEMM_GELU_BACKWARD : GEMM_NO_GELU, (floatX*)pre_gelu, s);
+        gemm_bf16(&lc->gemm, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);
         if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
         return;
     }
     int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W), tdy = fp8_tensor(id, FP8_ROLE_DY);
     Fp8Format fdy = fp8_tensor_format(lc, tdy);
     const float* scale_inv = fp8_scale_inv_of(lc->sc_block, lc->num_tensors);
+    const float* sdy = scale_inv + tdy;
     Fp8Weight* w = fp8_weight_ready(lc, id, weight, OC, IC, s);
     uint8_t* dy8 = fp8_arena(lc, fp8_arena_need(N, IC, OC));     // (N,OC)
     uint8_t* dyt8 = dy8 + fp8_align256((size_t)N * OC);          // (OC,N)
     uint8_t* xt8 = dyt8 + fp8_align256((size_t)N * OC);          // (IC,N)
     fp8_quantize(lc, tdy, dy8, dyt8, dout, N, OC, 1, s);
     fp8_quantize(lc, tx, NULL, xt8, inp, N, IC, 0, s);
-    gemm_fp8(&lc->gemm, dinp, dy8, fdy, scale_inv + tdy, w->wt, FP8_E4M3, scale_inv + tw, NULL, N, IC, OC, 0.0f, 0, s);
-    gemm_fp8(&lc->gemm, dweight, dyt8, fdy, scale_inv + tdy, xt8, FP8_E4M3, scale_inv + tx, NULL, OC, IC, N, 1.0f, 0, s);
+    if (pre_gelu == NULL) {
+        gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, scale_inv + tw, NULL, N, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
+    } else if (!(lc->fused_gelu && gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, scale_inv + tw, NULL, N, IC, OC,
+                                            0.0f, 0, GEMM_GELU_BACKWARD, (floatX*)pre_gelu, s))) {
+        gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, scale_inv + tw, NULL, N, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
+        gelu_backward_inplace_kernel<<<ceil_div((long)N * IC / 8, 256), 256, 0, s>>>(dinp, pre_gelu, (long)N * IC);
+        cudaCheckLaunch();
+        lc->unfused_gelu++;
+    }
+    gemm_fp8(&lc->gemm, dweight, dyt8, fdy, sdy, xt8, FP8_E4M3, scale_inv + tx, NULL, OC, IC, N, 1.0f, 0, GEMM_NO_GELU, NULL, s);
     if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
     if (!lc->weights_hook) { w->stale = 1; }
 }

@@ -403,6 +403,7 @@ static inline int train_main(int argc, char** argv) {
         }
         if (last) { break; }
         StepResult r = trainer_step(t, step);
+        linear_stats_log(&m->lin, t->log);
         if (step > t->start_step) { train_ms += r.ms; timed_steps++; }   // the first step includes warm-up
         double tok_s = tokens_per_step / (r.ms / 1000.0);
         double mfu = t->peak_flops > 0 ? 100.0 * flops_per_step / (r.ms / 1000.0) / t->peak_flops : -1.0;

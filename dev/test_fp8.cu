@@ -1,0 +1,772 @@
+// GPU tests and timings of the FP8 layer: llmc/fp8_cast.cuh and llmc/linear_fp8.cuh.
+//   dev/test_fp8               every check, then FP8 vs BF16 GEMM timings at 16384 tokens
+//   dev/test_fp8 --no-timing   checks only
+// Checks:
+//  - the device casts (plain and transposed) give the host reference's codes (llmc/fp8.h, itself
+//    checked exhaustively by dev/test_fp8_host) for every BF16 bit pattern, both formats, several
+//    scales; amax recorded exactly; saturation/flush counts exact; transposes at ragged shapes
+//  - linear_forward / linear_backward at GPT-2 shapes: each FP8 GEMM against an FP64 CPU GEMM of
+//    the operands quantized on the host with the device's scales (relative L2 < 1e-2), and
+//    against the unquantized BF16 operands (loosely: catches a wrong scale); the FP8 copies the
+//    layer made are compared code for code; GELU epilogues, fused and as a separate pass
+//  - the BF16 paths of the same header (--precision bf16, --lm-head bf16, --bf16-layers, rows
+//    not a multiple of 16) are bit-identical to gemm_bf16
+//  - delayed and current scaling over steps: the device's whole scaling state equals a host
+//    replay with llmc/fp8_scaling.h after every step (history ring, first step on its own amax,
+//    amax 0 / NaN keeping the scale, micro-batches); a saved and reloaded state continues bit for bit
+//  - weight copies are re-cast only when stale; statistics of a stats step
+// Prints `PASS|FAIL name ...` per check and ends with `N passed, N failed`.
+// Exit status: 0 all passed, 1 a check failed, 77 no GPU (skipped).
+// Build (from the repository root):
+//   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Xcompiler -Wall,-Wno-unused-function
+//        -o dev/test_fp8 dev/test_fp8.cu -lcublasLt
+#include <vector>
+#include <algorithm>
+#include <math.h>
+#include "../llmc/linear_fp8.cuh"
+#include "../llmc/rand.h"
+
+typedef std::vector<float> VF;       // host copy of a bf16 or fp32 tensor
+typedef std::vector<double> VD;      // CPU reference
+typedef std::vector<uint8_t> Codes;  // fp8 codes
+
+// Relative L2 error ||out - ref|| / ||ref||.
+// TOL_FP8_GEMM: the reference multiplies the very codes the GPU multiplies (the host quantizes
+//   with the device's scales, and the casts are bit-identical), so what is left is FP32
+//   accumulation (Hopper's fast FP8 accumulation in the forward) and the final BF16 rounding,
+//   ~1.6e-3 RMS: the issue's 1e-2 has ~5x margin.
+// TOL_QUANT: against the unquantized operands. E4M3 keeps 3 mantissa bits (~2.5% RMS relative
+//   error per value), E5M2 2 bits (~5%): products of two come to 3.5-6%. 0.15 passes those and
+//   fails a scale off by a factor of 2 or more.
+#define TOL_FP8_GEMM 1e-2
+#define TOL_QUANT 0.15
+#define TOL_BF16 8e-3   // one final bf16 rounding (bias gradient sums)
+
+static Rng rng;
+
+static float bits_to_float(uint16_t b) { uint32_t u = (uint32_t)b << 16; float f; memcpy(&f, &u, 4); return f; }
+static uint16_t float_to_bits(float f) {   // round to nearest even, as __float2bfloat16_rn does
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) { return 0x7fc0; }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+static float round_bf16(float f) { return bits_to_float(float_to_bits(f)); }
+
+static VF randn(size_t n, double std) {
+    VF x(n);
+    for (size_t i = 0; i < n; i++) { x[i] = round_bf16((float)(std * rng_normal(&rng))); }
+    return x;
+}
+
+static std::vector<void*> dev_allocs;
+template <typename T> static T* dev_alloc(size_t n) {
+    T* p = (T*)cuda_malloc_or_die(n * sizeof(T), "test tensor");
+    dev_allocs.push_back(p);
+    return p;
+}
+static void dev_free_all() {
+    for (void* p : dev_allocs) { cudaCheck(cudaFree(p)); }
+    dev_allocs.clear();
+}
+static void sync() { cudaCheck(cudaDeviceSynchronize()); }
+static void put(floatX* d, const VF& h) {
+    std::vector<uint16_t> b(h.size());
+    for (size_t i = 0; i < h.size(); i++) { b[i] = float_to_bits(h[i]); }
+    cudaCheck(cudaMemcpy(d, b.data(), b.size() * 2, cudaMemcpyHostToDevice));
+}
+static floatX* to_dev(const VF& h) { floatX* d = dev_alloc<floatX>(h.size()); put(d, h); return d; }
+static VF get(const floatX* d, size_t n) {
+    std::vector<uint16_t> b(n);
+    cudaCheck(cudaMemcpy(b.data(), d, n * 2, cudaMemcpyDeviceToHost));
+    VF x(n);
+    for (size_t i = 0; i < n; i++) { x[i] = bits_to_float(b[i]); }
+    return x;
+}
+static std::vector<uint16_t> get_bits(const floatX* d, size_t n) {
+    std::vector<uint16_t> b(n);
+    cudaCheck(cudaMemcpy(b.data(), d, n * 2, cudaMemcpyDeviceToHost));
+    return b;
+}
+static Codes get_codes(const uint8_t* d, size_t n) {
+    Codes c(n);
+    cudaCheck(cudaMemcpy(c.data(), d, n, cudaMemcpyDeviceToHost));
+    return c;
+}
+static VF get_f32(const float* d, size_t n) {
+    VF x(n);
+    cudaCheck(cudaMemcpy(x.data(), d, n * 4, cudaMemcpyDeviceToHost));
+    return x;
+}
+static void put_f32(float* d, float v) { cudaCheck(cudaMemcpy(d, &v, 4, cudaMemcpyHostToDevice)); }
+
+static const char* fmt(const char* f, ...) {
+    static char buf[4][200];
+    static int k = 0;
+    k = (k + 1) % 4;
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(buf[k], sizeof(buf[k]), f, ap);
+    va_end(ap);
+    return buf[k];
+}
+
+static int n_passed = 0, n_failed = 0;
+static void report(bool ok, const char* name, double err, double tol, const char* note = "") {
+    printf("%s %s err=%.3e tol=%.1e%s%s\n", ok ? "PASS" : "FAIL", name, err, tol, note[0] ? " " : "", note);
+    if (ok) { n_passed++; } else { n_failed++; }
+}
+static double rel_l2(const VF& out, const VD& ref, long* nonfinite) {
+    double e2 = 0.0, r2 = 0.0;
+    *nonfinite = 0;
+    for (size_t i = 0; i < ref.size(); i++) {
+        if (!isfinite(out[i])) { (*nonfinite)++; continue; }
+        double d = out[i] - ref[i];
+        e2 += d * d;
+        r2 += ref[i] * ref[i];
+    }
+    return sqrt(e2 / (r2 > 0.0 ? r2 : 1e-300));
+}
+static void check_close(const char* name, const VF& out, const VD& ref, double tol) {
+    long bad;
+    double err = rel_l2(out, ref, &bad);
+    report(bad == 0 && err <= tol, name, err, tol, bad ? fmt("(%ld non-finite)", bad) : "");
+}
+static void check_count(const char* name, long bad, const char* note = "") { report(bad == 0, name, (double)bad, 0.0, note); }
+static const char* fname(Fp8Format f) { return f == FP8_E4M3 ? "e4m3" : "e5m2"; }
+
+template <typename F> static float time_ms(F run, int reps = 30, int warm = 3) {
+    for (int i = 0; i < warm; i++) { run(); }
+    std::vector<cudaEvent_t> ev(reps + 1);
+    for (auto& e : ev) { cudaCheck(cudaEventCreate(&e)); }
+    cudaCheck(cudaEventRecord(ev[0]));
+    for (int i = 0; i < reps; i++) { run(); cudaCheck(cudaEventRecord(ev[i + 1])); }
+    cudaCheck(cudaEventSynchronize(ev[reps]));
+    std::vector<float> t(reps);
+    for (int i = 0; i < reps; i++) { cudaCheck(cudaEventElapsedTime(&t[i], ev[i], ev[i + 1])); }
+    for (auto& e : ev) { cudaCheck(cudaEventDestroy(e)); }
+    std::sort(t.begin(), t.end());
+    return t[reps / 2];
+}
+
+// host quantization: codes of x * scale, and their values (decode, before scale_inv)
+static Codes quantize(const VF& x, float scale, Fp8Format f) {
+    Codes q(x.size());
+    for (size_t i = 0; i < x.size(); i++) { q[i] = fp8_encode(x[i] * scale, f); }
+    return q;
+}
+static VF decode_all(const Codes& q, Fp8Format f) {
+    VF v(q.size());
+    for (size_t i = 0; i < q.size(); i++) { v[i] = fp8_decode(q[i], f); }
+    return v;
+}
+static float host_amax(const VF& x) {
+    float a = 0.0f;
+    for (float v : x) { a = fp8_amax_max(a, fabsf(v)); }
+    return a;
+}
+// (C,R) transpose of (R,C)
+template <typename T> static std::vector<T> transpose(const std::vector<T>& a, int R, int C) {
+    std::vector<T> t(a.size());
+    for (int r = 0; r < R; r++) { for (int c = 0; c < C; c++) { t[(size_t)c * R + r] = a[(size_t)r * C + c]; } }
+    return t;
+}
+static long count_diff(const Codes& a, const Codes& b) {
+    long d = 0;
+    for (size_t i = 0; i < a.size(); i++) { d += a[i] != b[i]; }
+    return d;
+}
+static std::vector<int> sample_rows(int n, int k) {
+    std::vector<int> r;
+    for (int i = 0; i < k && i < n; i++) { r.push_back(k >= n ? i : (int)((long)i * (n - 1) / (k - 1))); }
+    return r;
+}
+
+static LinearOptions fp8_options() {
+    LinearOptions o;
+    linear_options_defaults(&o);
+    return o;
+}
+
+// ------------------------------------------------------------------------------------------
+// casts
+
+// every bf16 pattern (incl. inf, NaN, subnormals) times each scale, both formats, both kernels
+static void test_cast_all_bf16() {
+    const int n = 65536;
+    VF x(n);
+    std::vector<uint16_t> bits(n);
+    for (int b = 0; b < n; b++) { bits[b] = (uint16_t)b; x[b] = bits_to_float((uint16_t)b); }
+    floatX* d_in = dev_alloc<floatX>(n);
+    cudaCheck(cudaMemcpy(d_in, bits.data(), n * 2, cudaMemcpyHostToDevice));
+    uint8_t *d_out = dev_alloc<uint8_t>(n), *d_out2 = dev_alloc<uint8_t>(n), *d_outT = dev_alloc<uint8_t>(n);
+    float *d_scale = dev_alloc<float>(1), *d_amax = dev_alloc<float>(2);
+    unsigned long long* d_counts = dev_alloc<unsigned long long>(2);
+    const float scales[] = {1.0f, 0.5f, 3.7f, 1.0f / 448.0f, 1e-3f, 300.0f, 1048576.0f};
+    for (int fi = 0; fi < 2; fi++) {
+        Fp8Format f = (Fp8Format)fi;
+        for (float sc : scales) {
+            put_f32(d_scale, sc);
+            cudaCheck(cudaMemset(d_amax, 0, 8));
+            cudaCheck(cudaMemset(d_counts, 0, 16));
+            cudaCheck(cudaMemset(d_out, 0xAA, n)); cudaCheck(cudaMemset(d_out2, 0xAA, n)); cudaCheck(cudaMemset(d_outT, 0xAA, n));
+            cast_to_fp8(d_out, d_in, n, f, d_scale, d_amax, d_counts, 0);
+            cast_transpose_to_fp8(d_out2, d_outT, d_in, 256, 256, f, d_scale, d_amax + 1, NULL, 0);
+            sync();
+            Codes want(n), got = get_codes(d_out, n), got2 = get_codes(d_out2, n), gotT = get_codes(d_outT, n);
+            long bad_nan = 0, bad = 0, bad2 = 0, badT = 0;
+            unsigned long long sat = 0, flushed = 0;
+            for (int b = 0; b < n; b++) {
+                float v = x[b] * sc;
+                want[b] = fp8_encode(v, f);
+                if (got[b] != want[b]) {
+                    if (isnan(v)) { bad_nan++; } else { bad++; }
+                    if (bad + bad_nan <= 3) { printf("  bf16 0x%04x * %g: device 0x%02x, host 0x%02x\n", b, sc, got[b], want[b]); }
+                }
+                bad2 += got2[b] != want[b];
+                badT += gotT[(size_t)(b % 256) * 256 + b / 256] != want[b];
+                sat += fabsf(v) > fp8_format_max(f);
+                flushed += (bits[b] & 0x7FFF) != 0 && (want[b] & 0x7F) == 0;
+            }
+            char tag[64];
+            snprintf(tag, sizeof(tag), "%s scale %g", fname(f), sc);
+            check_count(fmt("cast %s: all 65536 bf16 patterns, non-NaN inputs match fp8_encode", tag), bad);
+            check_count(fmt("cast %s: NaN inputs give 0x7F", tag), bad_nan);
+            check_count(fmt("cast_transpose %s: plain output", tag), bad2);
+            check_count(fmt("cast_transpose %s: transposed output", tag), badT);
+            VF am = get_f32(d_amax, 2);
+            uint32_t a0 = fp8_float_bits(am[0]), a1 = fp8_float_bits(am[1]);
+            check_count(fmt("cast %s: amax is the largest |bf16| bits 0x7FFF0000 (a NaN), both kernels", tag),
+                        (a0 != 0x7FFF0000u) + (a1 != 0x7FFF0000u));
+            std::vector<unsigned long long> cnt(2);
+            cudaCheck(cudaMemcpy(cnt.data(), d_counts, 16, cudaMemcpyDeviceToHost));
+            check_count(fmt("cast %s: saturated %llu and flushed %llu counted exactly", tag, sat, flushed),
+                        (long)(cnt[0] != sat) + (long)(cnt[1] != flushed));
+        }
+    }
+    dev_free_all();
+}
+
+// transposed casts at shapes that are not multiples of the 64x64 tile; amax of finite data by
+// each kernel, including the bounded-grid absmax
+static void test_cast_shapes() {
+    const int shapes[][2] = {{16, 16}, {80, 48}, {1040, 784}, {4096, 768}, {48, 3072}};
+    for (auto& sh : shapes) {
+        int R = sh[0], C = sh[1];
+        size_t n = (size_t)R * C;
+        VF x = randn(n, 1.7);
+        x[n / 3] = -20.0f;   // the amax (negative), far beyond the random values
+        floatX* d_x = to_dev(x);
+        uint8_t *d_o = dev_alloc<uint8_t>(n), *d_t = dev_alloc<uint8_t>(n), *d_t2 = dev_alloc<uint8_t>(n), *d_p = dev_alloc<uint8_t>(n);
+        float *d_scale = dev_alloc<float>(1), *d_amax = dev_alloc<float>(3);
+        put_f32(d_scale, 25.0f);
+        cudaCheck(cudaMemset(d_amax, 0, 12));
+        cudaCheck(cudaMemset(d_t2, 0xAA, n));
+        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E4M3, d_scale, d_amax, NULL, 0);
+        cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E5M2, d_scale, NULL, NULL, 0);
+        absmax_bf16(d_amax + 1, d_x, (long)n, 0);
+        cast_to_fp8(d_p, d_x, (long)n, FP8_E4M3, d_scale, d_amax + 2, NULL, 0);
+        sync();
+        Codes q4 = quantize(x, 25.0f, FP8_E4M3), q5 = quantize(x, 25.0f, FP8_E5M2);
+        long bad = count_diff(get_codes(d_o, n), q4) + count_diff(get_codes(d_t, n), transpose(q4, R, C)) +
+                   count_diff(get_codes(d_t2, n), transpose(q5, R, C)) + count_diff(get_codes(d_p, n), q4);
+        check_count(fmt("cast_transpose (%d,%d): e4m3 plain + transposed, e5m2 transposed only; plain cast", R, C), bad);
+        VF am = get_f32(d_amax, 3);
+        check_count(fmt("amax (%d,%d): transposed cast, absmax, plain cast all give 20", R, C),
+                    (am[0] != 20.0f) + (am[1] != 20.0f) + (am[2] != 20.0f));
+        dev_free_all();
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// linear layer
+
+struct LinearCase { const char* name; LinearKind kind; int N, IC, OC; bool bias; int gelu; };  // gelu: 0, 1 forward, 2 backward
+
+// One forward and backward through linear_fp8.cuh (first step: every tensor on its own amax),
+// checked against FP64 CPU GEMMs on sampled rows.
+static void test_linear_case(const LinearCase& lcase, const LinearOptions& opt, int fused_gelu) {
+    int N = lcase.N, IC = lcase.IC, OC = lcase.OC;
+    LinearContext lc;
+    linear_context_init(&lc, &opt, 1);
+    lc.fused_gelu = fused_gelu;
+    int id = fp8_linear_index(&lc, lcase.kind, 0);
+    int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W), tdy = fp8_tensor(id, FP8_ROLE_DY);
+    Fp8Format fdy = fp8_tensor_format(&lc, tdy);
+    VF x = randn((size_t)N * IC, 1.0), w = randn((size_t)OC * IC, 0.02), b = randn(OC, 0.1);
+    VF dy = randn((size_t)N * OC, 1e-3), dw0 = randn((size_t)OC * IC, 1e-3 * sqrt((double)N)), db0 = randn(OC, 1e-2);
+    VF pre_in = lcase.gelu == 2 ? randn((size_t)N * IC, 1.5) : VF();    // backward: the input came out of a GELU
+    floatX *d_x = to_dev(x), *d_w = to_dev(w), *d_b = lcase.bias ? to_dev(b) : NULL, *d_dy = to_dev(dy);
+    floatX *d_dw = to_dev(dw0), *d_db = to_dev(db0);
+    floatX *d_out = dev_alloc<floatX>((size_t)N * OC), *d_dx = dev_alloc<floatX>((size_t)N * IC);
+    floatX* d_pre = lcase.gelu == 1 ? dev_alloc<floatX>((size_t)N * OC) : NULL;
+    floatX* d_pre_in = lcase.gelu == 2 ? to_dev(pre_in) : NULL;
+    float* d_scratch = dev_alloc<float>((size_t)colsum_num_chunks(N) * OC);
+    cudaCheck(cudaMemset(d_out, 0xFF, (size_t)N * OC * 2));
+    cudaCheck(cudaMemset(d_dx, 0xFF, (size_t)N * IC * 2));
+    linear_step_begin(&lc);
+    linear_forward(&lc, lcase.kind, 0, d_out, d_pre, d_x, d_w, d_b, N, IC, OC, 0);
+    sync();
+    Codes x8_dev = get_codes(lc.arena, (size_t)N * IC);        // forward's copy, before backward reuses the arena
+    linear_backward(&lc, lcase.kind, 0, d_dx, d_dw, lcase.bias ? d_db : NULL, d_scratch, d_dy, d_x, d_pre_in, d_w, N, IC, OC, 0);
+    sync();
+    char tagb[120];
+    snprintf(tagb, sizeof(tagb), "%s N=%d %s%s", lcase.name, N, opt.hybrid ? "hybrid" : "e4m3",
+             lcase.gelu ? (fused_gelu ? " gelu" : " gelu-unfused") : "");
+    VF scale = get_f32(fp8_scale(lc.sc_block, lc.num_tensors), lc.num_tensors);
+    VF sinv = get_f32(fp8_scale_inv_of(lc.sc_block, lc.num_tensors), lc.num_tensors);
+    // the device's scales are its tensors' own amaxes (first step)
+    long bad = (scale[tx] != fp8_scale_from_amax(host_amax(x), 1.0f, FP8_E4M3_MAX, 0)) +
+               (scale[tw] != fp8_scale_from_amax(host_amax(w), 1.0f, FP8_E4M3_MAX, 0)) +
+               (scale[tdy] != fp8_scale_from_amax(host_amax(dy), 1.0f, fp8_format_max(fdy), 0));
+    check_count(fmt("linear %s: first-step scales from each tensor's own amax", tagb), bad);
+    Codes qx = quantize(x, scale[tx], FP8_E4M3), qw = quantize(w, scale[tw], FP8_E4M3), qdy = quantize(dy, scale[tdy], fdy);
+    const Fp8Weight* fw = &lc.weights[id];
+    size_t a = fp8_align256((size_t)N * OC);
+    bad = count_diff(x8_dev, qx) + count_diff(get_codes(fw->w, (size_t)OC * IC), qw) +
+          count_diff(get_codes(fw->wt, (size_t)OC * IC), transpose(qw, OC, IC)) +
+          count_diff(get_codes(lc.arena, (size_t)N * OC), qdy) +
+          count_diff(get_codes(lc.arena + a, (size_t)N * OC), transpose(qdy, N, OC)) +
+          count_diff(get_codes(lc.arena + 2 * a, (size_t)N * IC), transpose(qx, N, IC));
+    check_count(fmt("linear %s: fp8 copies x, W, W^T, dy, dy^T, x^T code for code", tagb), bad);
+    VF dx_ = decode_all(qx, FP8_E4M3), dw_ = decode_all(qw, FP8_E4M3), ddy = decode_all(qdy, fdy);
+    double s_xw = (double)sinv[tx] * sinv[tw], s_dyw = (double)sinv[tdy] * sinv[tw], s_dyx = (double)sinv[tdy] * sinv[tx];
+    int nrows = (size_t)OC * IC > 10000000 ? 16 : 48;   // the LM head's CPU reference is costly
+    std::vector<int> rows = sample_rows(N, nrows), orows = sample_rows(OC, nrows);
+    // fprop rows: out = x W^T + b (then gelu)
+    VD ref, refq;
+    VF got;
+    VF out = get(d_out, (size_t)N * OC), pre = lcase.gelu == 1 ? get(d_pre, (size_t)N * OC) : VF();
+    VD refpre, refpreq;
+    VF gotpre;
+    for (int n : rows) {
+        for (int o = 0; o < OC; o++) {
+            double s = 0.0, sq = 0.0;
+            const float *xr = &x[(size_t)n * IC], *wr = &w[(size_t)o * IC], *xq = &dx_[(size_t)n * IC], *wq = &dw_[(size_t)o * IC];
+            for (int i = 0; i < IC; i++) { sq += (double)xq[i] * wq[i]; s += (double)xr[i] * wr[i]; }
+            sq = sq * s_xw + (lcase.bias ? b[o] : 0.0);
+            s += lcase.bias ? b[o] : 0.0;
+            if (lcase.gelu == 1) {
+                refpreq.push_back(sq); refpre.push_back(s); gotpre.push_back(pre[(size_t)n * OC + o]);
+                auto gelu = [](double v) { return 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))); };
+                sq = gelu(sq); s = gelu(s);
+            }
+            refq.push_back(sq); ref.push_back(s); got.push_back(out[(size_t)n * OC + o]);
+        }
+    }
+    check_close(fmt("linear %s: fprop vs fp64 of the quantized operands", tagb), got, refq, TOL_FP8_GEMM);
+    check_close(fmt("linear %s: fprop vs unquantized bf16 operands", tagb), got, ref, TOL_QUANT);
+    if (lcase.gelu == 1) { check_close(fmt("linear %s: fprop pre-GELU output", tagb), gotpre, refpreq, TOL_FP8_GEMM); }
+    // dgrad rows: dx = dy W (times gelu'(pre_in))
+    VF dxo = get(d_dx, (size_t)N * IC);
+    ref.clear(); refq.clear(); got.clear();
+    for (int n : rows) {
+        VD acc(IC, 0.0), accq(IC, 0.0);
+        for (int o = 0; o < OC; o++) {
+            double g = dy[(size_t)n * OC + o], gq = ddy[(size_t)n * OC + o];
+            const float *wr = &w[(size_t)o * IC], *wq = &dw_[(size_t)o * IC];
+            for (int i = 0; i < IC; i++) { acc[i] += g * wr[i]; accq[i] += gq * wq[i]; }
+        }
+        for (int i = 0; i < IC; i++) {
+            double gg = 1.0;
+            if (lcase.gelu == 2) {
+                double v = pre_in[(size_t)n * IC + i], th = tanh(0.7978845608028654 * (v + 0.044715 * v * v * v));
+                gg = 0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * v * v);
+            }
+            ref.push_back(acc[i] * gg); refq.push_back(accq[i] * s_dyw * gg); got.push_back(dxo[(size_t)n * IC + i]);
+        }
+    }
+    check_close(fmt("linear %s: dgrad vs fp64 of the quantized operands", tagb), got, refq, TOL_FP8_GEMM);
+    check_close(fmt("linear %s: dgrad vs unquantized bf16 operands", tagb), got, ref, TOL_QUANT);
+    // wgrad rows: dW = dW0 + dy^T x
+    VF dwo = get(d_dw, (size_t)OC * IC);
+    ref.clear(); refq.clear(); got.clear();
+    for (int o : orows) {
+        VD acc(IC, 0.0), accq(IC, 0.0);
+        for (int n = 0; n < N; n++) {
+            double g = dy[(size_t)n * OC + o], gq = ddy[(size_t)n * OC + o];
+            const float *xr = &x[(size_t)n * IC], *xq = &dx_[(size_t)n * IC];
+            for (int i = 0; i < IC; i++) { acc[i] += g * xr[i]; accq[i] += gq * xq[i]; }
+        }
+        for (int i = 0; i < IC; i++) {
+            double w0 = dw0[(size_t)o * IC + i];
+            refq.push_back(w0 + accq[i] * s_dyx); ref.push_back(w0 + acc[i]);
+            got.push_back(dwo[(size_t)o * IC + i]);
+        }
+    }
+    check_close(fmt("linear %s: wgrad (accumulated) vs fp64 of the quantized operands", tagb), got, refq, TOL_FP8_GEMM);
+    check_close(fmt("linear %s: wgrad (accumulated) vs unquantized bf16 operands", tagb), got, ref, TOL_QUANT);
+    if (lcase.bias) {
+        VF dbo = get(d_db, OC);
+        VD refb(OC);
+        for (int o = 0; o < OC; o++) { double s = db0[o]; for (int n = 0; n < N; n++) { s += dy[(size_t)n * OC + o]; } refb[o] = s; }
+        check_close(fmt("linear %s: dbias (bf16 column sums)", tagb), dbo, refb, TOL_BF16);
+    }
+    if (lcase.gelu) {
+        printf("     (%s: %ld GEMM(s) with GELU as a separate pass)\n", tagb, lc.unfused_gelu);
+        if (!fused_gelu) { check_count(fmt("linear %s: unfused GELU path taken", tagb), lc.unfused_gelu != 1); }
+    }
+    linear_context_free(&lc);
+    dev_free_all();
+}
+
+static void test_linear_fp8() {
+    const LinearCase cases[] = {
+        {"qkv", LINEAR_QKV, 512, 768, 2304, true, 0},        {"attproj", LINEAR_ATTPROJ, 512, 768, 768, true, 0},
+        {"fc+gelu", LINEAR_FC, 512, 768, 3072, true, 1},     {"fcproj+dgelu", LINEAR_FCPROJ, 512, 3072, 768, true, 2},
+        {"qkv", LINEAR_QKV, 4096, 768, 2304, true, 0},       {"fc+gelu", LINEAR_FC, 4096, 768, 3072, true, 1},
+        {"fcproj+dgelu", LINEAR_FCPROJ, 4096, 3072, 768, true, 2},
+        {"lmhead", LINEAR_LMHEAD, 512, 768, 50304, false, 0}, {"lmhead", LINEAR_LMHEAD, 4096, 768, 50304, false, 0},
+    };
+    LinearOptions hybrid = fp8_options();
+    for (const LinearCase& c : cases) { test_linear_case(c, hybrid, 1); }
+    // the other GELU path, and all-E4M3 gradients
+    test_linear_case(cases[2], hybrid, 0);
+    test_linear_case(cases[3], hybrid, 0);
+    LinearOptions e4m3 = fp8_options();
+    e4m3.hybrid = 0;
+    test_linear_case(cases[0], e4m3, 1);
+    test_linear_case(cases[7], e4m3, 1);
+}
+
+// Paths of linear_fp8.cuh that run BF16 must be gemm_bf16 exactly.
+static void test_bf16_paths() {
+    const int C = 64, L = 2, N = 128, Vp = 256;
+    VF x = randn((size_t)N * 4 * C, 1.0), w = randn((size_t)Vp * 4 * C, 0.05), b = randn(Vp, 0.1);
+    floatX *d_x = to_dev(x), *d_w = to_dev(w), *d_b = to_dev(b);
+    floatX *d_o1 = dev_alloc<floatX>((size_t)N * Vp), *d_o2 = dev_alloc<floatX>((size_t)N * Vp);
+    GemmContext g;
+    gemm_context_init(&g);
+    struct { const char* what; LinearKind kind; int layer, rows, IC, OC; int precision_bf16, lm_head_fp8; const char* bf16_layers; } cases[] = {
+        {"--precision bf16", LINEAR_FC, 0, N, C, 4 * C, 1, 1, "none"},
+        {"--lm-head bf16", LINEAR_LMHEAD, 0, N, C, Vp, 0, 0, "none"},
+        {"--bf16-layers last:1 (layer 1)", LINEAR_QKV, 1, N, C, 3 * C, 0, 1, "last:1"},
+        {"--bf16-layers 0 (layer 0)", LINEAR_FCPROJ, 0, N, 4 * C, C, 0, 1, "0"},
+        {"rows not a multiple of 16 (sampling)", LINEAR_ATTPROJ, 0, 40, C, C, 0, 1, "none"},
+    };
+    for (auto& c : cases) {
+        LinearOptions o = fp8_options();
+        o.fp8 = !c.precision_bf16; o.lm_head_fp8 = c.lm_head_fp8; o.bf16_layers = c.bf16_layers;
+        LinearContext lc;
+        linear_context_init(&lc, &o, L);
+        linear_step_begin(&lc);
+        const floatX* bias = c.kind == LINEAR_LMHEAD ? NULL : d_b;
+        linear_forward(&lc, c.kind, c.layer, d_o1, NULL, d_x, d_w, bias, c.rows, c.IC, c.OC, 0);
+        gemm_bf16(&g, d_o2, d_x, d_w, bias, c.rows, c.OC, c.IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, 0);
+        sync();
+        size_t n = (size_t)c.rows * c.OC;
+        std::vector<uint16_t> a1 = get_bits(d_o1, n), a2 = get_bits(d_o2, n);
+        long diff = 0;
+        for (size_t i = 0; i < n; i++) { diff += a1[i] != a2[i]; }
+        check_count(fmt("bf16 path %s: bit-identical to gemm_bf16", c.what), diff, fmt("(precision name '%s')", linear_precision_name(&lc)));
+        linear_context_free(&lc);
+    }
+    gemm_context_free(&g);
+    dev_free_all();
+}
+
+// ------------------------------------------------------------------------------------------
+// scaling state over steps
+
+// Host replay of what linear_fp8.cuh does to the scaling state, for a forward of linear `id`.
+struct HostScaling {
+    Fp8Scaling sc;
+    std::vector<float> blk;
+    int hybrid;
+    void init(const LinearOptions& o, int NT) {
+        fp8_scaling_init(&sc, NT, o.scaling, o.amax_algo, o.amax_history, o.margin);
+        blk.resize(fp8_block_floats(NT, o.amax_history));
+        fp8_block_init(blk.data(), NT, o.amax_history);
+        hybrid = o.hybrid;
+    }
+    void step_begin() {
+        int NT = sc.num_tensors;
+        for (int t = 0; t < NT; t++) {
+            float fmax = t % FP8_ROLES == FP8_ROLE_DY && hybrid ? FP8_E5M2_MAX : FP8_E4M3_MAX;
+            fp8_fold_tensor(blk.data(), NT, sc.history_len, t, fp8_fold_pos(&sc), fp8_fold_filled(&sc), sc.algo, fmax, sc.margin);
+        }
+        fp8_scaling_end_fold(&sc);
+    }
+    void cast(int t, float amax) {
+        int NT = sc.num_tensors, H = sc.history_len;
+        if (fp8_needs_own_amax(&sc, t)) {
+            fp8_amax_cur(blk.data(), NT, H)[t] = amax;
+            fp8_current_scale_tensor(blk.data(), NT, H, t, FP8_E4M3_MAX, sc.margin);
+        } else {
+            fp8_amax_step(blk.data())[t] = fp8_amax_max(fp8_amax_step(blk.data())[t], amax);
+        }
+        fp8_note_cast(&sc, t);
+    }
+};
+
+static long block_diff(const LinearContext* lc, const HostScaling& h) {
+    VF dev = get_f32(lc->sc_block, h.blk.size());
+    long d = 0;
+    for (size_t i = 0; i < dev.size(); i++) { d += fp8_float_bits(dev[i]) != fp8_float_bits(h.blk[i]); }
+    return d;
+}
+
+// Steps of one QKV linear whose input's amax follows a chosen sequence (micro-batches in step 1,
+// an all-zero input, a NaN); after each step the device's whole scaling block must equal the
+// host replay. Halfway the state is saved and loaded into a second context, which must then
+// follow bit for bit, outputs included.
+static void test_scaling_steps(Fp8Recipe recipe, Fp8AmaxAlgo algo) {
+    const int N = 64, C = 64, IC = C, OC = 3 * C, H = 4;
+    LinearOptions o = fp8_options();
+    o.scaling = recipe; o.amax_algo = algo; o.amax_history = H;
+    LinearContext lc, lc2;
+    linear_context_init(&lc, &o, 1);
+    HostScaling hs;
+    hs.init(o, lc.num_tensors);
+    int id = fp8_linear_index(&lc, LINEAR_QKV, 0);
+    int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W);
+    VF base = randn((size_t)N * IC, 0.3), w = randn((size_t)OC * IC, 0.02);
+    for (float& v : base) { v = fmaxf(-0.9f, fminf(0.9f, v)); }
+    base[5] = 1.0f;                                   // amax of base: exactly 1
+    floatX *d_x = dev_alloc<floatX>((size_t)N * IC), *d_w = to_dev(w);
+    floatX *d_o = dev_alloc<floatX>((size_t)N * OC), *d_o2 = dev_alloc<floatX>((size_t)N * OC);
+    float wmax = host_amax(w);
+    const float nanv = NAN;
+    struct { float a[2]; int n; } steps[] = {{{2, 0.5f}, 2}, {{4, 3}, 2}, {{1}, 1}, {{0}, 1}, {{0}, 1}, {{0}, 1},
+                                             {{nanv}, 1}, {{8}, 1}, {{8}, 1}, {{8}, 1}, {{1}, 1}, {{0.25f}, 1}};
+    const int nsteps = (int)(sizeof(steps) / sizeof(steps[0])), save_at = 6;
+    long bad = 0, bad2 = 0, out_diff = 0;
+    std::vector<char> state;
+    for (int s = 0; s < nsteps; s++) {
+        if (s == save_at) {   // checkpoint between steps, as the trainer does
+            sync();
+            state.resize(linear_state_bytes(&lc));
+            linear_state_save(&lc, state.data());
+            linear_context_init(&lc2, &o, 1);
+            linear_state_load(&lc2, state.data());
+        }
+        linear_step_begin(&lc);
+        if (s >= save_at) { linear_step_begin(&lc2); }
+        hs.step_begin();
+        for (int m = 0; m < steps[s].n; m++) {
+            float a = steps[s].a[m];
+            VF x(base.size());
+            for (size_t i = 0; i < x.size(); i++) { x[i] = isnan(a) ? (i == 7 ? NAN : base[i]) : round_bf16(base[i] * a); }
+            put(d_x, x);
+            linear_forward(&lc, LINEAR_QKV, 0, d_o, NULL, d_x, d_w, NULL, N, IC, OC, 0);
+            if (m == 0) { hs.cast(tw, wmax); }        // weights: once per step
+            hs.cast(tx, host_amax(x));
+            if (s >= save_at) {
+                linear_forward(&lc2, LINEAR_QKV, 0, d_o2, NULL, d_x, d_w, NULL, N, IC, OC, 0);
+                sync();
+                std::vector<uint16_t> o1 = get_bits(d_o, (size_t)N * OC), o2 = get_bits(d_o2, (size_t)N * OC);
+                for (size_t i = 0; i < o1.size(); i++) { out_diff += o1[i] != o2[i]; }
+            }
+        }
+        sync();
+        long d = block_diff(&lc, hs);
+        if (d) { printf("  step %d: %ld floats of the scaling state differ from the host replay\n", s, d); }
+        bad += d;
+        if (s >= save_at) { bad2 += block_diff(&lc2, hs); }
+    }
+    char tag[64];
+    snprintf(tag, sizeof(tag), "%s%s, history %d", recipe == FP8_SCALING_DELAYED ? "delayed " : "current",
+             recipe == FP8_SCALING_DELAYED ? (algo == FP8_AMAX_MAX ? "max" : "most_recent") : "", H);
+    check_count(fmt("scaling %s: device state equals the host replay after each of %d steps", tag, nsteps), bad);
+    check_count(fmt("scaling %s: state saved after step %d and loaded continues bit for bit", tag, save_at), bad2 + out_diff);
+    // spot checks of the rules themselves (the replay could share a mistake with the device)
+    VF sc = get_f32(fp8_scale(lc.sc_block, lc.num_tensors), lc.num_tensors);
+    float want = recipe == FP8_SCALING_DELAYED ? (algo == FP8_AMAX_MAX ? 448.0f / 8.0f : 448.0f / 1.0f) : 448.0f / 0.25f;
+    check_count(fmt("scaling %s: last step's input scale is %g", tag, want), sc[tx] != want, fmt("(got %g)", sc[tx]));
+    linear_context_free(&lc);
+    linear_context_free(&lc2);
+    dev_free_all();
+}
+
+// Weight copies: re-cast when stale (step begin, a backward without the hook, the hook), not otherwise.
+static void test_weight_cache() {
+    const int N = 64, IC = 64, OC = 64;
+    LinearOptions o = fp8_options();
+    LinearContext lc, fresh;
+    linear_context_init(&lc, &o, 1);
+    VF x = randn((size_t)N * IC, 1.0), w1 = randn((size_t)OC * IC, 0.05), w2 = randn((size_t)OC * IC, 0.05), dy = randn((size_t)N * OC, 0.01);
+    floatX *d_x = to_dev(x), *d_w = to_dev(w1), *d_dy = to_dev(dy), *d_dx = dev_alloc<floatX>((size_t)N * IC);
+    floatX *d_dw = dev_alloc<floatX>((size_t)OC * IC), *d_o = dev_alloc<floatX>((size_t)N * OC);
+    cudaCheck(cudaMemset(d_dw, 0, (size_t)OC * IC * 2));
+    auto fwd = [&](LinearContext* c) {
+        linear_forward(c, LINEAR_ATTPROJ, 0, d_o, NULL, d_x, d_w, NULL, N, IC, OC, 0);
+        sync();
+        return get_bits(d_o, (size_t)N * OC);
+    };
+    auto bwd = [&]() { linear_backward(&lc, LINEAR_ATTPROJ, 0, d_dx, d_dw, NULL, NULL, d_dy, d_x, NULL, d_w, N, IC, OC, 0); };
+    linear_step_begin(&lc);
+    std::vector<uint16_t> o1 = fwd(&lc);
+    put(d_w, w2);
+    check_count("weight cache: a second forward of the step reuses the copies", fwd(&lc) != o1);
+    bwd();
+    std::vector<uint16_t> o2 = fwd(&lc);
+    linear_context_init(&fresh, &o, 1);
+    linear_step_begin(&fresh);
+    check_count("weight cache: without linear_weights_changed, a backward marks the weight stale", o2 != fwd(&fresh));
+    linear_context_free(&fresh);
+    linear_weights_changed(&lc);
+    fwd(&lc);
+    put(d_w, w1);
+    bwd();
+    check_count("weight cache: once linear_weights_changed is in use, backward leaves the copies", fwd(&lc) != o2);
+    linear_weights_changed(&lc);
+    check_count("weight cache: linear_weights_changed forces a re-cast", fwd(&lc) != o1);
+    put(d_w, w2);
+    linear_step_begin(&lc);
+    check_count("weight cache: linear_step_begin forces a re-cast", fwd(&lc) == o1);
+    linear_context_free(&lc);
+    dev_free_all();
+}
+
+// A stats step: amax, scale, saturated and flushed fractions of the input, known by construction.
+static void test_stats() {
+    const int N = 64, IC = 64, OC = 64;
+    LinearOptions o = fp8_options();
+    o.stats_every = 2;
+    LinearContext lc;
+    linear_context_init(&lc, &o, 1);
+    int id = fp8_linear_index(&lc, LINEAR_FC, 0), tx = fp8_tensor(id, FP8_ROLE_X);
+    VF x = randn((size_t)N * IC, 0.2), w = randn((size_t)OC * IC, 0.05);
+    for (float& v : x) { v = fmaxf(-0.9f, fminf(0.9f, v)); }
+    x[0] = 1.0f;
+    floatX *d_x = to_dev(x), *d_w = to_dev(w), *d_o = dev_alloc<floatX>((size_t)N * OC);
+    linear_step_begin(&lc);   // step 1: scale 448 from the own amax 1
+    linear_forward(&lc, LINEAR_FC, 0, d_o, NULL, d_x, d_w, NULL, N, IC, OC, 0);
+    VF x2 = x;                // step 2 (a stats step): 4 values beyond the delayed range, 3 tiny ones
+    x2[1] = 3.0f; x2[2] = -2.0f; x2[3] = 1.5f; x2[4] = 1.25f;
+    x2[10] = 1e-6f; x2[11] = -2e-6f; x2[12] = 1e-3f;   // 1e-3 * 448 is representable: not flushed
+    long zeros = 0;
+    for (size_t i = 0; i < x2.size(); i++) { zeros += x2[i] == 0.0f; }
+    put(d_x, x2);
+    linear_step_begin(&lc);
+    linear_forward(&lc, LINEAR_FC, 0, d_o, NULL, d_x, d_w, NULL, N, IC, OC, 0);
+    sync();
+    std::vector<Fp8TensorStats> st(lc.num_tensors);
+    linear_fp8_stats(&lc, st.data());
+    double n = (double)N * IC;
+    long sat = 0, fl = 0;
+    for (float v : x2) { sat += fabsf(v * 448.0f) > 448.0f; fl += v != 0.0f && (fp8_encode(v * 448.0f, FP8_E4M3) & 0x7F) == 0; }
+    bool ok = st[tx].amax == 3.0f && st[tx].scale == 448.0f && st[tx].elements == n &&
+              st[tx].saturated == sat / n && st[tx].flushed == fl / n && sat == 4 && fl >= 2;
+    report(ok, fmt("stats: input amax %g scale %g saturated %ld/%g flushed %ld/%g (exact zeros %ld not counted)",
+                   st[tx].amax, st[tx].scale, (long)llround(st[tx].saturated * n), n, (long)llround(st[tx].flushed * n), n, zeros),
+           ok ? 0.0 : 1.0, 0.0);
+    FILE* f = tmpfile();
+    linear_stats_log(&lc, f);
+    rewind(f);
+    char line[512];
+    int lines = 0, found = 0;
+    while (fgets(line, sizeof(line), f)) { lines++; found += strstr(line, "\"fp8_tensor\":\"fc.0.x\"") != NULL; }
+    fclose(f);
+    check_count(fmt("stats: linear_stats_log wrote %d JSON lines (x and w of the one linear)", lines), !(lines == 2 && found == 1));
+    linear_step_begin(&lc);   // step 3: not a stats step
+    f = tmpfile();
+    linear_stats_log(&lc, f);
+    check_count("stats: nothing logged outside stats steps", ftell(f) != 0);
+    fclose(f);
+    linear_context_free(&lc);
+    dev_free_all();
+}
+
+// ------------------------------------------------------------------------------------------
+// timings
+
+static void run_timing() {
+    const int M = 16384;
+    struct { const char* model; int C; } models[2] = {{"d12", 768}, {"d48", 1600}};
+    const int Vp = 50304;
+    printf("\nFP8 vs BF16 GEMMs at M=%d tokens (median of 30, ms). gemm: the three GEMMs alone on prepared\n"
+           "operands; layer: linear_forward + linear_backward, casts and bias gradient included.\n", M);
+    printf("%-4s %-8s %13s | %8s %8s %8s | %8s %8s %8s | %7s | %9s %9s %7s\n", "", "linear", "IC->OC", "bf16 fwd",
+           "dgrad", "wgrad", "fp8 fwd", "dgrad", "wgrad", "speedup", "bf16 layer", "fp8 layer", "speedup");
+    for (auto& md : models) {
+        int C = md.C;
+        struct { const char* name; LinearKind kind; int IC, OC; } lin[5] = {
+            {"qkv", LINEAR_QKV, C, 3 * C}, {"attproj", LINEAR_ATTPROJ, C, C}, {"fc", LINEAR_FC, C, 4 * C},
+            {"fcproj", LINEAR_FCPROJ, 4 * C, C}, {"lmhead", LINEAR_LMHEAD, C, Vp}};
+        double tot_bf16 = 0, tot_fp8 = 0;
+        for (auto& L : lin) {
+            int IC = L.IC, OC = L.OC;
+            floatX *x = dev_alloc<floatX>((size_t)M * IC), *w = dev_alloc<floatX>((size_t)OC * IC), *b = dev_alloc<floatX>(OC);
+            floatX *out = dev_alloc<floatX>((size_t)M * OC), *dy = dev_alloc<floatX>((size_t)M * OC);
+            floatX *dx = dev_alloc<floatX>((size_t)M * IC), *dw = dev_alloc<floatX>((size_t)OC * IC), *db = dev_alloc<floatX>(OC);
+            float* scratch = dev_alloc<float>((size_t)colsum_num_chunks(M) * OC);
+            // values do not matter for timing, only that they are finite: bf16 0x3C3C is about 0.0115
+            cudaCheck(cudaMemset(x, 0x3C, (size_t)M * IC * 2)); cudaCheck(cudaMemset(dy, 0x3C, (size_t)M * OC * 2));
+            cudaCheck(cudaMemset(w, 0x3C, (size_t)OC * IC * 2)); cudaCheck(cudaMemset(dw, 0x3C, (size_t)OC * IC * 2));
+            cudaCheck(cudaMemset(b, 0x3C, (size_t)OC * 2)); cudaCheck(cudaMemset(db, 0x3C, (size_t)OC * 2));
+            LinearOptions ob = fp8_options(), of = fp8_options();
+            ob.fp8 = 0;
+            LinearContext lb, lf;
+            linear_context_init(&lb, &ob, 1);
+            linear_context_init(&lf, &of, 1);
+            linear_reserve(&lf, M, C, Vp);
+            const floatX* bias = L.kind == LINEAR_LMHEAD ? NULL : b;
+            floatX* dbias = L.kind == LINEAR_LMHEAD ? NULL : db;
+            GemmContext* g = &lf.gemm;
+            float tb_f = time_ms([&] { gemm_bf16(g, out, x, w, bias, M, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, 0); });
+            float tb_d = time_ms([&] { gemm_bf16(g, dx, dy, w, NULL, M, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, 0); });
+            float tb_w = time_ms([&] { gemm_bf16(g, dw, dy, x, NULL, OC, IC, M, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, 0); });
+            // prepared fp8 operands: one layer call fills the copies and the scales
+            linear_step_begin(&lf);
+            linear_forward(&lf, L.kind, 0, out, NULL, x, w, bias, M, IC, OC, 0);
+            linear_backward(&lf, L.kind, 0, dx, dw, dbias, scratch, dy, x, NULL, w, M, IC, OC, 0);
+            int id = fp8_linear_index(&lf, L.kind, 0);
+            const float* si = fp8_scale_inv_of(lf.sc_block, lf.num_tensors);
+            const float *sx = si + fp8_tensor(id, FP8_ROLE_X), *sw = si + fp8_tensor(id, FP8_ROLE_W), *sdy = si + fp8_tensor(id, FP8_ROLE_DY);
+            const Fp8Weight* fw = &lf.weights[id];
+            uint8_t *dy8 = lf.arena, *dyt8 = lf.arena + fp8_align256((size_t)M * OC), *xt8 = dyt8 + fp8_align256((size_t)M * OC);
+            uint8_t* x8 = xt8;   // any (M,IC) fp8 data serves as the forward's operand
+            float tf_f = time_ms([&] { gemm_fp8(g, out, x8, FP8_E4M3, sx, fw->w, FP8_E4M3, sw, bias, M, OC, IC, 0.0f, 1, GEMM_NO_GELU, NULL, 0); });
+            float tf_d = time_ms([&] { gemm_fp8(g, dx, dy8, FP8_E5M2, sdy, fw->wt, FP8_E4M3, sw, NULL, M, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, 0); });
+            float tf_w = time_ms([&] { gemm_fp8(g, dw, dyt8, FP8_E5M2, sdy, xt8, FP8_E4M3, sx, NULL, OC, IC, M, 1.0f, 0, GEMM_NO_GELU, NULL, 0); });
+            float lay_b = time_ms([&] {
+                linear_forward(&lb, L.kind, 0, out, NULL, x, w, bias, M, IC, OC, 0);
+                linear_backward(&lb, L.kind, 0, dx, dw, dbias, scratch, dy, x, NULL, w, M, IC, OC, 0);
+            });
+            linear_weights_changed(&lf);   // from here on backward keeps the weight copies: once per step
+            float lay_f = time_ms([&] {
+                linear_forward(&lf, L.kind, 0, out, NULL, x, w, bias, M, IC, OC, 0);
+                linear_backward(&lf, L.kind, 0, dx, dw, dbias, scratch, dy, x, NULL, w, M, IC, OC, 0);
+            });
+            float sb = tb_f + tb_d + tb_w, sf = tf_f + tf_d + tf_w;
+            tot_bf16 += lay_b; tot_fp8 += lay_f;
+            printf("%-4s %-8s %6d->%-6d | %8.3f %8.3f %8.3f | %8.3f %8.3f %8.3f | %6.2fx | %9.3f %9.3f %6.2fx\n", md.model,
+                   L.name, IC, OC, tb_f, tb_d, tb_w, tf_f, tf_d, tf_w, sb / sf, lay_b, lay_f, lay_b / lay_f);
+            linear_context_free(&lb);
+            linear_context_free(&lf);
+            dev_free_all();
+        }
+        printf("%-4s all five linears, layer calls: bf16 %.3f ms, fp8 %.3f ms, %.2fx\n", md.model, tot_bf16, tot_fp8, tot_bf16 / tot_fp8);
+    }
+}
+
+int main(int argc, char** argv) {
+    bool timing = !(argc > 1 && strcmp(argv[1], "--no-timing") == 0);
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        printf("test_fp8: no GPU, skipped\n");
+        return 77;
+    }
+    cudaDeviceProp prop;
+    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    printf("test_fp8 on %s\n", prop.name);
+    if (prop.major < 9) {
+        printf("test_fp8: FP8 GEMMs need compute capability 9.0 (this GPU is %d.%d), skipped\n", prop.major, prop.minor);
+        return 77;
+    }
+    rng_seed(&rng, 0xf8f8f8f8u);
+    test_cast_all_bf16();
+    test_cast_shapes();
+    test_bf16_paths();
+    test_weight_cache();
+    test_stats();
+    test_scaling_steps(FP8_SCALING_DELAYED, FP8_AMAX_MAX);
+    test_scaling_steps(FP8_SCALING_DELAYED, FP8_AMAX_MOST_RECENT);
+    test_scaling_steps(FP8_SCALING_CURRENT, FP8_AMAX_MAX);
+    test_linear_fp8();
+    if (timing) { run_timing(); }
+    printf("%d passed, %d failed\n", n_passed, n_failed);
+    return n_failed == 0 ? 0 : 1;
+}
