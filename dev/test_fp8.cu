@@ -315,7 +315,9 @@ static void test_linear_case(const LinearCase& lcase, const LinearOptions& opt, 
     snprintf(tagb, sizeof(tagb), "%s N=%d %s%s", lcase.name, N, opt.hybrid ? "hybrid" : "e4m3",
              lcase.gelu ? (fused_gelu ? " gelu" : " gelu-unfused") : "");
     VF scale = get_f32(fp8_scale(lc.sc_block, lc.num_tensors), lc.num_tensors);
-    VF sinv = get_f32(fp8_scale_inv_of(lc.sc_block, lc.num_tensors), lc.num_tensors);
+    VF sinv_strided = get_f32(fp8_scale_inv_at(lc.sc_block, lc.num_tensors, 0), (size_t)FP8_SCALE_INV_STRIDE * lc.num_tensors);
+    VF sinv(lc.num_tensors);
+    for (int t = 0; t < lc.num_tensors; t++) { sinv[t] = sinv_strided[(size_t)FP8_SCALE_INV_STRIDE * t]; }
     // the device's scales are its tensors' own amaxes (first step)
     long bad = (scale[tx] != fp8_scale_from_amax(host_amax(x), 1.0f, FP8_E4M3_MAX, 0)) +
                (scale[tw] != fp8_scale_from_amax(host_amax(w), 1.0f, FP8_E4M3_MAX, 0)) +
@@ -713,8 +715,9 @@ static void run_timing() {
             linear_forward(&lf, L.kind, 0, out, NULL, x, w, bias, M, IC, OC, 0);
             linear_backward(&lf, L.kind, 0, dx, dw, dbias, scratch, dy, x, NULL, w, M, IC, OC, 0);
             int id = fp8_linear_index(&lf, L.kind, 0);
-            const float* si = fp8_scale_inv_of(lf.sc_block, lf.num_tensors);
-            const float *sx = si + fp8_tensor(id, FP8_ROLE_X), *sw = si + fp8_tensor(id, FP8_ROLE_W), *sdy = si + fp8_tensor(id, FP8_ROLE_DY);
+            const float* sx = fp8_scale_inv_at(lf.sc_block, lf.num_tensors, fp8_tensor(id, FP8_ROLE_X));
+            const float* sw = fp8_scale_inv_at(lf.sc_block, lf.num_tensors, fp8_tensor(id, FP8_ROLE_W));
+            const float* sdy = fp8_scale_inv_at(lf.sc_block, lf.num_tensors, fp8_tensor(id, FP8_ROLE_DY));
             const Fp8Weight* fw = &lf.weights[id];
             uint8_t *dy8 = lf.arena, *dyt8 = lf.arena + fp8_align256((size_t)M * OC), *xt8 = dyt8 + fp8_align256((size_t)M * OC);
             uint8_t* x8 = xt8;   // any (M,IC) fp8 data serves as the forward's operand

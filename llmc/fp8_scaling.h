@@ -6,10 +6,11 @@
 // The numbers live in one float block per model, for NT quantized tensors and a history of H:
 //   amax_step  (NT)    max |x| of each tensor over every cast of the current step
 //   scale      (NT)    multiplier applied before the cast
-//   scale_inv  (NT)    1/scale, the dequantization factor the GEMM takes
+//   scale_inv  (NT,4)  1/scale, the dequantization factor the GEMM takes, one per 16 bytes from a
+//                      16-byte aligned offset: cuBLASLt refuses (status 15) a misaligned scale pointer
 //   history    (H,NT)  ring of per-step amaxes, one row per step
 //   amax_cur   (NT)    current scaling's scratch: one cast's own amax, 0 between casts
-// The first (3 + H) * NT floats are the checkpointed part. amax_step is contiguous on purpose:
+// Everything before amax_cur is the checkpointed part. amax_step is contiguous on purpose:
 // a data-parallel run all-reduces (max) every amax of a step in one call, before the fold
 // turns them into scales, so all ranks then use the same scales.
 #ifndef LLMC_FP8_SCALING_H
@@ -23,16 +24,24 @@ typedef enum { FP8_AMAX_MAX = 0, FP8_AMAX_MOST_RECENT = 1 } Fp8AmaxAlgo;
 
 static inline FP8_HD float* fp8_amax_step(float* blk) { return blk; }
 static inline FP8_HD float* fp8_scale(float* blk, int NT) { return blk + NT; }
-static inline FP8_HD float* fp8_scale_inv_of(float* blk, int NT) { return blk + 2 * NT; }
-static inline FP8_HD float* fp8_history(float* blk, int NT) { return blk + 3 * NT; }
-static inline FP8_HD float* fp8_amax_cur(float* blk, int NT, int H) { return blk + (size_t)(3 + H) * NT; }
-static inline size_t fp8_block_floats(int NT, int H) { return (size_t)(4 + H) * NT; }
-static inline size_t fp8_saved_floats(int NT, int H) { return (size_t)(3 + H) * NT; }
+#define FP8_SCALE_INV_STRIDE 4
+static inline FP8_HD size_t fp8_scale_inv_offset(int NT) { return ((size_t)2 * NT + 3) & ~(size_t)3; }
+static inline FP8_HD float* fp8_scale_inv_at(float* blk, int NT, int t) {
+    return blk + fp8_scale_inv_offset(NT) + (size_t)FP8_SCALE_INV_STRIDE * t;
+}
+static inline FP8_HD float* fp8_history(float* blk, int NT) {
+    return blk + fp8_scale_inv_offset(NT) + (size_t)FP8_SCALE_INV_STRIDE * NT;
+}
+static inline FP8_HD float* fp8_amax_cur(float* blk, int NT, int H) { return fp8_history(blk, NT) + (size_t)H * NT; }
+static inline size_t fp8_saved_floats(int NT, int H) {
+    return fp8_scale_inv_offset(NT) + (size_t)FP8_SCALE_INV_STRIDE * NT + (size_t)H * NT;
+}
+static inline size_t fp8_block_floats(int NT, int H) { return fp8_saved_floats(NT, H) + NT; }
 
 // Initial numbers: scales 1, every amax and the history 0.
 static inline void fp8_block_init(float* blk, int NT, int H) {
     memset(blk, 0, fp8_block_floats(NT, H) * sizeof(float));
-    for (int t = 0; t < NT; t++) { fp8_scale(blk, NT)[t] = 1.0f; fp8_scale_inv_of(blk, NT)[t] = 1.0f; }
+    for (int t = 0; t < NT; t++) { fp8_scale(blk, NT)[t] = 1.0f; *fp8_scale_inv_at(blk, NT, t) = 1.0f; }
 }
 
 // amax over tensor t's `filled` newest history entries, the newest at row `newest`.
@@ -55,7 +64,7 @@ static inline FP8_HD void fp8_fold_tensor(float* blk, int NT, int H, int t, int 
     float a = fp8_history_amax(hist, NT, H, t, pos, filled, algo);
     float s = fp8_scale_from_amax(a, fp8_scale(blk, NT)[t], fmt_max, margin);
     fp8_scale(blk, NT)[t] = s;
-    fp8_scale_inv_of(blk, NT)[t] = fp8_scale_inv(s);
+    *fp8_scale_inv_at(blk, NT, t) = fp8_scale_inv(s);
 }
 
 // Current scaling for tensor t: its scale from the amax just measured into amax_cur, which
@@ -67,7 +76,7 @@ static inline FP8_HD void fp8_current_scale_tensor(float* blk, int NT, int H, in
     fp8_amax_step(blk)[t] = fp8_amax_max(fp8_amax_step(blk)[t], a);
     float s = fp8_scale_from_amax(a, fp8_scale(blk, NT)[t], fmt_max, margin);
     fp8_scale(blk, NT)[t] = s;
-    fp8_scale_inv_of(blk, NT)[t] = fp8_scale_inv(s);
+    *fp8_scale_inv_at(blk, NT, t) = fp8_scale_inv(s);
 }
 
 // Host bookkeeping, identical on every rank (it depends only on which casts were launched).

@@ -343,8 +343,10 @@ static inline int gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Forma
     if (!unsupported) {
         cublasCheck(st);
         float alpha = 1.0f;
-        cublasCheck(cublasLtMatmul(g->handle, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc,
-                                   &heur.algo, g->workspace, g->workspace_bytes, stream));
+        // some epilogues pass the heuristic with FP8 operands and are refused only here
+        cublasStatus_t ms = cublasLtMatmul(g->handle, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc,
+                                           &heur.algo, g->workspace, g->workspace_bytes, stream);
+        if (ms == CUBLAS_STATUS_NOT_SUPPORTED) { unsupported = 1; } else { cublasCheck(ms); }
     }
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     cublasCheck(cublasLtMatrixLayoutDestroy(la));
@@ -515,12 +517,11 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
         return;
     }
     int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W);
-    const float* scale_inv = fp8_scale_inv_of(lc->sc_block, lc->num_tensors);
     Fp8Weight* w = fp8_weight_ready(lc, id, weight, OC, IC, s);
     uint8_t* x8 = fp8_arena(lc, fp8_arena_need(N, IC, OC));   // (N,IC)
     fp8_quantize(lc, tx, x8, NULL, inp, N, IC, 1, s);
-    const float* sx = scale_inv + tx;
-    const float* sw = scale_inv + tw;
+    const float* sx = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tx);
+    const float* sw = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tw);
     if (pre_gelu == NULL) {
         gemm_fp8(&lc->gemm, out, x8, FP8_E4M3, sx, w->w, FP8_E4M3, sw, bias, N, OC, IC, 0.0f, 1, GEMM_NO_GELU, NULL, s);
     } else if (!(lc->fused_gelu &&
@@ -549,8 +550,9 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
     }
     int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W), tdy = fp8_tensor(id, FP8_ROLE_DY);
     Fp8Format fdy = fp8_tensor_format(lc, tdy);
-    const float* scale_inv = fp8_scale_inv_of(lc->sc_block, lc->num_tensors);
-    const float* sdy = scale_inv + tdy;
+    const float* sdy = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tdy);
+    const float* sw = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tw);
+    const float* sx = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tx);
     Fp8Weight* w = fp8_weight_ready(lc, id, weight, OC, IC, s);
     uint8_t* dy8 = fp8_arena(lc, fp8_arena_need(N, IC, OC));     // (N,OC)
     uint8_t* dyt8 = dy8 + fp8_align256((size_t)N * OC);          // (OC,N)
@@ -558,15 +560,15 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
     fp8_quantize(lc, tdy, dy8, dyt8, dout, N, OC, 1, s);
     fp8_quantize(lc, tx, NULL, xt8, inp, N, IC, 0, s);
     if (pre_gelu == NULL) {
-        gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, scale_inv + tw, NULL, N, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
-    } else if (!(lc->fused_gelu && gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, scale_inv + tw, NULL, N, IC, OC,
+        gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, sw, NULL, N, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
+    } else if (!(lc->fused_gelu && gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, sw, NULL, N, IC, OC,
                                             0.0f, 0, GEMM_GELU_BACKWARD, (floatX*)pre_gelu, s))) {
-        gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, scale_inv + tw, NULL, N, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
+        gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, sw, NULL, N, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
         gelu_backward_inplace_kernel<<<ceil_div((long)N * IC / 8, 256), 256, 0, s>>>(dinp, pre_gelu, (long)N * IC);
         cudaCheckLaunch();
         lc->unfused_gelu++;
     }
-    gemm_fp8(&lc->gemm, dweight, dyt8, fdy, sdy, xt8, FP8_E4M3, scale_inv + tx, NULL, OC, IC, N, 1.0f, 0, GEMM_NO_GELU, NULL, s);
+    gemm_fp8(&lc->gemm, dweight, dyt8, fdy, sdy, xt8, FP8_E4M3, sx, NULL, OC, IC, N, 1.0f, 0, GEMM_NO_GELU, NULL, s);
     if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
     if (!lc->weights_hook) { w->stale = 1; }
 }

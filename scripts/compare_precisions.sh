@@ -22,7 +22,6 @@ for mode in "${modes[@]}"; do
     rm -rf "$run"
     # both trainers accept --precision; the FP8 trainer runs every mode so the binaries match
     scripts/parity.sh ./train_gpt2_fp8 "$run" "${flags[@]}" ${FLAGS:-} > "$out/$mode.txt" 2>&1
-    rm -f "$run"/model_*.bin "$run"/state_*.bin
     python3 - "$run/log.jsonl" "$mode" >> "$out/table.md" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
