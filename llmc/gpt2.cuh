@@ -223,6 +223,40 @@ static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) 
     linear_reserve(&m->lin, (int)BT, (int)C, c->padded_vocab_size);
 }
 
+// Layer l's views of the per-layer activations.
+typedef struct {
+    const floatX* residual;   // (B,T,C) the block's input: the embeddings or the previous block's output
+    floatX *ln1, *qkv, *atty, *residual2, *ln2, *fch, *fch_gelu, *residual3;
+    float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
+    void* att;                // attention's saved state
+} LayerActs;
+
+static inline LayerActs gpt2_layer_acts(const GPT2* m, int l) {
+    const Activations* a = &m->a;
+    size_t S = m->act_stride, SB = (size_t)m->B * m->T;
+    LayerActs x;
+    x.residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * S;
+    x.ln1 = a->ln1 + l * S;
+    x.qkv = a->qkv + l * 3 * S;
+    x.atty = a->atty + l * S;
+    x.residual2 = a->residual2 + l * S;
+    x.ln2 = a->ln2 + l * S;
+    x.fch = a->fch + l * 4 * S;
+    x.fch_gelu = a->fch_gelu + (m->recompute ? 0 : l * 4 * S);
+    x.residual3 = a->residual3 + l * S;
+    x.ln1_mean = a->ln1_mean + l * SB;
+    x.ln1_rstd = a->ln1_rstd + l * SB;
+    x.ln2_mean = a->ln2_mean + l * SB;
+    x.ln2_rstd = a->ln2_rstd + l * SB;
+    x.att = a->att + l * attention_saved_bytes(m->B, m->T, m->cfg.num_heads);
+    return x;
+}
+
+// Layer l's slice of per-layer parameter tensor i, in `views` (m->p for weights, m->g for gradients).
+static inline floatX* gpt2_layer_param(const GPT2* m, floatX* const* views, int i, int l) {
+    return views[i] + (size_t)l * (m->param_sizes[i] / m->cfg.num_layers);
+}
+
 // Forward pass over inputs (B,T) (host ints). With targets, returns the mean loss over the
 // B*T positions; when dloss > 0 it also leaves in the logits buffer the gradient of
 // dloss * (sum of the positions' losses), for gpt2_backward. Without targets only the
@@ -233,8 +267,6 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
     int L = c->num_layers, C = c->channels, NH = c->num_heads, Vp = c->padded_vocab_size, N = B * T;
     cudaStream_t s = m->stream;
     Activations* a = &m->a;
-    size_t S = m->act_stride, SB = (size_t)m->B * m->T;    // per-layer strides
-    size_t SA = attention_saved_bytes(m->B, m->T, NH);
     cudaCheck(cudaMemcpyAsync(m->inputs_dev, inputs, N * sizeof(int), cudaMemcpyHostToDevice, s));
     if (targets != NULL) { cudaCheck(cudaMemcpyAsync(m->targets_dev, targets, N * sizeof(int), cudaMemcpyHostToDevice, s)); }
     if (dloss > 0.0f) {  // the wte gradient's grouping, prepared while the GPU runs forward
@@ -248,38 +280,25 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
     encoder_forward(a->encoded, m->inputs_dev, m->p[P_WTE], m->p[P_WPE], B, T, C, s);
     layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->encoded, m->p[P_LN1W], m->p[P_LN1B], N, C, s);
     for (int l = 0; l < L; l++) {
-        const floatX* residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * S;
-        floatX* ln1 = a->ln1 + l * S;
-        floatX* qkv = a->qkv + l * 3 * S;
-        floatX* atty = a->atty + l * S;
-        floatX* residual2 = a->residual2 + l * S;
-        floatX* ln2 = a->ln2 + l * S;
-        floatX* fch = a->fch + l * 4 * S;
-        floatX* fch_gelu = a->fch_gelu + (m->recompute ? 0 : l * 4 * S);
-        floatX* residual3 = a->residual3 + l * S;
-        const floatX* qkvw = m->p[P_QKVW] + (size_t)l * 3 * C * C;
-        const floatX* qkvb = m->p[P_QKVB] + (size_t)l * 3 * C;
-        const floatX* attprojw = m->p[P_ATTPROJW] + (size_t)l * C * C;
-        const floatX* attprojb = m->p[P_ATTPROJB] + (size_t)l * C;
-        const floatX* fcw = m->p[P_FCW] + (size_t)l * 4 * C * C;
-        const floatX* fcb = m->p[P_FCB] + (size_t)l * 4 * C;
-        const floatX* fcprojw = m->p[P_FCPROJW] + (size_t)l * 4 * C * C;
-        const floatX* fcprojb = m->p[P_FCPROJB] + (size_t)l * C;
-
-        linear_forward(&m->lin, LINEAR_QKV, l, qkv, NULL, ln1, qkvw, qkvb, N, C, 3 * C, s);
-        attention_forward(atty, a->att + l * SA, qkv, B, T, C, NH, s);
-        linear_forward(&m->lin, LINEAR_ATTPROJ, l, a->proj_out, NULL, atty, attprojw, attprojb, N, C, C, s);
-        residual_layernorm_forward(residual2, ln2, a->ln2_mean + l * SB, a->ln2_rstd + l * SB, residual, a->proj_out,
-                                   m->p[P_LN2W] + l * C, m->p[P_LN2B] + l * C, N, C, s);
-        linear_forward(&m->lin, LINEAR_FC, l, fch_gelu, fch, ln2, fcw, fcb, N, C, 4 * C, s);
-        linear_forward(&m->lin, LINEAR_FCPROJ, l, a->proj_out, NULL, fch_gelu, fcprojw, fcprojb, N, 4 * C, C, s);
+        LayerActs x = gpt2_layer_acts(m, l);
+        linear_forward(&m->lin, LINEAR_QKV, l, x.qkv, NULL, x.ln1, gpt2_layer_param(m, m->p, P_QKVW, l),
+                       gpt2_layer_param(m, m->p, P_QKVB, l), N, C, 3 * C, s);
+        attention_forward(x.atty, x.att, x.qkv, B, T, C, NH, s);
+        linear_forward(&m->lin, LINEAR_ATTPROJ, l, a->proj_out, NULL, x.atty, gpt2_layer_param(m, m->p, P_ATTPROJW, l),
+                       gpt2_layer_param(m, m->p, P_ATTPROJB, l), N, C, C, s);
+        residual_layernorm_forward(x.residual2, x.ln2, x.ln2_mean, x.ln2_rstd, x.residual, a->proj_out,
+                                   gpt2_layer_param(m, m->p, P_LN2W, l), gpt2_layer_param(m, m->p, P_LN2B, l), N, C, s);
+        linear_forward(&m->lin, LINEAR_FC, l, x.fch_gelu, x.fch, x.ln2, gpt2_layer_param(m, m->p, P_FCW, l),
+                       gpt2_layer_param(m, m->p, P_FCB, l), N, C, 4 * C, s);
+        linear_forward(&m->lin, LINEAR_FCPROJ, l, a->proj_out, NULL, x.fch_gelu, gpt2_layer_param(m, m->p, P_FCPROJW, l),
+                       gpt2_layer_param(m, m->p, P_FCPROJB, l), N, 4 * C, C, s);
         // the residual add feeds the next block's first LayerNorm, or the final one
         int last = l == L - 1;
-        residual_layernorm_forward(residual3, last ? a->lnf : a->ln1 + (l + 1) * S,
-                                   last ? a->lnf_mean : a->ln1_mean + (l + 1) * SB,
-                                   last ? a->lnf_rstd : a->ln1_rstd + (l + 1) * SB, residual2, a->proj_out,
-                                   last ? m->p[P_LNFW] : m->p[P_LN1W] + (l + 1) * C,
-                                   last ? m->p[P_LNFB] : m->p[P_LN1B] + (l + 1) * C, N, C, s);
+        LayerActs next = gpt2_layer_acts(m, last ? l : l + 1);
+        residual_layernorm_forward(x.residual3, last ? a->lnf : next.ln1, last ? a->lnf_mean : next.ln1_mean,
+                                   last ? a->lnf_rstd : next.ln1_rstd, x.residual2, a->proj_out,
+                                   last ? m->p[P_LNFW] : gpt2_layer_param(m, m->p, P_LN1W, l + 1),
+                                   last ? m->p[P_LNFB] : gpt2_layer_param(m, m->p, P_LN1B, l + 1), N, C, s);
     }
     linear_forward(&m->lin, LINEAR_LMHEAD, 0, a->logits, NULL, a->lnf, m->p[P_WTE], NULL, N, C, Vp, s);
     if (targets == NULL) { return 0.0f; }
@@ -301,8 +320,7 @@ static inline void gpt2_backward(GPT2* m, int B, int T) {
     int L = c->num_layers, C = c->channels, NH = c->num_heads, Vp = c->padded_vocab_size, N = B * T;
     cudaStream_t s = m->stream;
     Activations* a = &m->a;
-    size_t S = m->act_stride, SB = (size_t)m->B * m->T;
-    size_t SA = attention_saved_bytes(m->B, m->T, NH);
+    size_t S = m->act_stride;
     float* scratch = a->reduce_scratch;
 
     // LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf
@@ -311,33 +329,28 @@ static inline void gpt2_backward(GPT2* m, int B, int T) {
     layernorm_backward(a->dresidual, m->g[P_LNFW], m->g[P_LNFB], scratch, a->dln, a->residual3 + (L - 1) * S,
                        m->p[P_LNFW], a->lnf_mean, a->lnf_rstd, N, C, s);
     for (int l = L - 1; l >= 0; l--) {
-        const floatX* residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * S;
-        floatX* ln1 = a->ln1 + l * S;
-        floatX* qkv = a->qkv + l * 3 * S;
-        floatX* atty = a->atty + l * S;
-        floatX* residual2 = a->residual2 + l * S;
-        floatX* ln2 = a->ln2 + l * S;
-        floatX* fch = a->fch + l * 4 * S;
-        floatX* fch_gelu = a->fch_gelu + (m->recompute ? 0 : l * 4 * S);
-        size_t w3 = (size_t)l * 3 * C * C, w1 = (size_t)l * C * C, w4 = (size_t)l * 4 * C * C;
-
+        LayerActs x = gpt2_layer_acts(m, l);
         // MLP: the residual stream's gradient flows into the projection unchanged; the projection's
         // input gradient comes out through GELU's backward (dbuf = dfch)
-        if (m->recompute) { gelu_forward(fch_gelu, fch, (long)N * 4 * C, s); }
-        linear_backward(&m->lin, LINEAR_FCPROJ, l, a->dbuf, m->g[P_FCPROJW] + w4, m->g[P_FCPROJB] + (size_t)l * C,
-                        scratch, a->dresidual, fch_gelu, fch, m->p[P_FCPROJW] + w4, N, 4 * C, C, s);
-        linear_backward(&m->lin, LINEAR_FC, l, a->dln, m->g[P_FCW] + w4, m->g[P_FCB] + (size_t)l * 4 * C,
-                        scratch, a->dbuf, ln2, NULL, m->p[P_FCW] + w4, N, C, 4 * C, s);
-        layernorm_backward(a->dresidual, m->g[P_LN2W] + l * C, m->g[P_LN2B] + l * C, scratch, a->dln, residual2,
-                           m->p[P_LN2W] + l * C, a->ln2_mean + l * SB, a->ln2_rstd + l * SB, N, C, s);
+        if (m->recompute) { gelu_forward(x.fch_gelu, x.fch, (long)N * 4 * C, s); }
+        linear_backward(&m->lin, LINEAR_FCPROJ, l, a->dbuf, gpt2_layer_param(m, m->g, P_FCPROJW, l),
+                        gpt2_layer_param(m, m->g, P_FCPROJB, l), scratch, a->dresidual, x.fch_gelu, x.fch,
+                        gpt2_layer_param(m, m->p, P_FCPROJW, l), N, 4 * C, C, s);
+        linear_backward(&m->lin, LINEAR_FC, l, a->dln, gpt2_layer_param(m, m->g, P_FCW, l),
+                        gpt2_layer_param(m, m->g, P_FCB, l), scratch, a->dbuf, x.ln2, NULL,
+                        gpt2_layer_param(m, m->p, P_FCW, l), N, C, 4 * C, s);
+        layernorm_backward(a->dresidual, gpt2_layer_param(m, m->g, P_LN2W, l), gpt2_layer_param(m, m->g, P_LN2B, l),
+                           scratch, a->dln, x.residual2, gpt2_layer_param(m, m->p, P_LN2W, l), x.ln2_mean, x.ln2_rstd, N, C, s);
         // attention
-        linear_backward(&m->lin, LINEAR_ATTPROJ, l, a->datty, m->g[P_ATTPROJW] + w1, m->g[P_ATTPROJB] + (size_t)l * C,
-                        scratch, a->dresidual, atty, NULL, m->p[P_ATTPROJW] + w1, N, C, C, s);
-        attention_backward(a->dbuf, a->attn_scratch, a->datty, atty, qkv, a->att + l * SA, B, T, C, NH, s);
-        linear_backward(&m->lin, LINEAR_QKV, l, a->dln, m->g[P_QKVW] + w3, m->g[P_QKVB] + (size_t)l * 3 * C,
-                        scratch, a->dbuf, ln1, NULL, m->p[P_QKVW] + w3, N, C, 3 * C, s);
-        layernorm_backward(a->dresidual, m->g[P_LN1W] + l * C, m->g[P_LN1B] + l * C, scratch, a->dln, residual,
-                           m->p[P_LN1W] + l * C, a->ln1_mean + l * SB, a->ln1_rstd + l * SB, N, C, s);
+        linear_backward(&m->lin, LINEAR_ATTPROJ, l, a->datty, gpt2_layer_param(m, m->g, P_ATTPROJW, l),
+                        gpt2_layer_param(m, m->g, P_ATTPROJB, l), scratch, a->dresidual, x.atty, NULL,
+                        gpt2_layer_param(m, m->p, P_ATTPROJW, l), N, C, C, s);
+        attention_backward(a->dbuf, a->attn_scratch, a->datty, x.atty, x.qkv, x.att, B, T, C, NH, s);
+        linear_backward(&m->lin, LINEAR_QKV, l, a->dln, gpt2_layer_param(m, m->g, P_QKVW, l),
+                        gpt2_layer_param(m, m->g, P_QKVB, l), scratch, a->dbuf, x.ln1, NULL,
+                        gpt2_layer_param(m, m->p, P_QKVW, l), N, C, 3 * C, s);
+        layernorm_backward(a->dresidual, gpt2_layer_param(m, m->g, P_LN1W, l), gpt2_layer_param(m, m->g, P_LN1B, l),
+                           scratch, a->dln, x.residual, gpt2_layer_param(m, m->p, P_LN1W, l), x.ln1_mean, x.ln1_rstd, N, C, s);
     }
     encoder_backward(m->g[P_WTE], m->g[P_WPE], a->dresidual, &m->groups_dev, B, T, C, s);
 }

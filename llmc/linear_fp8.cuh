@@ -301,7 +301,6 @@ static inline int gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Forma
                            cudaStream_t stream) {
     if (M % 16 != 0 || N % 16 != 0 || K % 16 != 0) { die("internal: FP8 GEMM M=%d N=%d K=%d needs multiples of 16", M, N, K); }
     if (fa == FP8_E5M2 && fb == FP8_E5M2) { die("internal: FP8 GEMM with two E5M2 operands (unsupported)"); }
-    if (gelu == GEMM_GELU_BACKWARD && bias != NULL) { die("internal: gemm_fp8 has no bias in the GELU backward epilogue"); }
     cublasLtMatmulDesc_t desc;
     cublasCheck(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
@@ -311,23 +310,7 @@ static inline int gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Forma
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &a_scale_inv, sizeof(a_scale_inv)));
     int8_t fast = fast_accum ? 1 : 0;
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
-    if (gelu == GEMM_GELU_FORWARD) { epi = bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX; }
-    else if (gelu == GEMM_GELU_BACKWARD) { epi = CUBLASLT_EPILOGUE_DGELU; }
-    else if (bias != NULL) { epi = CUBLASLT_EPILOGUE_BIAS; }
-    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
-    if (gelu != GEMM_NO_GELU) {
-        int64_t ld = N;   // aux has C's layout: column-major (N, M)
-        cudaDataType_t at = CUDA_R_16BF;
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &at, sizeof(at)));
-    }
-    if (bias != NULL) {
-        cudaDataType_t bt = CUDA_R_16BF;
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-    }
+    gemm_set_epilogue(desc, bias, gelu, aux, N);
     cublasLtMatrixLayout_t la, lb, lc;   // cuBLASLt's A = our B (K,N), its B = our A (K,M), C (N,M)
     cublasCheck(cublasLtMatrixLayoutCreate(&la, fp8_cuda_type(fb), K, N, K));
     cublasCheck(cublasLtMatrixLayoutCreate(&lb, fp8_cuda_type(fa), K, M, K));

@@ -34,6 +34,28 @@ static inline void gemm_context_free(GemmContext* g) {
 // backward reads aux and writes C = (AB) * gelu'(aux).
 typedef enum { GEMM_NO_GELU, GEMM_GELU_FORWARD, GEMM_GELU_BACKWARD } GemmGelu;
 
+// Sets the epilogue of a row-major C (M,N) = ... GEMM: bias (N) and/or GELU with aux (M,N), BF16.
+static inline void gemm_set_epilogue(cublasLtMatmulDesc_t desc, const floatX* bias, GemmGelu gelu, floatX* aux, int N) {
+    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
+    if (gelu == GEMM_GELU_FORWARD) { epi = bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX; }
+    else if (gelu == GEMM_GELU_BACKWARD) { epi = CUBLASLT_EPILOGUE_DGELU; }
+    else if (bias != NULL) { epi = CUBLASLT_EPILOGUE_BIAS; }
+    if (gelu == GEMM_GELU_BACKWARD && bias != NULL) { die("internal: no bias in the GELU backward epilogue"); }
+    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
+    if (gelu != GEMM_NO_GELU) {
+        int64_t ld = N;   // aux has C's layout: column-major (N, M)
+        cudaDataType_t at = CUDA_R_16BF;
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &at, sizeof(at)));
+    }
+    if (bias != NULL) {
+        cudaDataType_t bt = CUDA_R_16BF;
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+    }
+}
+
 // Row-major, optionally batched:
 //   C (M,N) = alpha * op(A) @ op(B) + beta * C  [+ bias (N) broadcast over rows] [GELU epilogue]
 // op(A) is (M,K): A is stored (M,K), or (K,M) when transA. op(B) is (K,N): B is
@@ -50,24 +72,7 @@ static inline void gemm_bf16(GemmContext* g, floatX* C, const floatX* A, const f
     cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opB, sizeof(opB)));
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opA, sizeof(opA)));
-    cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_DEFAULT;
-    if (gelu == GEMM_GELU_FORWARD) { epi = bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX; }
-    else if (gelu == GEMM_GELU_BACKWARD) { epi = CUBLASLT_EPILOGUE_DGELU; }
-    else if (bias != NULL) { epi = CUBLASLT_EPILOGUE_BIAS; }
-    if (gelu == GEMM_GELU_BACKWARD && bias != NULL) { die("internal: gemm_bf16 has no bias in the GELU backward epilogue"); }
-    cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof(epi)));
-    if (gelu != GEMM_NO_GELU) {
-        int64_t ld = N;   // aux has C's layout: column-major (N, M)
-        cudaDataType_t at = CUDA_R_16BF;
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof(aux)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &at, sizeof(at)));
-    }
-    if (bias != NULL) {
-        cudaDataType_t bt = CUDA_R_16BF;
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
-        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-    }
+    gemm_set_epilogue(desc, bias, gelu, aux, N);
     // column-major shapes: B' is (N,K) after op, stored (N,K) if !transB else (K,N); ld = stored rows
     cublasLtMatrixLayout_t lb, la, lc;
     cublasCheck(cublasLtMatrixLayoutCreate(&lb, CUDA_R_16BF, transB ? K : N, transB ? N : K, transB ? K : N));
