@@ -70,7 +70,7 @@ if nvidia-smi -L >/dev/null 2>&1; then
 else
     echo "=== GPU tests SKIPPED: no GPU on this machine (nvidia-smi -L failed)."
     echo "    Run 'make test' on a GPU machine for the kernel, model, PyTorch and resume tests."
-    skipped=$((skipped + 5))
+    skipped=$((skipped + 9))   # the GPU suites above
 fi
 echo
 echo "$total_pass passed, $total_fail failed, $skipped skipped"

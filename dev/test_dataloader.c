@@ -5,100 +5,38 @@
 #include "../llmc/dataloader.h"
 #include "../llmc/zero_shard.h"
 #include <sys/wait.h>
-
-static int g_passed = 0, g_failed = 0;
-
-static void check(int ok, const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s: ", ok ? "PASS" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (ok) { g_passed++; } else { g_failed++; }
-}
+#define TEST_CHECK_SEP ": "
+#include "test_check.h"
+#include "test_shards.h"
 
 // ---------------------------------------------------------------------------------------------------
 // Synthetic shards.
 
 static char g_dir[256];  // mkdtemp root
 
-static void write_raw_shard(const char* path, int32_t magic, int32_t version, int32_t header_ntok,
-                            const uint16_t* tokens, size_t ntok, size_t trailing) {
-    int32_t header[256];
-    memset(header, 0, sizeof(header));
-    header[0] = magic; header[1] = version; header[2] = header_ntok;
-    FILE* f = fopen_or_die(path, "wb");
-    fwrite_or_die(header, sizeof(int32_t), 256, f, path);
-    if (ntok) { fwrite_or_die(tokens, sizeof(uint16_t), ntok, f, path); }
-    for (size_t i = 0; i < trailing; i++) { fputc(0, f); }
-    fclose_or_die(f, path);
-}
-
 // The good data set: shard i holds tokens base[i] .. base[i]+len[i]-1. Sizes mix large shards, ragged
 // remainders and shards too small to hold a global batch for larger nranks.
 #define NSHARDS 6
 static const uint64_t g_len[NSHARDS] = {1000, 777, 2050, 129, 50, 1601};
 static uint64_t g_base[NSHARDS];
+static const ShardSet g_set = {NSHARDS, g_len, g_base};
 static char g_pattern[512];
 
 static void make_good_dataset(void) {
-    char dir[300], path[400];
+    char dir[300];
     snprintf(dir, sizeof(dir), "%s/good", g_dir);
     mkdir_p_or_die(dir);
-    uint64_t base = 0;
-    for (int s = 0; s < NSHARDS; s++) {
-        g_base[s] = base;
-        uint16_t* tok = (uint16_t*)malloc_or_die(g_len[s] * sizeof(uint16_t), "test tokens");
-        for (uint64_t i = 0; i < g_len[s]; i++) { tok[i] = (uint16_t)(base + i); }
-        snprintf(path, sizeof(path), "%s/shard_%02d.bin", dir, s);
-        write_raw_shard(path, 20240520, 1, (int32_t)g_len[s], tok, g_len[s], 0);
-        free(tok);
-        base += g_len[s];
-    }
+    shards_init_base(&g_set);
+    shards_write(&g_set, dir);
     snprintf(g_pattern, sizeof(g_pattern), "%s/shard_*.bin", dir);
-}
-
-static uint64_t shard_samples(int s, int T) { return (g_len[s] - 1) / (uint64_t)T; }
-
-// Identifies the window at row b of the current batch: returns its global start token, or -1 if the
-// window is not T+1 consecutive tokens of one shard starting at a multiple of T.
-static int64_t window_id(const DataLoader* dl, int b, int* shard_out) {
-    int T = dl->T;
-    const int* in = dl->inputs + (size_t)b * T;
-    const int* tg = dl->targets + (size_t)b * T;
-    int64_t v = in[0];
-    for (int t = 0; t < T; t++) {
-        if (in[t] != v + t || tg[t] != v + t + 1) { return -1; }
-    }
-    for (int s = 0; s < NSHARDS; s++) {
-        if ((uint64_t)v >= g_base[s] && (uint64_t)v < g_base[s] + g_len[s]) {
-            uint64_t off = (uint64_t)v - g_base[s];
-            if (off % (uint64_t)T != 0 || off / (uint64_t)T >= shard_samples(s, T)) { return -1; }
-            *shard_out = s;
-            return v;
-        }
-    }
-    return -1;
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Stream tests.
 
-// Records `nbatches` micro-batches of one loader as window start ids (nbatches*B values).
-static void record(DataLoader* dl, uint64_t nbatches, int64_t* out) {
-    for (uint64_t k = 0; k < nbatches; k++) {
-        dataloader_next_batch(dl);
-        for (int b = 0; b < dl->B; b++) {
-            int s;
-            out[k * dl->B + b] = window_id(dl, b, &s);
-        }
-    }
-}
-
 static void test_natural_order(int B, int T, int nranks) {
     uint64_t G = (uint64_t)B * nranks, batches = 0;
-    for (int s = 0; s < NSHARDS; s++) { batches += shard_samples(s, T) / G; }
+    for (int s = 0; s < NSHARDS; s++) { batches += shard_samples(&g_set, s, T) / G; }
     int ok = 1;
     for (int r = 0; r < nranks; r++) {
         DataLoader dl;
@@ -106,7 +44,7 @@ static void test_natural_order(int B, int T, int nranks) {
         ok &= dataloader_num_batches(&dl) == batches;
         for (int epoch = 0; epoch < 2; epoch++) {
             for (int s = 0; s < NSHARDS; s++) {
-                for (uint64_t k = 0; k < shard_samples(s, T) / G; k++) {
+                for (uint64_t k = 0; k < shard_samples(&g_set, s, T) / G; k++) {
                     dataloader_next_batch(&dl);
                     for (int b = 0; b < B; b++) {
                         uint64_t start = g_base[s] + (k * G + (uint64_t)r * B + b) * (uint64_t)T;
@@ -126,11 +64,6 @@ static void test_natural_order(int B, int T, int nranks) {
           B, T, nranks, (unsigned long long)batches);
 }
 
-static int cmp_i64(const void* a, const void* b) {
-    int64_t x = *(const int64_t*)a, y = *(const int64_t*)b;
-    return (x > y) - (x < y);
-}
-
 // nranks loaders in one process: over several shuffled epochs, every global batch is read disjointly by
 // the ranks from one shard, and each epoch reads floor(samples/G)*G distinct windows of every shard.
 static void test_coverage(int B, int T, int nranks, int epochs) {
@@ -147,7 +80,7 @@ static void test_coverage(int B, int T, int nranks, int epochs) {
                 dataloader_next_batch(&dl[r]);
                 for (int b = 0; b < B; b++) {
                     int s = -1;
-                    int64_t id = window_id(&dl[r], b, &s);
+                    int64_t id = window_id(&g_set, &dl[r], b, &s);
                     ok &= id >= 0;
                     if (id < 0) { continue; }
                     if (batch_shard < 0) { batch_shard = s; }
@@ -157,9 +90,7 @@ static void test_coverage(int B, int T, int nranks, int epochs) {
                 }
             }
         }
-        qsort(seen, nb * G, sizeof(int64_t), cmp_i64);
-        for (uint64_t i = 1; i < nb * G; i++) { ok &= seen[i] != seen[i - 1]; }
-        for (int s = 0; s < NSHARDS; s++) { ok &= per_shard[s] == shard_samples(s, T) / G * G; }
+        ok &= epoch_windows_ok(&g_set, seen, nb * G, per_shard, T, G);
         for (int r = 0; r < nranks; r++) {
             DataLoaderState st = dataloader_get_state(&dl[r]);
             ok &= st.epoch == (uint64_t)e + 1 && st.sample_pos == 0;
@@ -186,9 +117,9 @@ static void test_determinism(void) {
     int64_t* sa = (int64_t*)malloc_or_die(n * sizeof(int64_t), "stream");
     int64_t* sb = (int64_t*)malloc_or_die(n * sizeof(int64_t), "stream");
     int64_t* sc = (int64_t*)malloc_or_die(n * sizeof(int64_t), "stream");
-    record(&a, 3 * nb, sa);
-    record(&b, 3 * nb, sb);
-    record(&c, 3 * nb, sc);
+    record(&g_set, &a, 3 * nb, sa);
+    record(&g_set, &b, 3 * nb, sb);
+    record(&g_set, &c, 3 * nb, sc);
     check(streams_equal(sa, sb, n), "same seed -> identical stream over 3 epochs");
     check(!streams_equal(sa, sc, n), "different seed -> different stream");
     uint64_t e = nb * B;
@@ -197,7 +128,7 @@ static void test_determinism(void) {
     for (uint64_t i = 1; i < e; i++) { sorted &= sa[i] > sa[i - 1]; }
     check(!sorted, "shuffled epoch is not in natural order");
     dataloader_reset(&a);
-    record(&a, nb + 2, sb);
+    record(&g_set, &a, nb + 2, sb);
     check(streams_equal(sa, sb, (nb + 2) * B), "reset replays the stream from epoch 0");
     free(sa); free(sb); free(sc);
     dataloader_free(&a); dataloader_free(&b); dataloader_free(&c);
@@ -212,7 +143,7 @@ static void test_single_shard_epochs(void) {
     dataloader_init(&dl, pat, 3, 8, 0, 1, 1, 5, 65536);
     uint64_t nb = dataloader_num_batches(&dl), n = nb * 3;
     int64_t* s = (int64_t*)malloc_or_die(2 * n * sizeof(int64_t), "stream");
-    record(&dl, 2 * nb, s);
+    record(&g_set, &dl, 2 * nb, s);
     int differ = !streams_equal(s, s + n, n);
     qsort(s, n, sizeof(int64_t), cmp_i64);
     qsort(s + n, n, sizeof(int64_t), cmp_i64);
@@ -232,13 +163,13 @@ static void test_restore(int B, int T, int rank, int nranks, uint64_t skip) {
     int64_t* sb = (int64_t*)malloc_or_die(follow * B * sizeof(int64_t), "stream");
     for (uint64_t k = 0; k < skip; k++) { dataloader_next_batch(&a); }
     DataLoaderState st = dataloader_get_state(&a);
-    record(&a, follow, sa);
+    record(&g_set, &a, follow, sa);
     // b has already mapped some other shard and epoch, so the restore must replace all of that
     dataloader_init(&b, g_pattern, B, T, rank, nranks, 1, 99, 65536);
     for (uint64_t k = 0; k < nb / 2 + 1; k++) { dataloader_next_batch(&b); }
     dataloader_set_state(&b, &st);
     DataLoaderState st2 = dataloader_get_state(&b);
-    record(&b, follow, sb);
+    record(&g_set, &b, follow, sb);
     int ok = streams_equal(sa, sb, follow * B) && memcmp(&st, &st2, sizeof(st)) == 0;
     check(ok, "state restore after %llu batches (epoch %llu, shard_pos %llu, sample_pos %llu) reproduces next %llu batches (rank %d/%d)",
           (unsigned long long)skip, (unsigned long long)st.epoch, (unsigned long long)st.shard_pos,
@@ -256,12 +187,12 @@ static void test_restore_other_nranks(void) {
     dataloader_next_batch(&one);
     DataLoaderState st = dataloader_get_state(&one);
     int64_t want[12], got[12];
-    record(&one, 3, want);
+    record(&g_set, &one, 3, want);
     int ok = st.shard_pos == 1 && st.sample_pos == 0;
     for (int r = 0; r < 3; r++) {
         dataloader_init(&three[r], g_pattern, B, T, r, 3, 1, 99, 65536);
         dataloader_set_state(&three[r], &st);
-        record(&three[r], 1, got + r * B);
+        record(&g_set, &three[r], 1, got + r * B);
         dataloader_free(&three[r]);
     }
     dataloader_free(&one);
@@ -275,7 +206,7 @@ static void test_num_batches(void) {
         for (int j = 0; j < 4; j++) {
             for (int n = 1; n <= 4; n++) {
                 uint64_t G = (uint64_t)Bs[i] * n, want = 0, tokens = 0;
-                for (int s = 0; s < NSHARDS; s++) { want += shard_samples(s, Ts[j]) / G; tokens += g_len[s]; }
+                for (int s = 0; s < NSHARDS; s++) { want += shard_samples(&g_set, s, Ts[j]) / G; tokens += g_len[s]; }
                 DataLoader dl;
                 dataloader_init(&dl, g_pattern, Bs[i], Ts[j], 0, n, 1, 0, 65536);
                 ok &= dataloader_num_batches(&dl) == want;
@@ -432,12 +363,6 @@ static void test_bad_inputs(void) {
 
 // ---------------------------------------------------------------------------------------------------
 
-static void remove_tree(const char* dir) {
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0) { fprintf(stderr, "warning: could not remove %s\n", dir); }
-}
-
 int main(void) {
     snprintf(g_dir, sizeof(g_dir), "/tmp/test_dataloader_XXXXXX");
     if (mkdtemp(g_dir) == NULL) { die("mkdtemp failed: %s", strerror(errno)); }
@@ -468,6 +393,5 @@ int main(void) {
     test_bad_inputs();
 
     remove_tree(g_dir);
-    printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed ? 1 : 0;
+    return check_summary();
 }

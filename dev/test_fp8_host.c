@@ -10,18 +10,7 @@
 #include <math.h>
 #include "../llmc/fp8.h"
 #include "../llmc/fp8_scaling.h"
-
-static int n_passed = 0, n_failed = 0;
-
-static void check(int ok, const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "PASS" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (ok) { n_passed++; } else { n_failed++; }
-}
+#include "test_check.h"
 
 static float bf16_to_float(uint16_t b) { return fp8_bits_float((uint32_t)b << 16); }
 static const char* fmt_name(Fp8Format f) { return f == FP8_E4M3 ? "e4m3" : "e5m2"; }
@@ -391,6 +380,5 @@ int main(int argc, char** argv) {
     test_delayed_scaling(FP8_AMAX_MOST_RECENT);
     test_current_scaling();
     test_state_roundtrip();
-    printf("%d passed, %d failed\n", n_passed, n_failed);
-    return n_failed == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -8,18 +8,7 @@
 #include <unistd.h>
 #include <sys/wait.h>
 #include "gpt2_ref.h"
-
-static int n_passed = 0, n_failed = 0;
-
-static void check(int ok, const char* fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s ", ok ? "PASS" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (ok) { n_passed++; } else { n_failed++; }
-}
+#include "test_check.h"
 
 // splitmix64: a fixed seed makes every run test the same model
 static uint64_t rng_state = 0x2024032620261122ull;
@@ -365,7 +354,7 @@ static double rel_l2(const float* a, const double* b, size_t n) {
 static void row(const char* what, const char* metric, double value, double tol, const char* note) {
     int ok = value <= tol; // NaN fails
     printf("%-16s %-18s %11.3e %11.3e  %-4s %s\n", what, metric, value, tol, ok ? "PASS" : "FAIL", note);
-    if (ok) { n_passed++; } else { n_failed++; }
+    check_tally(ok);
 }
 
 static void* read_file_exact(const char* path, long* size) {
@@ -556,6 +545,5 @@ int main(int argc, char** argv) {
         fprintf(stderr, "usage: %s [--compare DIR | --selftest-write DIR [--corrupt]]\n", argv[0]);
         return 2;
     }
-    printf("%d passed, %d failed\n", n_passed, n_failed);
-    return n_failed == 0 ? 0 : 1;
+    return check_summary();
 }

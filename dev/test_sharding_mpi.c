@@ -6,20 +6,23 @@
 #include "../llmc/dataloader.h"
 #include "../llmc/zero_shard.h"
 #include <mpi.h>
+#define TEST_CHECK_SEP ": "
+#include "test_check.h"
+#include "test_shards.h"
 
-static int g_rank, g_size, g_passed = 0, g_failed = 0;
+static int g_rank, g_size;
 
 // Collective: the check passes only if it passed on every rank; rank 0 prints it.
 static void check_all(int local_ok, const char* fmt, ...) {
     int ok = 0;
     MPI_Allreduce(&local_ok, &ok, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
-    if (ok) { g_passed++; } else { g_failed++; }
+    check_tally(ok);
     if (g_rank != 0) { return; }
+    char tail[32];
+    snprintf(tail, sizeof(tail), " [np=%d]", g_size);
     va_list ap;
     va_start(ap, fmt);
-    printf("%s: ", ok ? "PASS" : "FAIL");
-    vprintf(fmt, ap);
-    printf(" [np=%d]\n", g_size);
+    check_vprint(ok, fmt, ap, tail);
     va_end(ap);
     fflush(stdout);
 }
@@ -27,71 +30,18 @@ static void check_all(int local_ok, const char* fmt, ...) {
 #define NSHARDS 5
 static const uint64_t g_len[NSHARDS] = {1000, 777, 2050, 300, 1601};
 static uint64_t g_base[NSHARDS];
+static const ShardSet g_set = {NSHARDS, g_len, g_base};
 static char g_dir[256], g_pattern[512];
 
 static void make_dataset(void) {
-    uint64_t base = 0;
-    for (int s = 0; s < NSHARDS; s++) { g_base[s] = base; base += g_len[s]; }
+    shards_init_base(&g_set);
     if (g_rank == 0) {
         snprintf(g_dir, sizeof(g_dir), "/tmp/test_sharding_mpi_XXXXXX");
         if (mkdtemp(g_dir) == NULL) { die("mkdtemp failed: %s", strerror(errno)); }
-        for (int s = 0; s < NSHARDS; s++) {
-            char path[400];
-            snprintf(path, sizeof(path), "%s/shard_%02d.bin", g_dir, s);
-            int32_t header[256];
-            memset(header, 0, sizeof(header));
-            header[0] = 20240520; header[1] = 1; header[2] = (int32_t)g_len[s];
-            uint16_t* tok = (uint16_t*)malloc_or_die(g_len[s] * sizeof(uint16_t), "test tokens");
-            for (uint64_t i = 0; i < g_len[s]; i++) { tok[i] = (uint16_t)(g_base[s] + i); }
-            FILE* f = fopen_or_die(path, "wb");
-            fwrite_or_die(header, sizeof(int32_t), 256, f, path);
-            fwrite_or_die(tok, sizeof(uint16_t), g_len[s], f, path);
-            fclose_or_die(f, path);
-            free(tok);
-        }
+        shards_write(&g_set, g_dir);
     }
     MPI_Bcast(g_dir, sizeof(g_dir), MPI_CHAR, 0, MPI_COMM_WORLD);  // /tmp is shared: one host
     snprintf(g_pattern, sizeof(g_pattern), "%s/shard_*.bin", g_dir);
-}
-
-static uint64_t shard_samples(int s, int T) { return (g_len[s] - 1) / (uint64_t)T; }
-
-// Global start token of window b of the current batch, or -1 if it is not T+1 consecutive tokens of one
-// shard starting at a sample boundary.
-static int64_t window_id(const DataLoader* dl, int b) {
-    int T = dl->T;
-    const int* in = dl->inputs + (size_t)b * T;
-    const int* tg = dl->targets + (size_t)b * T;
-    int64_t v = in[0];
-    for (int t = 0; t < T; t++) {
-        if (in[t] != v + t || tg[t] != v + t + 1) { return -1; }
-    }
-    for (int s = 0; s < NSHARDS; s++) {
-        if ((uint64_t)v >= g_base[s] && (uint64_t)v < g_base[s] + g_len[s]) {
-            uint64_t off = (uint64_t)v - g_base[s];
-            return off % (uint64_t)T == 0 && off / (uint64_t)T < shard_samples(s, T) ? v : -1;
-        }
-    }
-    return -1;
-}
-
-static int shard_of(int64_t id) {
-    for (int s = 0; s < NSHARDS; s++) {
-        if ((uint64_t)id >= g_base[s] && (uint64_t)id < g_base[s] + g_len[s]) { return s; }
-    }
-    return -1;
-}
-
-static void record(DataLoader* dl, uint64_t nbatches, int64_t* out) {
-    for (uint64_t k = 0; k < nbatches; k++) {
-        dataloader_next_batch(dl);
-        for (int b = 0; b < dl->B; b++) { out[k * dl->B + b] = window_id(dl, b); }
-    }
-}
-
-static int cmp_i64(const void* a, const void* b) {
-    int64_t x = *(const int64_t*)a, y = *(const int64_t*)b;
-    return (x > y) - (x < y);
 }
 
 // ids[r][e*nb*B + k*B + b]: window read by rank r as row b of batch k of epoch e.
@@ -106,7 +56,7 @@ static int verify_epochs(const int64_t* ids, int nranks, int B, int T, uint64_t 
             for (int r = 0; r < nranks; r++) {
                 for (int b = 0; b < B; b++) {
                     int64_t id = ids[r * per_rank + (uint64_t)e * nb * B + k * B + b];
-                    int s = id < 0 ? -1 : shard_of(id);
+                    int s = id < 0 ? -1 : shard_of(&g_set, id);
                     ok &= s >= 0;
                     if (s < 0) { continue; }
                     if (batch_shard == -2) { batch_shard = s; }
@@ -116,9 +66,7 @@ static int verify_epochs(const int64_t* ids, int nranks, int B, int T, uint64_t 
                 }
             }
         }
-        qsort(epoch_ids, nb * G, sizeof(int64_t), cmp_i64);
-        for (uint64_t i = 1; i < nb * G; i++) { ok &= epoch_ids[i] != epoch_ids[i - 1]; }  // read once only
-        for (int s = 0; s < NSHARDS; s++) { ok &= per_shard[s] == shard_samples(s, T) / G * G; }
+        ok &= epoch_windows_ok(&g_set, epoch_ids, nb * G, per_shard, T, G);
     }
     free(epoch_ids);
     return ok;
@@ -129,7 +77,7 @@ static void test_coverage(int B, int T, int shuffle, int epochs) {
     dataloader_init(&dl, g_pattern, B, T, g_rank, g_size, shuffle, 42, 65536);
     uint64_t nb = dataloader_num_batches(&dl), n = (uint64_t)epochs * nb * B;
     int64_t* mine = (int64_t*)malloc_or_die(n * sizeof(int64_t), "windows");
-    record(&dl, (uint64_t)epochs * nb, mine);
+    record(&g_set, &dl, (uint64_t)epochs * nb, mine);
     DataLoaderState st = dataloader_get_state(&dl);
     uint64_t st3[3] = {st.epoch, st.shard_pos, st.sample_pos};
     uint64_t* all_st = NULL;
@@ -151,7 +99,7 @@ static void test_coverage(int B, int T, int shuffle, int epochs) {
         for (int r = 0; r < g_size; r++) {
             DataLoader d;
             dataloader_init(&d, g_pattern, B, T, r, g_size, shuffle, 42, 65536);
-            record(&d, (uint64_t)epochs * nb, sim);
+            record(&g_set, &d, (uint64_t)epochs * nb, sim);
             sim_ok &= memcmp(sim, all + (size_t)r * n, n * sizeof(int64_t)) == 0;
             dataloader_free(&d);
         }
@@ -239,11 +187,9 @@ int main(int argc, char** argv) {
 
     MPI_Barrier(MPI_COMM_WORLD);  // nobody still reads the shards
     if (g_rank == 0) {
-        char cmd[600];
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_dir);
-        if (system(cmd) != 0) { fprintf(stderr, "warning: could not remove %s\n", g_dir); }
-        printf("%d passed, %d failed\n", g_passed, g_failed);
+        remove_tree(g_dir);
+        printf("%d passed, %d failed\n", n_passed, n_failed);
     }
     MPI_Finalize();
-    return g_failed ? 1 : 0;
+    return n_failed ? 1 : 0;
 }
