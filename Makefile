@@ -33,25 +33,25 @@ endif
 train_gpt2_%: train_gpt2_%.cu $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
-dev/test_kernels: dev/test_kernels.cu $(LLMC_HEADERS)
+dev/test_kernels: dev/test_kernels.cu dev/test_util.cuh $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
 dev/test_model: dev/test_model.cu $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
-dev/test_fp8: dev/test_fp8.cu $(LLMC_HEADERS)
+dev/test_fp8: dev/test_fp8.cu dev/test_util.cuh $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
-dev/test_fp8_host: dev/test_fp8_host.c llmc/fp8.h llmc/fp8_scaling.h
+dev/test_fp8_host: dev/test_fp8_host.c dev/test_check.h llmc/fp8.h llmc/fp8_scaling.h
 	$(CC) $(CFLAGS) -o $@ $< -lm
 
-dev/test_gpt2_cpu: dev/test_gpt2_cpu.c dev/gpt2_ref.h llmc/utils.h
+dev/test_gpt2_cpu: dev/test_gpt2_cpu.c dev/gpt2_ref.h dev/test_check.h llmc/utils.h
 	$(CC) $(CFLAGS) -o $@ $< -lm
 
-dev/test_dataloader: dev/test_dataloader.c llmc/dataloader.h llmc/zero_shard.h llmc/utils.h
+dev/test_dataloader: dev/test_dataloader.c dev/test_check.h dev/test_shards.h llmc/dataloader.h llmc/zero_shard.h llmc/utils.h
 	$(CC) $(CFLAGS) -o $@ $<
 
-dev/test_sharding_mpi: dev/test_sharding_mpi.c llmc/dataloader.h llmc/zero_shard.h llmc/utils.h
+dev/test_sharding_mpi: dev/test_sharding_mpi.c dev/test_check.h dev/test_shards.h llmc/dataloader.h llmc/zero_shard.h llmc/utils.h
 	$(MPICC) $(CFLAGS) -o $@ $<
 
 test: all $(GPU_TESTS) $(CPU_TESTS)

@@ -20,14 +20,12 @@
 // Build (from the repository root):
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Xcompiler -Wall,-Wno-unused-function
 //        -o dev/test_fp8 dev/test_fp8.cu -lcublasLt
-#include <vector>
-#include <algorithm>
-#include <math.h>
 #include "../llmc/linear_fp8.cuh"
 #include "../llmc/rand.h"
+#define TEST_TIME_REPS 30   // time_ms: 30 timed runs after 3 untimed ones
+#define TEST_TIME_WARM 3
+#include "test_util.cuh"   // VF, VD, Bits, randn, put/get, fmt, report, check_close, time_ms, ...
 
-typedef std::vector<float> VF;       // host copy of a bf16 or fp32 tensor
-typedef std::vector<double> VD;      // CPU reference
 typedef std::vector<uint8_t> Codes;  // fp8 codes
 
 // Relative L2 error ||out - ref|| / ||ref||.
@@ -42,113 +40,15 @@ typedef std::vector<uint8_t> Codes;  // fp8 codes
 #define TOL_QUANT 0.15
 #define TOL_BF16 8e-3   // one final bf16 rounding (bias gradient sums)
 
-static Rng rng;
-
-static float bits_to_float(uint16_t b) { uint32_t u = (uint32_t)b << 16; float f; memcpy(&f, &u, 4); return f; }
-static uint16_t float_to_bits(float f) {   // round to nearest even, as __float2bfloat16_rn does
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) { return 0x7fc0; }
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float round_bf16(float f) { return bits_to_float(float_to_bits(f)); }
-
-static VF randn(size_t n, double std) {
-    VF x(n);
-    for (size_t i = 0; i < n; i++) { x[i] = round_bf16((float)(std * rng_normal(&rng))); }
-    return x;
-}
-
-static std::vector<void*> dev_allocs;
-template <typename T> static T* dev_alloc(size_t n) {
-    T* p = (T*)cuda_malloc_or_die(n * sizeof(T), "test tensor");
-    dev_allocs.push_back(p);
-    return p;
-}
-static void dev_free_all() {
-    for (void* p : dev_allocs) { cudaCheck(cudaFree(p)); }
-    dev_allocs.clear();
-}
-static void sync() { cudaCheck(cudaDeviceSynchronize()); }
-static void put(floatX* d, const VF& h) {
-    std::vector<uint16_t> b(h.size());
-    for (size_t i = 0; i < h.size(); i++) { b[i] = float_to_bits(h[i]); }
-    cudaCheck(cudaMemcpy(d, b.data(), b.size() * 2, cudaMemcpyHostToDevice));
-}
-static floatX* to_dev(const VF& h) { floatX* d = dev_alloc<floatX>(h.size()); put(d, h); return d; }
-static VF get(const floatX* d, size_t n) {
-    std::vector<uint16_t> b(n);
-    cudaCheck(cudaMemcpy(b.data(), d, n * 2, cudaMemcpyDeviceToHost));
-    VF x(n);
-    for (size_t i = 0; i < n; i++) { x[i] = bits_to_float(b[i]); }
-    return x;
-}
-static std::vector<uint16_t> get_bits(const floatX* d, size_t n) {
-    std::vector<uint16_t> b(n);
-    cudaCheck(cudaMemcpy(b.data(), d, n * 2, cudaMemcpyDeviceToHost));
-    return b;
-}
 static Codes get_codes(const uint8_t* d, size_t n) {
     Codes c(n);
     cudaCheck(cudaMemcpy(c.data(), d, n, cudaMemcpyDeviceToHost));
     return c;
 }
-static VF get_f32(const float* d, size_t n) {
-    VF x(n);
-    cudaCheck(cudaMemcpy(x.data(), d, n * 4, cudaMemcpyDeviceToHost));
-    return x;
-}
+// one fp32 value (put_f32 of a whole tensor is in dev/test_util.cuh)
 static void put_f32(float* d, float v) { cudaCheck(cudaMemcpy(d, &v, 4, cudaMemcpyHostToDevice)); }
 
-static const char* fmt(const char* f, ...) {
-    static char buf[4][200];
-    static int k = 0;
-    k = (k + 1) % 4;
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf[k], sizeof(buf[k]), f, ap);
-    va_end(ap);
-    return buf[k];
-}
-
-static int n_passed = 0, n_failed = 0;
-static void report(bool ok, const char* name, double err, double tol, const char* note = "") {
-    printf("%s %s err=%.3e tol=%.1e%s%s\n", ok ? "PASS" : "FAIL", name, err, tol, note[0] ? " " : "", note);
-    if (ok) { n_passed++; } else { n_failed++; }
-}
-static double rel_l2(const VF& out, const VD& ref, long* nonfinite) {
-    double e2 = 0.0, r2 = 0.0;
-    *nonfinite = 0;
-    for (size_t i = 0; i < ref.size(); i++) {
-        if (!isfinite(out[i])) { (*nonfinite)++; continue; }
-        double d = out[i] - ref[i];
-        e2 += d * d;
-        r2 += ref[i] * ref[i];
-    }
-    return sqrt(e2 / (r2 > 0.0 ? r2 : 1e-300));
-}
-static void check_close(const char* name, const VF& out, const VD& ref, double tol) {
-    long bad;
-    double err = rel_l2(out, ref, &bad);
-    report(bad == 0 && err <= tol, name, err, tol, bad ? fmt("(%ld non-finite)", bad) : "");
-}
-static void check_count(const char* name, long bad, const char* note = "") { report(bad == 0, name, (double)bad, 0.0, note); }
 static const char* fname(Fp8Format f) { return f == FP8_E4M3 ? "e4m3" : "e5m2"; }
-
-template <typename F> static float time_ms(F run, int reps = 30, int warm = 3) {
-    for (int i = 0; i < warm; i++) { run(); }
-    std::vector<cudaEvent_t> ev(reps + 1);
-    for (auto& e : ev) { cudaCheck(cudaEventCreate(&e)); }
-    cudaCheck(cudaEventRecord(ev[0]));
-    for (int i = 0; i < reps; i++) { run(); cudaCheck(cudaEventRecord(ev[i + 1])); }
-    cudaCheck(cudaEventSynchronize(ev[reps]));
-    std::vector<float> t(reps);
-    for (int i = 0; i < reps; i++) { cudaCheck(cudaEventElapsedTime(&t[i], ev[i], ev[i + 1])); }
-    for (auto& e : ev) { cudaCheck(cudaEventDestroy(e)); }
-    std::sort(t.begin(), t.end());
-    return t[reps / 2];
-}
 
 // host quantization: codes of x * scale, and their values (decode, before scale_inv)
 static Codes quantize(const VF& x, float scale, Fp8Format f) {
@@ -171,11 +71,6 @@ template <typename T> static std::vector<T> transpose(const std::vector<T>& a, i
     std::vector<T> t(a.size());
     for (int r = 0; r < R; r++) { for (int c = 0; c < C; c++) { t[(size_t)c * R + r] = a[(size_t)r * C + c]; } }
     return t;
-}
-static long count_diff(const Codes& a, const Codes& b) {
-    long d = 0;
-    for (size_t i = 0; i < a.size(); i++) { d += a[i] != b[i]; }
-    return d;
 }
 static std::vector<int> sample_rows(int n, int k) {
     std::vector<int> r;
@@ -747,14 +642,8 @@ static void run_timing() {
 
 int main(int argc, char** argv) {
     bool timing = !(argc > 1 && strcmp(argv[1], "--no-timing") == 0);
-    int ndev = 0;
-    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
-        printf("test_fp8: no GPU, skipped\n");
-        return 77;
-    }
     cudaDeviceProp prop;
-    cudaCheck(cudaGetDeviceProperties(&prop, 0));
-    printf("test_fp8 on %s\n", prop.name);
+    if (!gpu_found("test_fp8", &prop)) { return 77; }
     if (prop.major < 9) {
         printf("test_fp8: FP8 GEMMs need compute capability 9.0 (this GPU is %d.%d), skipped\n", prop.major, prop.minor);
         return 77;

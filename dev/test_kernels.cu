@@ -11,9 +11,6 @@
 // Build (from the repository root):
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Xcompiler -Wall,-Wno-unused-function
 //        -o dev/test_kernels dev/test_kernels.cu -lcublasLt
-#include <vector>
-#include <algorithm>
-#include <math.h>
 #include "../llmc/cuda_common.h"
 #include "../llmc/linear_bf16.cuh"
 #include "../llmc/encoder.cuh"
@@ -23,10 +20,7 @@
 #include "../llmc/classifier.cuh"
 #include "../llmc/adamw.cuh"
 #include "../llmc/rand.h"
-
-typedef std::vector<float> VF;       // host copy of a bf16 or fp32 tensor
-typedef std::vector<double> VD;      // CPU reference
-typedef std::vector<uint16_t> Bits;  // raw bf16 bits, for exact comparisons
+#include "test_util.cuh"   // VF, VD, Bits, randn, put/get, fmt, report, check_close, time_ms, ...
 
 // Tolerances on the relative L2 error ||out - ref|| / ||ref||.
 // bf16 keeps 8 significant bits: rounding to nearest errs by at most 2^-8 = 3.9e-3 relative,
@@ -44,78 +38,17 @@ typedef std::vector<uint16_t> Bits;  // raw bf16 bits, for exact comparisons
 #define TOL_F32 1e-5
 
 // ------------------------------------------------------------------------------------------
-// host helpers: bf16 conversion, random data, device transfers, checks, timing
+// host helpers beyond dev/test_util.cuh
 
-static Rng rng;
-
-static float bits_to_float(uint16_t b) { uint32_t u = (uint32_t)b << 16; float f; memcpy(&f, &u, 4); return f; }
-// round to nearest even, as __float2bfloat16_rn does
-static uint16_t float_to_bits(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7fffffffu) > 0x7f800000u) { return 0x7fc0; }   // NaN
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (uint16_t)(u >> 16);
-}
-static float round_bf16(float f) { return bits_to_float(float_to_bits(f)); }
-
-// n values mean + std * N(0,1), rounded to bf16 unless the tensor is fp32
-static VF randn(size_t n, double std, double mean = 0.0, bool bf16 = true) {
-    VF x(n);
-    for (size_t i = 0; i < n; i++) {
-        float f = (float)(mean + std * rng_normal(&rng));
-        x[i] = bf16 ? round_bf16(f) : f;
-    }
-    return x;
-}
 static int rand_int(int n) { return (int)(rng_u64(&rng) % (uint64_t)n); }
 
-static std::vector<void*> dev_allocs;   // everything dev_alloc'd, freed by dev_free_all
-template <typename T> static T* dev_alloc(size_t n) {
-    T* p = (T*)cuda_malloc_or_die(n * sizeof(T), "test tensor");
-    dev_allocs.push_back(p);
-    return p;
-}
-static void dev_free_all() {
-    for (void* p : dev_allocs) { cudaCheck(cudaFree(p)); }
-    dev_allocs.clear();
-}
-static void sync() { cudaCheck(cudaDeviceSynchronize()); }
 template <typename T> static void poison(T* d, size_t n) { cudaCheck(cudaMemset(d, 0xFF, n * sizeof(T))); }
 template <typename T> static void copy_dev(T* dst, const T* src, size_t n) {
     cudaCheck(cudaMemcpy(dst, src, n * sizeof(T), cudaMemcpyDeviceToDevice));
 }
-static void put(floatX* d, const VF& h) {
-    Bits b(h.size());
-    for (size_t i = 0; i < h.size(); i++) { b[i] = float_to_bits(h[i]); }
-    cudaCheck(cudaMemcpy(d, b.data(), b.size() * 2, cudaMemcpyHostToDevice));
-}
-static void put_f32(float* d, const VF& h) { cudaCheck(cudaMemcpy(d, h.data(), h.size() * 4, cudaMemcpyHostToDevice)); }
-static floatX* to_dev(const VF& h) { floatX* d = dev_alloc<floatX>(h.size()); put(d, h); return d; }
 static int* to_dev_int(const std::vector<int>& h) {
     int* d = dev_alloc<int>(h.size());
     cudaCheck(cudaMemcpy(d, h.data(), h.size() * sizeof(int), cudaMemcpyHostToDevice));
-    return d;
-}
-static Bits get_bits(const floatX* d, size_t n) {
-    Bits b(n);
-    cudaCheck(cudaMemcpy(b.data(), d, n * 2, cudaMemcpyDeviceToHost));
-    return b;
-}
-static VF get(const floatX* d, size_t n) {
-    Bits b = get_bits(d, n);
-    VF x(n);
-    for (size_t i = 0; i < n; i++) { x[i] = bits_to_float(b[i]); }
-    return x;
-}
-static VF get_f32(const float* d, size_t n) {
-    VF x(n);
-    cudaCheck(cudaMemcpy(x.data(), d, n * 4, cudaMemcpyDeviceToHost));
-    return x;
-}
-static long count_diff(const Bits& a, const Bits& b) {
-    long d = 0;
-    for (size_t i = 0; i < a.size(); i++) { d += a[i] != b[i]; }
     return d;
 }
 // the elements i of x for which keep(i)
@@ -123,56 +56,6 @@ template <typename V, typename F> static V pick(const V& x, F keep) {
     V r;
     for (size_t i = 0; i < x.size(); i++) { if (keep(i)) { r.push_back(x[i]); } }
     return r;
-}
-// printf into one of a few rotating buffers (names of checks)
-static const char* fmt(const char* f, ...) {
-    static char buf[4][160];
-    static int k = 0;
-    k = (k + 1) % 4;
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf[k], sizeof(buf[k]), f, ap);
-    va_end(ap);
-    return buf[k];
-}
-
-static int n_passed = 0, n_failed = 0;
-static char shape_tag[64] = "";   // prefix of check names: the shape being tested
-
-static void report(bool ok, const char* name, double err, double tol, const char* note) {
-    printf("%s %s%s err=%.3e tol=%.1e%s%s\n", ok ? "PASS" : "FAIL", shape_tag, name, err, tol, note[0] ? " " : "", note);
-    if (ok) { n_passed++; } else { n_failed++; }
-}
-// relative L2 error against the reference; any non-finite output (poison never overwritten) fails
-static void check_close(const char* name, const VF& out, const VD& ref, double tol) {
-    double e2 = 0.0, r2 = 0.0;
-    long bad = 0;
-    for (size_t i = 0; i < ref.size(); i++) {
-        if (!isfinite(out[i])) { bad++; continue; }
-        double d = out[i] - ref[i];
-        e2 += d * d;
-        r2 += ref[i] * ref[i];
-    }
-    double err = sqrt(e2 / (r2 > 0.0 ? r2 : 1e-300));
-    report(bad == 0 && err <= tol, name, err, tol, bad ? fmt("(%ld of %zu non-finite: unwritten or NaN)", bad, ref.size()) : "");
-}
-// exact checks: err is the number of offending elements
-static void check_count(const char* name, long bad, const char* note = "") { report(bad == 0, name, (double)bad, 0.0, note); }
-
-// median time in ms of `reps` runs after `warm` untimed ones; runs are queued back to back,
-// an event between consecutive runs
-template <typename F> static float time_ms(F run, int reps = 50, int warm = 5) {
-    for (int i = 0; i < warm; i++) { run(); }
-    std::vector<cudaEvent_t> ev(reps + 1);
-    for (auto& e : ev) { cudaCheck(cudaEventCreate(&e)); }
-    cudaCheck(cudaEventRecord(ev[0]));
-    for (int i = 0; i < reps; i++) { run(); cudaCheck(cudaEventRecord(ev[i + 1])); }
-    cudaCheck(cudaEventSynchronize(ev[reps]));
-    std::vector<float> t(reps);
-    for (int i = 0; i < reps; i++) { cudaCheck(cudaEventElapsedTime(&t[i], ev[i], ev[i + 1])); }
-    for (auto& e : ev) { cudaCheck(cudaEventDestroy(e)); }
-    std::sort(t.begin(), t.end());
-    return t[reps / 2];
 }
 // bytes > 0: memory-bound, prints GB/s (bytes read + written); else flops, prints TFLOP/s
 static void timing_row(const char* name, float ms, double bytes, double flops) {
@@ -802,14 +685,8 @@ int main(int argc, char** argv) {
     bool timing = !(argc > 1 && strcmp(argv[1], "--no-timing") == 0);
     const char* dump_dir = (argc > 2 && strcmp(argv[1], "--dump-attention") == 0) ? argv[2] : NULL;
     if (dump_dir) { timing = false; mkdir_p_or_die(dump_dir); }
-    int ndev = 0;
-    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
-        printf("test_kernels: no GPU, skipped\n");
-        return 77;
-    }
     cudaDeviceProp prop;
-    cudaCheck(cudaGetDeviceProperties(&prop, 0));
-    printf("test_kernels on %s\n", prop.name);
+    if (!gpu_found("test_kernels", &prop)) { return 77; }
     rng_seed(&rng, 0x5eed2024u);
     LinearOptions lopt;
     linear_options_defaults(&lopt);

@@ -1,8 +1,8 @@
 // Host helpers shared by the GPU test programs dev/test_kernels.cu and dev/test_fp8.cu:
 // bf16 conversion, random data, device allocation and transfers, PASS/FAIL checks with their
-// counters, relative L2 comparison, and timing with CUDA events. All static; include once per
-// test program. TEST_TIME_REPS / TEST_TIME_WARM, defined before the include, set time_ms's
-// default repetitions (50 timed after 5 untimed).
+// counters, relative L2 comparison, the no-GPU skip, and timing with CUDA events. All static;
+// include once per test program. TEST_TIME_REPS / TEST_TIME_WARM, defined before the include,
+// set time_ms's default repetitions (50 timed after 5 untimed).
 #ifndef DEV_TEST_UTIL_CUH
 #define DEV_TEST_UTIL_CUH
 
@@ -131,6 +131,22 @@ static void check_close(const char* name, const VF& out, const VD& ref, double t
 }
 // exact checks: err is the number of offending elements
 static void check_count(const char* name, long bad, const char* note = "") { report(bad == 0, name, (double)bad, 0.0, note); }
+
+// ------------------------------------------------------------------------------------------
+// start-up
+
+// true with *prop filled and `prog on <GPU name>` printed; false (`prog: no GPU, skipped`) when
+// there is no GPU: the caller then exits 77
+static bool gpu_found(const char* prog, cudaDeviceProp* prop) {
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        printf("%s: no GPU, skipped\n", prog);
+        return false;
+    }
+    cudaCheck(cudaGetDeviceProperties(prop, 0));
+    printf("%s on %s\n", prog, prop->name);
+    return true;
+}
 
 // ------------------------------------------------------------------------------------------
 // timing
