@@ -10,6 +10,24 @@ CC ?= gcc
 CFLAGS ?= -O2 -Wall -Wextra
 MPICC ?= $(shell command -v mpicc 2>/dev/null)
 
+comma := ,
+# Multi-GPU (MPI + NCCL) when both are found: NCCL from CUDA's folder, from NCCL_HOME, or from
+# the Python package nvidia-nccl (which ships only libnccl.so.2). NO_MULTI_GPU=1 skips it.
+NCCL_HOME ?= $(shell python3 -c "import nvidia.nccl as m; print(list(m.__path__)[0])" 2>/dev/null)
+ifeq ($(NO_MULTI_GPU),)
+ifneq ($(MPICC),)
+ifneq ($(wildcard $(dir $(NVCC))../include/nccl.h),)
+NCCL_FLAGS = -lnccl
+else ifneq ($(wildcard $(NCCL_HOME)/include/nccl.h),)
+NCCL_FLAGS = -I$(NCCL_HOME)/include -L$(NCCL_HOME)/lib -l:libnccl.so.2 -Xlinker -rpath,$(NCCL_HOME)/lib
+endif
+endif
+endif
+ifneq ($(NCCL_FLAGS),)
+MPI_FLAGS = $(patsubst -Wl$(comma)%,-Xlinker=%,$(patsubst -pthread,-Xcompiler=-pthread,$(shell $(MPICC) --showme:compile) $(shell $(MPICC) --showme:link)))
+MULTI_GPU_FLAGS = -DMULTI_GPU $(MPI_FLAGS) $(NCCL_FLAGS)
+endif
+
 LLMC_HEADERS = $(wildcard llmc/*.h llmc/*.cuh)
 TRAINERS = train_gpt2_bf16 train_gpt2_fp8
 GPU_TESTS = dev/test_kernels dev/test_model dev/test_fp8
@@ -31,7 +49,7 @@ test-data:
 endif
 
 train_gpt2_%: train_gpt2_%.cu $(LLMC_HEADERS)
-	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS) $(MULTI_GPU_FLAGS)
 
 dev/test_kernels: dev/test_kernels.cu dev/test_util.cuh $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)

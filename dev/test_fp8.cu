@@ -108,7 +108,7 @@ static void test_cast_all_bf16() {
             cudaCheck(cudaMemset(d_out, 0xAA, n)); cudaCheck(cudaMemset(d_out2, 0xAA, n)); cudaCheck(cudaMemset(d_outT, 0xAA, n));
             cast_to_fp8(d_out, d_in, n, f, d_scale, d_amax, d_counts, 0);
             cast_transpose_to_fp8(d_out2, d_outT, d_in, 256, 256, f, d_scale, d_amax + 1, NULL, 0);
-            sync();
+            device_sync();
             Codes want(n), got = get_codes(d_out, n), got2 = get_codes(d_out2, n), gotT = get_codes(d_outT, n);
             long bad_nan = 0, bad = 0, bad2 = 0, badT = 0;
             unsigned long long sat = 0, flushed = 0;
@@ -162,7 +162,7 @@ static void test_cast_shapes() {
         cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E5M2, d_scale, NULL, NULL, 0);
         absmax_bf16(d_amax + 1, d_x, (long)n, 0);
         cast_to_fp8(d_p, d_x, (long)n, FP8_E4M3, d_scale, d_amax + 2, NULL, 0);
-        sync();
+        device_sync();
         Codes q4 = quantize(x, 25.0f, FP8_E4M3), q5 = quantize(x, 25.0f, FP8_E5M2);
         long bad = count_diff(get_codes(d_o, n), q4) + count_diff(get_codes(d_t, n), transpose(q4, R, C)) +
                    count_diff(get_codes(d_t2, n), transpose(q5, R, C)) + count_diff(get_codes(d_p, n), q4);
@@ -202,10 +202,10 @@ static void test_linear_case(const LinearCase& lcase, const LinearOptions& opt, 
     cudaCheck(cudaMemset(d_dx, 0xFF, (size_t)N * IC * 2));
     linear_step_begin(&lc);
     linear_forward(&lc, lcase.kind, 0, d_out, d_pre, d_x, d_w, d_b, N, IC, OC, 0);
-    sync();
+    device_sync();
     Codes x8_dev = get_codes(lc.arena, (size_t)N * IC);        // forward's copy, before backward reuses the arena
     linear_backward(&lc, lcase.kind, 0, d_dx, d_dw, lcase.bias ? d_db : NULL, d_scratch, d_dy, d_x, d_pre_in, d_w, N, IC, OC, 0);
-    sync();
+    device_sync();
     char tagb[120];
     snprintf(tagb, sizeof(tagb), "%s N=%d %s%s", lcase.name, N, opt.hybrid ? "hybrid" : "e4m3",
              lcase.gelu ? (fused_gelu ? " gelu" : " gelu-unfused") : "");
@@ -351,7 +351,7 @@ static void test_bf16_paths() {
         const floatX* bias = c.kind == LINEAR_LMHEAD ? NULL : d_b;
         linear_forward(&lc, c.kind, c.layer, d_o1, NULL, d_x, d_w, bias, c.rows, c.IC, c.OC, 0);
         gemm_bf16(&g, d_o2, d_x, d_w, bias, c.rows, c.OC, c.IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, 0);
-        sync();
+        device_sync();
         size_t n = (size_t)c.rows * c.OC;
         std::vector<uint16_t> a1 = get_bits(d_o1, n), a2 = get_bits(d_o2, n);
         long diff = 0;
@@ -432,7 +432,7 @@ static void test_scaling_steps(Fp8Recipe recipe, Fp8AmaxAlgo algo) {
     std::vector<char> state;
     for (int s = 0; s < nsteps; s++) {
         if (s == save_at) {   // checkpoint between steps, as the trainer does
-            sync();
+            device_sync();
             state.resize(linear_state_bytes(&lc));
             linear_state_save(&lc, state.data());
             linear_context_init(&lc2, &o, 1);
@@ -451,12 +451,12 @@ static void test_scaling_steps(Fp8Recipe recipe, Fp8AmaxAlgo algo) {
             hs.cast(tx, host_amax(x));
             if (s >= save_at) {
                 linear_forward(&lc2, LINEAR_QKV, 0, d_o2, NULL, d_x, d_w, NULL, N, IC, OC, 0);
-                sync();
+                device_sync();
                 std::vector<uint16_t> o1 = get_bits(d_o, (size_t)N * OC), o2 = get_bits(d_o2, (size_t)N * OC);
                 for (size_t i = 0; i < o1.size(); i++) { out_diff += o1[i] != o2[i]; }
             }
         }
-        sync();
+        device_sync();
         long d = block_diff(&lc, hs);
         if (d) { printf("  step %d: %ld floats of the scaling state differ from the host replay\n", s, d); }
         bad += d;
@@ -488,7 +488,7 @@ static void test_weight_cache() {
     cudaCheck(cudaMemset(d_dw, 0, (size_t)OC * IC * 2));
     auto fwd = [&](LinearContext* c) {
         linear_forward(c, LINEAR_ATTPROJ, 0, d_o, NULL, d_x, d_w, NULL, N, IC, OC, 0);
-        sync();
+        device_sync();
         return get_bits(d_o, (size_t)N * OC);
     };
     auto bwd = [&]() { linear_backward(&lc, LINEAR_ATTPROJ, 0, d_dx, d_dw, NULL, NULL, d_dy, d_x, NULL, d_w, N, IC, OC, 0); };
@@ -538,7 +538,7 @@ static void test_stats() {
     put(d_x, x2);
     linear_step_begin(&lc);
     linear_forward(&lc, LINEAR_FC, 0, d_o, NULL, d_x, d_w, NULL, N, IC, OC, 0);
-    sync();
+    device_sync();
     std::vector<Fp8TensorStats> st(lc.num_tensors);
     linear_fp8_stats(&lc, st.data());
     double n = (double)N * IC;

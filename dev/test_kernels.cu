@@ -132,7 +132,7 @@ static void test_linear(LinearContext* lc, int N, int IC, int OC, bool with_bias
     poison(d_scratch, nscratch);
     linear_forward(lc, LINEAR_FC, 0, d_out, d_pre, d_inp, d_w, d_b, N, IC, OC, 0);
     linear_backward(lc, LINEAR_FC, 0, d_dinp, d_dw, with_bias ? d_db : NULL, d_scratch, d_dout, d_inp, d_pre_in, d_w, N, IC, OC, 0);
-    sync();
+    device_sync();
     VD out((size_t)N * OC), pre((size_t)N * OC), dinp((size_t)N * IC, 0.0), dw(dw0.begin(), dw0.end()), db(db0.begin(), db0.end());
     for (int n = 0; n < N; n++) {
         const float* x = &inp[(size_t)n * IC];
@@ -168,7 +168,7 @@ static void test_gemm_batched(GemmContext* g) {
             floatX *dA = to_dev(A), *dB = to_dev(B), *dC = to_dev(C0);
             if (beta == 0.0f) { poison(dC, batch * sC); }   // beta = 0: C must not be read
             gemm_bf16(g, dC, dA, dB, NULL, M, N, K, ta, tb, alpha, beta, batch, sA, sB, sC, GEMM_NO_GELU, NULL, 0);
-            sync();
+            device_sync();
             VF outall = get(dC, batch * sC), out;
             VD ref;
             for (int b = 0; b < batch; b++) {
@@ -205,7 +205,7 @@ static void test_encoder(int B, int T, int C) {
     TokenGroups groups = groups_to_dev(tok, V);
     encoder_forward(d_out, d_tok, d_wte, d_wpe, B, T, C, 0);
     encoder_backward(d_dwte, d_dwpe, d_dout, &groups, B, T, C, 0);
-    sync();
+    device_sync();
     VD out((size_t)BT * C), dwte(dwte0.begin(), dwte0.end()), dwpe(dwpe0.begin(), dwpe0.end());
     for (int bt = 0; bt < BT; bt++) {
         int t = bt % T;
@@ -252,7 +252,7 @@ static void test_layernorm(int N, int C) {
     floatX* d_x = to_dev(x);
     poison(d_out, NC); poison(d_mean, N); poison(d_rstd, N);
     layernorm_forward(d_out, d_mean, d_rstd, d_x, d_w, d_b, N, C, 0);
-    sync();
+    device_sync();
     layernorm_ref(x, w, b, N, C, out, mean, rstd);
     check_close("layernorm_forward.out", get(d_out, NC), out, TOL_ROUND1);
     check_close("layernorm_forward.mean", get_f32(d_mean, N), mean, TOL_F32);
@@ -265,7 +265,7 @@ static void test_layernorm(int N, int C) {
     floatX *d_a = to_dev(a), *d_c = to_dev(c);
     poison(d_res, NC); poison(d_out, NC); poison(d_mean, N); poison(d_rstd, N);
     residual_layernorm_forward(d_res, d_out, d_mean, d_rstd, d_a, d_c, d_w, d_b, N, C, 0);
-    sync();
+    device_sync();
     layernorm_ref(res_bf, w, b, N, C, out, mean, rstd);
     check_close("residual_layernorm_forward.residual", get(d_res, NC), res, TOL_ROUND1);
     check_close("residual_layernorm_forward.out", get(d_out, NC), out, TOL_ROUND1);
@@ -283,7 +283,7 @@ static void test_layernorm(int N, int C) {
     float* d_scratch = dev_alloc<float>(nscratch);
     poison(d_scratch, nscratch);
     layernorm_backward(d_dinp, d_dw, d_db, d_scratch, d_dout, d_x, d_w, d_mean, d_rstd, N, C, 0);
-    sync();
+    device_sync();
     VD dinp(dinp0.begin(), dinp0.end()), dw(dw0.begin(), dw0.end()), db(db0.begin(), db0.end());
     for (int r = 0; r < N; r++) {
         const float *xr = &x[(size_t)r * C], *dr = &dout[(size_t)r * C];
@@ -309,7 +309,7 @@ static void test_gelu(long n) {
     floatX *d_x = to_dev(x), *d_out = dev_alloc<floatX>(n);
     poison(d_out, n);
     gelu_forward(d_out, d_x, n, 0);
-    sync();
+    device_sync();
     VD out(n);
     for (long i = 0; i < n; i++) { out[i] = gelu_ref(x[i]); }
     check_close("gelu_forward.out", get(d_out, n), out, TOL_ROUND1);
@@ -347,14 +347,14 @@ static void test_classifier(int N, int V, int Vp, double logit_std) {
     // losses only: the logits must stay untouched
     poison(d_losses, N);
     fused_classifier(d_logits, d_losses, d_target, dloss, N, V, Vp, 0, 0);
-    sync();
+    device_sync();
     check_close(fmt("%s.losses_no_grad", name), get_f32(d_losses, N), loss, TOL_F32);
     check_count(fmt("%s.logits_unchanged_no_grad", name), count_diff(before, get_bits(d_logits, n)));
 
     // losses and dlogits in place
     poison(d_losses, N);
     fused_classifier(d_logits, d_losses, d_target, dloss, N, V, Vp, 1, 0);
-    sync();
+    device_sync();
     check_close(fmt("%s.losses", name), get_f32(d_losses, N), loss, TOL_F32);
     VF dl = get(d_logits, n);
     // target entries (~ -dloss) would hide errors in the small probabilities: check them apart
@@ -421,13 +421,13 @@ static void test_attention(int B, int T, int C, int NH, const char* dump_dir = N
     poison(d_out, nout);
     cudaCheck(cudaMemset(d_lse, 0xFF, nlse * sizeof(float)));
     attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, 0);
-    sync();
+    device_sync();
     VF o = get(d_out, nout), l = get_f32(d_lse, nlse);
     check_close("attention_forward.out", o, out, TOL_ATT_FWD);
     check_close("attention_forward.lse", l, lse, TOL_F32 * 10);
     poison(d_dqkv, nqkv);
     attention_backward(d_dqkv, d_scratch, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0);
-    sync();
+    device_sync();
     Bits g1 = get_bits(d_dqkv, nqkv);
     VF dg = get(d_dqkv, nqkv);
     const char* part[3] = {"dq", "dk", "dv"};
@@ -436,7 +436,7 @@ static void test_attention(int B, int T, int C, int NH, const char* dump_dir = N
         check_close(fmt("attention_backward.%s", part[k]), pick(dg, in_part), pick(dqkv, in_part), TOL_ATT_BWD);
     }
     attention_backward(d_dqkv, d_scratch, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0);
-    sync();
+    device_sync();
     check_count("attention_backward.deterministic", count_diff(g1, get_bits(d_dqkv, nqkv)));
     if (dump_dir != NULL) {   // header int32 {B, T, C, NH}, then bf16 qkv, dout, out, dqkv, then fp32 lse
         char path[4096];
@@ -474,7 +474,7 @@ static void test_adamw() {
         poison(d_params, n);
         h.seed = seed;
         adamw_update(d_params, d_master, d_grad, d_m, d_v, n, offset, h, 0);
-        sync();
+        device_sync();
         return get_bits(d_params, n);
     };
     const uint32_t seed = 0x1234567u;
@@ -537,7 +537,7 @@ static void test_squared_norm() {
         poison(d_out, 1);
         poison(d_scratch, NORM_BLOCKS);
         squared_norm(d_out, d_scratch, d_x, n, 0);
-        sync();
+        device_sync();
         check_close(fmt("squared_norm(n=%ld)", n), get_f32(d_out, 1), ref, TOL_F32);
     }
 }
@@ -547,7 +547,7 @@ template <typename F> static void check_deterministic(const char* name, F run, c
     Bits r[2];
     for (int k = 0; k < 2; k++) {
         run();
-        sync();
+        device_sync();
         for (auto& o : outs) { Bits b = get_bits(o.first, o.second); r[k].insert(r[k].end(), b.begin(), b.end()); }
     }
     check_count(name, count_diff(r[0], r[1]));
@@ -617,7 +617,7 @@ static void run_timing(LinearContext* lc) {
     int *d_tok = to_dev_int(tok), *d_tgt = to_dev_int(tgt);
     TokenGroups groups = groups_to_dev(tok, V);
     layernorm_forward(o, mean, rstd, a, w, bias, N, C, 0);   // sensible mean/rstd for backward
-    sync();
+    device_sync();
     float ms;
 
     ms = time_ms([&] { encoder_forward(o, d_tok, w, wpe, B, T, C, 0); });
@@ -655,7 +655,7 @@ static void run_timing(LinearContext* lc) {
     timing_row("adamw_update (124M params)", ms, 28.0 * nparams, 0);
     ms = time_ms([&] { squared_norm(losses, scratch, grads, nparams, 0); });
     timing_row("squared_norm (124M bf16)", ms, 2.0 * nparams, 0);
-    sync();
+    device_sync();
 }
 
 // Fused attention forward and backward at the GPT-2 shapes of the issue; TFLOP/s by

@@ -41,7 +41,10 @@ int main(int argc, char** argv) {
     GPT2 m;
     LinearOptions lopt;
     linear_options_defaults(&lopt);
-    gpt2_build(&m, &cfg, &lopt);
+    MultiGpu one_rank;
+    memset(&one_rank, 0, sizeof(one_rank));
+    one_rank.nranks = one_rank.local_nranks = 1;
+    gpt2_build(&m, &cfg, &lopt, &one_rank, 0);
     gpt2_alloc_activations(&m, B, T, 1);
     gpt2_init_random(&m, 1234);
     size_t n = m.num_params;

@@ -58,7 +58,7 @@ static void dev_free_all() {
     for (void* p : dev_allocs) { cudaCheck(cudaFree(p)); }
     dev_allocs.clear();
 }
-static void sync() { cudaCheck(cudaDeviceSynchronize()); }
+static void device_sync() { cudaCheck(cudaDeviceSynchronize()); }
 static void put(floatX* d, const VF& h) {
     Bits b(h.size());
     for (size_t i = 0; i < h.size(); i++) { b[i] = float_to_bits(h[i]); }

@@ -19,6 +19,8 @@
 #include "adamw.cuh"
 #include "reduce.cuh"
 #include "gpt2_config.h"
+#include "multi_gpu.h"
+#include "zero_shard.h"
 
 // Activations of one micro-batch; per-layer tensors are L slices with a stride of the allocated size.
 typedef struct {
@@ -57,11 +59,18 @@ typedef struct {
     size_t param_sizes[NUM_PARAM_TENSORS];
     size_t param_offsets[NUM_PARAM_TENSORS];
     size_t num_params;
-    floatX* params;     // (num_params) BF16 working weights
-    floatX* grads;      // (num_params) BF16 gradients, accumulated over micro-batches
-    float* master;      // (num_params) FP32 master weights
-    float* adam_m;      // (num_params)
-    float* adam_v;      // (num_params)
+    // Data parallelism: with ZeRO-1 each rank keeps the optimizer state (master weights and
+    // moments) of one shard [shard_offset, shard_offset + shard_count) of the flat parameter
+    // vector; without it, the whole vector. The BF16 buffers are padded to nranks * shard_len
+    // so reduce-scatter and all-gather work in place.
+    const MultiGpu* mg;
+    int zero_stage;
+    size_t shard_offset, shard_count, shard_len, padded_params;
+    floatX* params;     // (padded_params) BF16 working weights
+    floatX* grads;      // (padded_params) BF16 gradients, accumulated over micro-batches
+    float* master;      // (shard_count) FP32 master weights of this rank's shard
+    float* adam_m;      // (shard_count)
+    float* adam_v;      // (shard_count)
     floatX* p[NUM_PARAM_TENSORS];   // tensor views into params
     floatX* g[NUM_PARAM_TENSORS];   // tensor views into grads
 
@@ -79,22 +88,37 @@ typedef struct {
     cudaStream_t stream;
 } GPT2;
 
-// Allocates parameters, gradients and optimizer state (no initialisation).
-static inline void gpt2_build(GPT2* m, const GPT2Config* cfg, const LinearOptions* lopt) {
+#define ZERO_ALIGN 16   // shard boundaries on 16 elements: 32-byte aligned BF16 slices
+
+// Allocates parameters, gradients and optimizer state (no initialisation). zero_stage 1
+// shards the optimizer state across mg's ranks.
+static inline void gpt2_build(GPT2* m, const GPT2Config* cfg, const LinearOptions* lopt, const MultiGpu* mg, int zero_stage) {
     memset(m, 0, sizeof(*m));
     m->cfg = *cfg;
+    m->mg = mg;
+    m->zero_stage = mg->nranks > 1 ? zero_stage : 0;
     gpt2_param_sizes(cfg, m->param_sizes);
     size_t off = 0;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) { m->param_offsets[i] = off; off += m->param_sizes[i]; }
     m->num_params = off;
-    m->params = (floatX*)cuda_malloc_or_die(off * sizeof(floatX), "parameters (bf16)");
-    m->grads = (floatX*)cuda_malloc_or_die(off * sizeof(floatX), "gradients (bf16)");
-    m->master = (float*)cuda_malloc_or_die(off * sizeof(float), "master weights (fp32)");
-    m->adam_m = (float*)cuda_malloc_or_die(off * sizeof(float), "AdamW first moments");
-    m->adam_v = (float*)cuda_malloc_or_die(off * sizeof(float), "AdamW second moments");
-    cudaCheck(cudaMemset(m->adam_m, 0, off * sizeof(float)));
-    cudaCheck(cudaMemset(m->adam_v, 0, off * sizeof(float)));
-    cudaCheck(cudaMemset(m->grads, 0, off * sizeof(floatX)));
+    if (m->zero_stage == 1) {
+        m->shard_len = zero_shard_len(off, mg->nranks, ZERO_ALIGN);
+        zero_shard_range(off, mg->nranks, mg->rank, ZERO_ALIGN, &m->shard_offset, &m->shard_count);
+        m->padded_params = m->shard_len * mg->nranks;
+    } else {
+        m->shard_len = m->shard_count = m->padded_params = off;
+        m->shard_offset = 0;
+    }
+    size_t np = m->padded_params, ns = m->shard_count;
+    m->params = (floatX*)cuda_malloc_or_die(np * sizeof(floatX), "parameters (bf16)");
+    m->grads = (floatX*)cuda_malloc_or_die(np * sizeof(floatX), "gradients (bf16)");
+    m->master = (float*)cuda_malloc_or_die(ns * sizeof(float), "master weights (fp32)");
+    m->adam_m = (float*)cuda_malloc_or_die(ns * sizeof(float), "AdamW first moments");
+    m->adam_v = (float*)cuda_malloc_or_die(ns * sizeof(float), "AdamW second moments");
+    cudaCheck(cudaMemset(m->adam_m, 0, ns * sizeof(float)));
+    cudaCheck(cudaMemset(m->adam_v, 0, ns * sizeof(float)));
+    cudaCheck(cudaMemset(m->grads, 0, np * sizeof(floatX)));
+    cudaCheck(cudaMemset(m->params, 0, np * sizeof(floatX)));
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
         m->p[i] = m->params + m->param_offsets[i];
         m->g[i] = m->grads + m->param_offsets[i];
@@ -121,16 +145,34 @@ __global__ void master_to_params_kernel(floatX* params, const float* master, lon
     if (i < n) { params[i] = __float2bfloat16_rn(master[i]); }
 }
 
-static inline void gpt2_params_from_master(GPT2* m) {
-    master_to_params_kernel<<<ceil_div(m->num_params, 512), 512, 0, m->stream>>>(m->params, m->master, m->num_params);
+// Sets every weight from full (num_params) FP32 values on the device: the BF16 working copy,
+// and this rank's shard of the master weights.
+static inline void gpt2_set_weights(GPT2* m, const float* full) {
+    master_to_params_kernel<<<ceil_div(m->num_params, 512), 512, 0, m->stream>>>(m->params, full, m->num_params);
     cudaCheckLaunch();
+    if (full != m->master) {
+        cudaCheck(cudaMemcpyAsync(m->master, full + m->shard_offset, m->shard_count * sizeof(float),
+                                  cudaMemcpyDeviceToDevice, m->stream));
+    }
+    cudaCheck(cudaStreamSynchronize(m->stream));
     linear_weights_changed(&m->lin);
+}
+
+// A full-size FP32 scratch for gpt2_set_weights: the master buffer itself when not sharded.
+static inline float* gpt2_full_weights_buffer(GPT2* m) {
+    if (m->shard_count == m->num_params) { return m->master; }
+    return (float*)cuda_malloc_or_die(m->num_params * sizeof(float), "fp32 weights during initialisation");
+}
+
+static inline void gpt2_free_full_weights_buffer(GPT2* m, float* full) {
+    if (full != m->master) { cudaCheck(cudaFree(full)); }
 }
 
 // GPT-2 initialisation: N(0, 0.02) matrices, residual projections scaled by 1/sqrt(2L),
 // zero biases, unit LayerNorm gains, padded vocabulary rows zero.
 static inline void gpt2_init_random(GPT2* m, uint64_t seed) {
     const GPT2Config* c = &m->cfg;
+    float* full = gpt2_full_weights_buffer(m);
     float resid_std = 0.02f / sqrtf(2.0f * c->num_layers);
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
         float std = 0.0f, value = 0.0f;
@@ -138,7 +180,7 @@ static inline void gpt2_init_random(GPT2* m, uint64_t seed) {
         if (i == P_LN1W || i == P_LN2W || i == P_LNFW) { value = 1.0f; }
         long n = (long)m->param_sizes[i];
         if (i == P_WTE) { n = (long)c->vocab_size * c->channels; }
-        float* dst = m->master + m->param_offsets[i];
+        float* dst = full + m->param_offsets[i];
         if (n < (long)m->param_sizes[i]) {
             cudaCheck(cudaMemset(dst + n, 0, (m->param_sizes[i] - n) * sizeof(float)));
         }
@@ -146,8 +188,8 @@ static inline void gpt2_init_random(GPT2* m, uint64_t seed) {
         init_params_kernel<<<ceil_div(n, 512), 512, 0, m->stream>>>(dst, n, 0, std, value, s);
         cudaCheckLaunch();
     }
-    gpt2_params_from_master(m);
-    cudaCheck(cudaStreamSynchronize(m->stream));
+    gpt2_set_weights(m, full);
+    gpt2_free_full_weights_buffer(m, full);
 }
 
 static inline size_t gpt2_reduce_scratch_floats(int BT, int C) {
@@ -311,7 +353,18 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
 }
 
 static inline void gpt2_zero_grad(GPT2* m) {
-    cudaCheck(cudaMemsetAsync(m->grads, 0, m->num_params * sizeof(floatX), m->stream));
+    cudaCheck(cudaMemsetAsync(m->grads, 0, m->padded_params * sizeof(floatX), m->stream));
+}
+
+// Averages the gradients over ranks: all of them (replicated optimizer), or, with ZeRO-1,
+// only this rank's shard, reduce-scattered into place.
+static inline void gpt2_reduce_grads(GPT2* m) {
+    const MultiGpu* mg = m->mg;
+    if (m->zero_stage == 1) {
+        multi_gpu_reduce_scatter_mean_bf16(mg, m->grads + mg->rank * m->shard_len, m->grads, m->padded_params, m->stream);
+    } else {
+        multi_gpu_allreduce_mean_bf16(mg, m->grads, m->num_params, m->stream);
+    }
 }
 
 // Adds this micro-batch's gradients into m->grads; needs the preceding gpt2_forward with dloss > 0.
@@ -355,12 +408,13 @@ static inline void gpt2_backward(GPT2* m, int B, int T) {
     encoder_backward(m->g[P_WTE], m->g[P_WPE], a->dresidual, &m->groups_dev, B, T, C, s);
 }
 
-// Global L2 norm of the gradients (synchronizes).
+// Global L2 norm of the (reduced) gradients: over this rank's shard, summed over ranks (synchronizes).
 static inline float gpt2_grad_norm(GPT2* m) {
-    squared_norm(m->norm_dev, m->a.reduce_scratch, m->grads, (long)m->num_params, m->stream);
+    squared_norm(m->norm_dev, m->a.reduce_scratch, m->grads + m->shard_offset, (long)m->shard_count, m->stream);
+    if (m->zero_stage == 1) { multi_gpu_allreduce_f32(m->mg, m->norm_dev, 1, 0, m->stream); }
     float sq = 0.0f;
     cudaCheck(cudaMemcpyAsync(&sq, m->norm_dev, sizeof(float), cudaMemcpyDeviceToHost, m->stream));
-    cudaCheck(cudaStreamSynchronize(m->stream));
+    multi_gpu_wait(m->mg, m->stream, "gradient reduction");
     return sqrtf(sq);
 }
 
@@ -373,11 +427,19 @@ static inline void gpt2_update(GPT2* m, float lr, float beta1, float beta2, floa
     h.beta2_correction = 1.0f - powf(beta2, (float)t);
     h.grad_scale = grad_scale;
     h.seed = hash_u32((uint32_t)t, (uint32_t)seed ^ 0x2545F491u);
+    // the part of each tensor inside this rank's shard; rounding noise keyed by the global index
+    size_t s0 = m->shard_offset, s1 = m->shard_offset + m->shard_count;
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
-        size_t o = m->param_offsets[i];
+        size_t lo = m->param_offsets[i], hi = lo + m->param_sizes[i];
+        lo = lo > s0 ? lo : s0;
+        hi = hi < s1 ? hi : s1;
+        if (lo >= hi) { continue; }
         h.weight_decay = gpt2_param_decays(i) ? weight_decay : 0.0f;
-        adamw_update(m->params + o, m->master + o, m->grads + o, m->adam_m + o, m->adam_v + o,
-                     (long)m->param_sizes[i], (long)o, h, m->stream);
+        adamw_update(m->params + lo, m->master + (lo - s0), m->grads + lo, m->adam_m + (lo - s0), m->adam_v + (lo - s0),
+                     (long)(hi - lo), (long)lo, h, m->stream);
+    }
+    if (m->zero_stage == 1) {   // every rank gets every shard's new BF16 weights
+        multi_gpu_all_gather_bf16(m->mg, m->params, m->params + m->mg->rank * m->shard_len, m->padded_params, m->stream);
     }
     linear_weights_changed(&m->lin);
 }

@@ -8,6 +8,7 @@
 #include "matmul.cuh"
 #include "reduce.cuh"
 #include "train_args.h"
+#include "multi_gpu.h"
 
 #define LLMC_LINEAR_DEFINED 1
 
@@ -18,6 +19,7 @@ typedef enum { LINEAR_QKV, LINEAR_ATTPROJ, LINEAR_FC, LINEAR_FCPROJ, LINEAR_LMHE
 //   LinearContext (with a GemmContext `gemm` for BF16 work such as attention)
 //   linear_context_init/free, linear_precision_name
 //   linear_reserve                                     allocate working memory up front
+//   linear_set_comm                                    the ranks to reduce per-step statistics over
 //   linear_step_begin                                  before the first micro-batch of a step
 //   linear_weights_changed                             after the optimizer (or a load) changed weights
 //   linear_state_bytes/save/load                       extra checkpoint state (e.g. FP8 scales)
@@ -53,6 +55,7 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
 static inline void linear_context_free(LinearContext* lc) { gemm_context_free(&lc->gemm); }
 
 static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp) { (void)lc; (void)max_rows; (void)C; (void)Vp; }
+static inline void linear_set_comm(LinearContext* lc, const MultiGpu* mg) { (void)lc; (void)mg; }
 static inline void linear_step_begin(LinearContext* lc) { (void)lc; }
 static inline void linear_weights_changed(LinearContext* lc) { (void)lc; }
 static inline void linear_stats_log(const LinearContext* lc, FILE* log) { (void)lc; (void)log; }

@@ -23,6 +23,7 @@
 #include "fp8.h"
 #include "fp8_scaling.h"
 #include "fp8_cast.cuh"
+#include "multi_gpu.h"
 
 #define LLMC_LINEAR_DEFINED 1
 
@@ -72,6 +73,7 @@ typedef struct {
     uint8_t* arena;                // fp8 activations and gradients of one call
     size_t arena_bytes;
     char name[80];
+    const MultiGpu* comm;          // ranks whose amaxes are reduced (max) before the scales are folded
 } LinearContext;
 
 // ------------------------------------------------------------------------------------------
@@ -448,10 +450,13 @@ static inline void linear_weights_changed(LinearContext* lc) {
 // Before the first micro-batch of a step: the previous step's amaxes enter the histories and
 // give this step's scales, and the weights are marked for a re-cast with them. Launched on
 // the legacy default stream, which orders it after and before the model's (blocking) stream.
+static inline void linear_set_comm(LinearContext* lc, const MultiGpu* mg) { lc->comm = mg->nranks > 1 ? mg : NULL; }
+
 static inline void linear_step_begin(LinearContext* lc) {
     if (!lc->opt.fp8) { return; }
     int NT = lc->num_tensors;
-    // A data-parallel run all-reduces (max) fp8_amax_step(lc->sc_block), NT floats, here.
+    // every rank folds the same amaxes into the same scales: the max over ranks of this step's
+    if (lc->comm != NULL) { multi_gpu_allreduce_f32(lc->comm, fp8_amax_step(lc->sc_block), NT, 1, 0); }
     float dy_max = lc->opt.hybrid ? FP8_E5M2_MAX : FP8_E4M3_MAX;
     fp8_fold_kernel<<<ceil_div(NT, 256), 256>>>(lc->sc_block, NT, lc->sc.history_len, fp8_fold_pos(&lc->sc),
                                                fp8_fold_filled(&lc->sc), lc->sc.algo, lc->sc.margin, dy_max);

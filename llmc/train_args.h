@@ -36,6 +36,7 @@ typedef struct {
     float grad_clip;            // --grad-clip
     float beta1, beta2, eps;    // --beta1 --beta2 --eps
     int log_every;              // --log-every (print every N steps; the JSON log has every step)
+    float comm_timeout;         // --comm-timeout seconds before a stuck collective ends the job
 } TrainArgs;
 
 static inline void train_args_defaults(TrainArgs* a) {
@@ -49,7 +50,7 @@ static inline void train_args_defaults(TrainArgs* a) {
     a->val_every = 20; a->val_batches = 20; a->sample_every = 20; a->gen_tokens = 64;
     a->ckpt_every = 0; a->resume = 0; a->zero_stage = 0; a->recompute = 1;
     a->seed = 42; a->tokenizer = "data/gpt2_tokenizer.bin"; a->decay_frac = 0.2f; a->grad_clip = 1.0f;
-    a->beta1 = 0.9f; a->beta2 = 0.95f; a->eps = 1e-8f; a->log_every = 1;
+    a->beta1 = 0.9f; a->beta2 = 0.95f; a->eps = 1e-8f; a->log_every = 1; a->comm_timeout = 300.0f;
 }
 
 static inline void train_args_help(const char* prog, void (*extra_help)(void)) {
@@ -85,6 +86,7 @@ static inline void train_args_help(const char* prog, void (*extra_help)(void)) {
     printf("  --beta2 F          AdamW beta2                             (default %g)\n", d.beta2);
     printf("  --eps F            AdamW epsilon                           (default %g)\n", d.eps);
     printf("  --log-every N      print a step line every N steps         (default %d)\n", d.log_every);
+    printf("  --comm-timeout S   a collective stuck S seconds ends the job (default %g)\n", d.comm_timeout);
     if (extra_help) { extra_help(); }
     printf("  -h, --help         this text\n");
 }
@@ -163,6 +165,7 @@ static inline int train_args_parse(TrainArgs* a, int argc, char** argv, ExtraFla
         else if (strcmp(f, "--beta2") == 0) { a->beta2 = parse_float_flag(f, v, 0.0, 0.999999); }
         else if (strcmp(f, "--eps") == 0) { a->eps = parse_float_flag(f, v, 0.0, 1.0); }
         else if (strcmp(f, "--log-every") == 0) { a->log_every = (int)parse_long_flag(f, v, 1, INT_MAX); }
+        else if (strcmp(f, "--comm-timeout") == 0) { a->comm_timeout = parse_float_flag(f, v, 1.0, 86400.0); }
         else if (extra == NULL || !extra(f, v, extra_ctx)) { flag_error(f, v, "unknown flag"); }
     }
     ScheduleKind k;

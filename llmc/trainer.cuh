@@ -15,7 +15,8 @@
 typedef struct {
     TrainArgs args;
     LinearOptions lopt;        // the precision's own flags
-    int rank, nranks;          // data-parallel position (one rank until multi-GPU lands)
+    MultiGpu mg;               // data-parallel ranks (one without mpirun)
+    int rank, nranks;          // = mg.rank, mg.nranks
     int grad_accum;            // micro-batches per optimizer step
     int max_steps;
     int start_step;            // 0, or the step a resumed run starts from
@@ -53,6 +54,16 @@ static inline double gpt2_flops_per_token(const GPT2* m, int T) {
     return 6.0 * (double)m->num_params + 12.0 * m->cfg.num_layers * m->cfg.channels * (double)T;
 }
 
+// printf on rank 0 only: every rank runs the same loop, one speaks.
+static inline void tprintf(const Trainer* t, const char* fmt, ...) {
+    if (t->rank != 0) { return; }
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    fflush(stdout);
+}
+
 static inline void trainer_log(Trainer* t, const char* fmt, ...) {
     if (t->log == NULL) { return; }
     va_list ap;
@@ -74,12 +85,12 @@ static inline float trainer_evaluate(Trainer* t) {
     for (long i = 0; i < nb; i++) {
         dataloader_next_batch(v);
         sum += gpt2_forward(&t->model, v->inputs, v->targets, t->args.B, t->args.T, 0.0f);
-        if (isatty(fileno(stderr)) || i + 1 == nb) {
+        if (t->rank == 0 && (isatty(fileno(stderr)) || i + 1 == nb)) {
             fprintf(stderr, "\rvalidating: batch %ld/%ld (%.1f s)", i + 1, nb, now_seconds() - t0);
         }
     }
-    fprintf(stderr, "\n");
-    return nb > 0 ? (float)(sum / nb) : NAN;
+    if (t->rank == 0) { fprintf(stderr, "\n"); }
+    return nb > 0 ? (float)multi_gpu_mean_host(&t->mg, sum / nb) : NAN;
 }
 
 // Generates gen_tokens tokens after <|endoftext|> at temperature 1 and prints them.
@@ -139,7 +150,7 @@ static inline void state_header_fill(const Trainer* t, StateHeader* h, int step)
     const GPT2* m = &t->model;
     h->magic = STATE_MAGIC; h->version = STATE_VERSION; h->step = step;
     h->num_params = (int64_t)m->num_params; h->rank = t->rank; h->nranks = t->nranks;
-    h->offset = 0; h->count = (int64_t)m->num_params;
+    h->offset = (int64_t)m->shard_offset; h->count = (int64_t)m->shard_count;
     h->B = t->args.B; h->T = t->args.T; h->total_batch = t->args.total_batch; h->seed = (int64_t)t->args.seed;
     DataLoaderState ds = dataloader_get_state(&t->train);
     h->data_epoch = (int64_t)ds.epoch; h->data_shard = (int64_t)ds.shard_pos; h->data_sample = (int64_t)ds.sample_pos;
@@ -170,9 +181,9 @@ static inline void trainer_save_checkpoint(Trainer* t, int step) {
     AtomicFile f;
     atomic_open(&f, path);
     atomic_write(&f, &h, sizeof(h), 1);
-    write_device_floats(&f, m->master + h.offset, (size_t)h.count);
-    write_device_floats(&f, m->adam_m + h.offset, (size_t)h.count);
-    write_device_floats(&f, m->adam_v + h.offset, (size_t)h.count);
+    write_device_floats(&f, m->master, (size_t)h.count);
+    write_device_floats(&f, m->adam_m, (size_t)h.count);
+    write_device_floats(&f, m->adam_v, (size_t)h.count);
     size_t extra = linear_state_bytes(&m->lin);   // e.g. FP8 amax histories and scales
     if (extra > 0) {
         void* buf = malloc_or_die(extra, "precision state");
@@ -181,9 +192,10 @@ static inline void trainer_save_checkpoint(Trainer* t, int step) {
         free(buf);
     }
     atomic_commit(&f);
+    multi_gpu_barrier(&t->mg);   // every rank's state is on disk before the marker
     if (t->rank == 0) { checkpoint_mark_done(dir, step); }
     t->ckpt_step = step;
-    printf("checkpoint: step %d written to %s (%.1f s)\n", step, dir, now_seconds() - t0);
+    tprintf(t, "checkpoint: step %d written to %s (%.1f s)\n", step, dir, now_seconds() - t0);
     trainer_log(t, "{\"step\":%d,\"checkpoint\":\"%s\"}", step, dir);
 }
 
@@ -192,10 +204,11 @@ static inline void trainer_load_model_file(Trainer* t, const char* path, int ver
     GPT2* m = &t->model;
     float* host = (float*)malloc_or_die(m->num_params * sizeof(float), "checkpoint parameters");
     model_params_read(path, version, host, m->num_params);
-    cudaCheck(cudaMemcpy(m->master, host, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
+    float* full = gpt2_full_weights_buffer(m);
+    cudaCheck(cudaMemcpy(full, host, m->num_params * sizeof(float), cudaMemcpyHostToDevice));
     free(host);
-    gpt2_params_from_master(m);
-    cudaCheck(cudaStreamSynchronize(m->stream));
+    gpt2_set_weights(m, full);
+    gpt2_free_full_weights_buffer(m, full);
 }
 
 // Restores the state file of `step`: every field that decides the continuation must match.
@@ -212,6 +225,10 @@ static inline void trainer_load_state(Trainer* t, int step) {
         die("resume: '%s' belongs to another model shape than %s", path, t->args.model);
     }
     if (h.nranks != t->nranks) { die("resume: '%s' was written by %lld ranks, this run has %d", path, (long long)h.nranks, t->nranks); }
+    if (h.offset != want.offset || h.count != want.count) {
+        die("resume: '%s' holds optimizer state [%lld, +%lld), this run's rank %d needs [%lld, +%lld): another -z?",
+            path, (long long)h.offset, (long long)h.count, t->rank, (long long)want.offset, (long long)want.count);
+    }
     if (h.B != t->args.B || h.T != t->args.T || h.total_batch != t->args.total_batch) {
         die("resume: '%s' was written with -b %lld -t %lld -d %lld; this run has -b %d -t %d -d %ld",
             path, (long long)h.B, (long long)h.T, (long long)h.total_batch, t->args.B, t->args.T, t->args.total_batch);
@@ -221,9 +238,9 @@ static inline void trainer_load_state(Trainer* t, int step) {
     long expected = (long)sizeof(h) + 3L * (long)h.count * (long)sizeof(float) + (long)extra;
     if (file_size_or_die(path) != expected) { die("resume: '%s' is truncated, has trailing bytes, or was written by another precision mode", path); }
     GPT2* m = &t->model;
-    read_device_floats(f, path, m->master + h.offset, (size_t)h.count);
-    read_device_floats(f, path, m->adam_m + h.offset, (size_t)h.count);
-    read_device_floats(f, path, m->adam_v + h.offset, (size_t)h.count);
+    read_device_floats(f, path, m->master, (size_t)h.count);
+    read_device_floats(f, path, m->adam_m, (size_t)h.count);
+    read_device_floats(f, path, m->adam_v, (size_t)h.count);
     if (extra > 0) {
         void* buf = malloc_or_die(extra, "precision state");
         fread_or_die(buf, 1, extra, f, path);
@@ -253,7 +270,8 @@ static inline StepResult trainer_step(Trainer* t, int step) {
         loss += gpt2_forward(m, t->train.inputs, t->train.targets, a->B, a->T, dloss);
         gpt2_backward(m, a->B, a->T);
     }
-    r.train_loss = (float)(loss / t->grad_accum);
+    gpt2_reduce_grads(m);
+    r.train_loss = (float)multi_gpu_mean_host(&t->mg, loss / t->grad_accum);
     r.norm = gpt2_grad_norm(m);
     if (!isfinite(r.train_loss) || !isfinite(r.norm)) {
         fprintf(stderr, "error: non-finite %s at step %d (loss %f, grad norm %f); stopping without applying "
@@ -266,7 +284,7 @@ static inline StepResult trainer_step(Trainer* t, int step) {
     float scale = (a->grad_clip > 0.0f && r.norm > a->grad_clip) ? a->grad_clip / r.norm : 1.0f;
     r.lr = schedule_lr(&t->sched, step);
     gpt2_update(m, r.lr, a->beta1, a->beta2, a->eps, a->weight_decay, scale, step + 1, a->seed);
-    cudaCheck(cudaStreamSynchronize(m->stream));
+    multi_gpu_wait(&t->mg, m->stream, "optimizer step");
     r.ms = (now_seconds() - t0) * 1000.0;
     return r;
 }
@@ -279,10 +297,12 @@ static int trainer_extra_flag(const char* flag, const char* value, void* ctx) {
 
 static inline int trainer_setup_host(Trainer* t, int argc, char** argv) {
     memset(t, 0, sizeof(*t));
-    t->rank = 0; t->nranks = 1; t->ckpt_step = -1;
+    multi_gpu_init(&t->mg, &argc, &argv);
+    t->rank = t->mg.rank; t->nranks = t->mg.nranks; t->ckpt_step = -1;
     TrainArgs* a = &t->args;
     linear_options_defaults(&t->lopt);
     if (train_args_parse(a, argc, argv, trainer_extra_flag, &t->lopt, linear_options_help)) { return 1; }
+    t->mg.timeout_s = a->comm_timeout;
     t->grad_accum = train_args_grad_accum(a, t->nranks);
     if (gpt2_config_from_name(&t->cfg, a->model)) {
         t->model_file_version = 0;
@@ -324,6 +344,8 @@ static inline int trainer_setup_host(Trainer* t, int argc, char** argv) {
     rng_seed(&t->sample_rng, a->seed ^ 0x5A4D504C45ull);
     if (a->output_dir != NULL) {
         mkdir_p_or_die(a->output_dir);
+    }
+    if (a->output_dir != NULL && t->rank == 0) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/log.jsonl", a->output_dir);
         t->log = fopen_or_die(path, "a");
@@ -332,21 +354,20 @@ static inline int trainer_setup_host(Trainer* t, int argc, char** argv) {
 }
 
 static inline void trainer_setup_device(Trainer* t) {
-    int ndev = 0;
-    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) { die("no CUDA GPU is available"); }
-    cudaCheck(cudaSetDevice(0));
+    multi_gpu_init_device(&t->mg);
     cudaDeviceProp prop;
-    cudaCheck(cudaGetDeviceProperties(&prop, 0));
+    cudaCheck(cudaGetDeviceProperties(&prop, t->mg.local_rank));
     t->peak_flops = gpu_bf16_peak_flops(prop.name);
     GPT2* m = &t->model;
-    gpt2_build(m, &t->cfg, &t->lopt);
+    gpt2_build(m, &t->cfg, &t->lopt, &t->mg, t->args.zero_stage);
+    linear_set_comm(&m->lin, &t->mg);
     gpt2_alloc_activations(m, t->args.B, t->args.T, t->args.recompute);
     if (t->model_file_version != 0) { trainer_load_model_file(t, t->args.model, t->model_file_version); }
     else { gpt2_init_random(m, t->args.seed); }
     if (t->args.resume) {
         int s = checkpoint_latest_step(t->args.output_dir);
         if (s < 0) {
-            printf("resume: no complete checkpoint in %s, starting from scratch\n", t->args.output_dir);
+            tprintf(t, "resume: no complete checkpoint in %s, starting from scratch\n", t->args.output_dir);
         } else {
             char path[4096];
             int version;
@@ -357,26 +378,27 @@ static inline void trainer_setup_device(Trainer* t) {
             trainer_load_state(t, s);   // master weights come from the state file, exactly
             t->start_step = s;
             t->ckpt_step = s;
-            printf("resume: continuing from step %d of %s\n", s, t->args.output_dir);
+            tprintf(t, "resume: continuing from step %d of %s\n", s, t->args.output_dir);
         }
     }
     size_t free_b, total_b;
     cudaCheck(cudaMemGetInfo(&free_b, &total_b));
     t->mem_used = total_b - free_b;
     const TrainArgs* a = &t->args;
-    printf("+-----------------------+----------------------------------------------------+\n");
-    printf("| device                | %-50s |\n", prop.name);
-    printf("| precision             | %-50s |\n", linear_precision_name(&m->lin));
-    printf("| model                 | %-50s |\n", a->model);
-    printf("| L, C, NH, maxT, Vp    | %d, %d, %d, %d, %-32d |\n", t->cfg.num_layers, t->cfg.channels,
+    tprintf(t, "+-----------------------+----------------------------------------------------+\n");
+    tprintf(t, "| device                | %-50s |\n", prop.name);
+    tprintf(t, "| precision             | %-50s |\n", linear_precision_name(&m->lin));
+    tprintf(t, "| model                 | %-50s |\n", a->model);
+    tprintf(t, "| L, C, NH, maxT, Vp    | %d, %d, %d, %d, %-32d |\n", t->cfg.num_layers, t->cfg.channels,
            t->cfg.num_heads, t->cfg.max_seq_len, t->cfg.padded_vocab_size);
-    printf("| parameters            | %-50zu |\n", m->num_params);
-    printf("| B, T, total batch     | %d, %d, %-42ld |\n", a->B, a->T, a->total_batch);
-    printf("| grad accumulation     | %-50d |\n", t->grad_accum);
-    printf("| steps                 | %-50d |\n", t->max_steps);
-    printf("| lr schedule           | %s, peak %g, warmup %d, final %g%-24s |\n", a->schedule, a->lr, a->warmup, a->final_frac, "");
-    printf("| GPU memory in use     | %-44.2f GiB |\n", t->mem_used / 1073741824.0);
-    printf("+-----------------------+----------------------------------------------------+\n");
+    tprintf(t, "| parameters            | %-50zu |\n", m->num_params);
+    tprintf(t, "| B, T, total batch     | %d, %d, %-42ld |\n", a->B, a->T, a->total_batch);
+    tprintf(t, "| grad accumulation     | %-50d |\n", t->grad_accum);
+    tprintf(t, "| steps                 | %-50d |\n", t->max_steps);
+    tprintf(t, "| lr schedule           | %s, peak %g, warmup %d, final %g%-24s |\n", a->schedule, a->lr, a->warmup, a->final_frac, "");
+    tprintf(t, "| GPU memory in use     | %-44.2f GiB |\n", t->mem_used / 1073741824.0);
+    tprintf(t, "| ranks, ZeRO stage     | %d, %-47d |\n", t->nranks, m->zero_stage);
+    tprintf(t, "+-----------------------+----------------------------------------------------+\n");
     fflush(stdout);
 }
 
@@ -394,10 +416,12 @@ static inline int train_main(int argc, char** argv) {
         int last = step == t->max_steps;
         if (t->have_val && (step % a->val_every == 0 || last)) {
             float vl = trainer_evaluate(t);
-            printf("step %6d | val loss %.6f\n", step, vl);
+            tprintf(t, "step %6d | val loss %.6f\n", step, vl);
             trainer_log(t, "{\"step\":%d,\"val_loss\":%.9g}", step, vl);
         }
-        if (a->sample_every > 0 && step > t->start_step && (step % a->sample_every == 0 || last)) { trainer_sample(t); }
+        if (a->sample_every > 0 && t->rank == 0 && step > t->start_step && (step % a->sample_every == 0 || last)) {
+            trainer_sample(t);
+        }
         if (a->output_dir != NULL && step > t->start_step && ((a->ckpt_every > 0 && step % a->ckpt_every == 0) || last)) {
             trainer_save_checkpoint(t, step);
         }
@@ -408,19 +432,19 @@ static inline int train_main(int argc, char** argv) {
         double tok_s = tokens_per_step / (r.ms / 1000.0);
         double mfu = t->peak_flops > 0 ? 100.0 * flops_per_step / (r.ms / 1000.0) / t->peak_flops : -1.0;
         if ((step + 1) % a->log_every == 0 || step + 1 == t->max_steps) {
-            printf("step %6d/%d | loss %.6f | norm %.4f | lr %.3e | %.1f ms | %.0f tok/s | MFU %s%.1f%%\n",
-                   step + 1, t->max_steps, r.train_loss, r.norm, r.lr, r.ms, tok_s, mfu < 0 ? "n/a " : "", mfu < 0 ? 0.0 : mfu);
-            fflush(stdout);
+            tprintf(t, "step %6d/%d | loss %.6f | norm %.4f | lr %.3e | %.1f ms | %.0f tok/s | MFU %s%.1f%%\n",
+                    step + 1, t->max_steps, r.train_loss, r.norm, r.lr, r.ms, tok_s, mfu < 0 ? "n/a " : "", mfu < 0 ? 0.0 : mfu);
         }
         trainer_log(t, "{\"step\":%d,\"train_loss\":%.9g,\"norm\":%.9g,\"lr\":%.6e,\"ms\":%.3f,\"tok_s\":%.1f,\"mfu\":%.2f,\"mem_gib\":%.3f}",
                     step + 1, r.train_loss, r.norm, r.lr, r.ms, tok_s, mfu, t->mem_used / 1073741824.0);
     }
     if (timed_steps > 0) {
         double ms = train_ms / timed_steps;
-        printf("average over %d steps (first excluded): %.1f ms/step, %.0f tok/s, GPU memory %.2f GiB\n",
-               timed_steps, ms, tokens_per_step / (ms / 1000.0), t->mem_used / 1073741824.0);
+        tprintf(t, "average over %d steps (first excluded): %.1f ms/step, %.0f tok/s, GPU memory %.2f GiB\n",
+                timed_steps, ms, tokens_per_step / (ms / 1000.0), t->mem_used / 1073741824.0);
     }
     if (t->log) { fclose(t->log); }
+    multi_gpu_finalize(&t->mg);
     return 0;
 }
 

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Multi-GPU checks on a machine with >= 2 GPUs (not part of `make test`, which runs on one):
+#  - 2 ranks with total batch D give, loss for loss, what 1 GPU gives with gradient accumulation
+#    to the same D (BF16 tolerance), for -z 0, -z 1, and FP8 delayed scaling;
+#  - a resume with another number of ranks is refused with a message;
+#  - a rank killed mid-run ends the whole job within 60 s.
+# usage: dev/test_multi_gpu.sh DATA_DIR [STEPS]
+set -u
+data=${1:?usage: test_multi_gpu.sh DATA_DIR [STEPS]}
+steps=${2:-20}
+cd "$(dirname "$0")/.."
+export NCCL_NVLS_ENABLE=0   # never NVLink multicast on shared machines
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0; fail=0
+ok() { if "$@"; then pass=$((pass + 1)); echo "PASS $desc"; else fail=$((fail + 1)); echo "FAIL $desc"; fi; }
+mpi=(mpirun --allow-run-as-root --oversubscribe -x NCCL_NVLS_ENABLE -x LD_LIBRARY_PATH)
+common=(-e d12 -i "$data/*train*.bin" -j "$data/*val*.bin" -b 8 -t 1024 -d 16384 -x "$steps"
+        -l 6e-4 -u 5 -c 0.1 -v 0 -s 0 --seed 7)
+losses() { grep -o '"step":[0-9]*,"train_loss":[^,]*' "$1/log.jsonl" | sed 's/.*train_loss"://'; }
+# close LOSSES_A LOSSES_B TOL: every step's losses within TOL relative
+close() {
+    paste "$1" "$2" | awk -v tol="$3" '{ d = ($1 - $2) / $2; if (d < 0) d = -d; if (d > m) m = d; n++ }
+        END { printf "  %d steps compared, max relative difference %.2e (tolerance %s)\n", n, m, tol; exit !(n > 0 && m <= tol) }'
+}
+
+for mode in bf16 bf16-z1 fp8; do
+    trainer=./train_gpt2_bf16; extra=(); z=0
+    case $mode in bf16-z1) z=1 ;; fp8) trainer=./train_gpt2_fp8; extra=(--precision fp8 --fp8-scaling delayed) ;; esac
+    if [ ! -f "$tmp/one_${trainer##*_}/log.jsonl" ]; then
+        "$trainer" "${common[@]}" "${extra[@]}" -o "$tmp/one_${trainer##*_}" > "$tmp/one_$mode.txt" 2>&1
+    fi
+    "${mpi[@]}" -np 2 "$trainer" "${common[@]}" "${extra[@]}" -z $z -o "$tmp/two_$mode" > "$tmp/two_$mode.txt" 2>&1
+    losses "$tmp/one_${trainer##*_}" > "$tmp/l1"; losses "$tmp/two_$mode" > "$tmp/l2"
+    desc="$mode: 2 GPUs (-z $z) match 1 GPU with gradient accumulation, loss for loss"
+    ok close "$tmp/l1" "$tmp/l2" 0.01
+    grep -E "^step +$steps/" "$tmp/two_$mode.txt" | tail -1
+done
+
+# ZeRO-1 and replicated optimizer on 2 GPUs: the same run up to BF16 rounding of the reductions
+losses "$tmp/two_bf16" > "$tmp/a"; losses "$tmp/two_bf16-z1" > "$tmp/b"
+desc="2 GPUs: -z 1 matches -z 0"; ok close "$tmp/a" "$tmp/b" 0.01
+
+# a checkpoint of 2 ranks resumed by 1 is refused
+"${mpi[@]}" -np 2 ./train_gpt2_bf16 "${common[@]}" -x 4 -n 2 -o "$tmp/ck" > "$tmp/ck.txt" 2>&1
+./train_gpt2_bf16 "${common[@]}" -x 4 -o "$tmp/ck" -y 1 > "$tmp/ck1.txt" 2>&1; rc=$?
+desc="resume with another number of ranks: refused with a message"
+ok sh -c "[ $rc != 0 ] && grep -q 'written by 2 ranks' '$tmp/ck1.txt'"
+
+# kill one rank: the job ends within 60 s
+"${mpi[@]}" -np 2 ./train_gpt2_bf16 "${common[@]}" -x 100000 --comm-timeout 30 > "$tmp/kill.txt" 2>&1 &
+job=$!
+for _ in $(seq 300); do grep -qE "^step +5/" "$tmp/kill.txt" && break; sleep 1; done
+victim=$(pgrep -f "train_gpt2_bf16 -e d12" | tail -n 1)
+t0=$(date +%s)
+kill -9 "$victim"
+for _ in $(seq 90); do kill -0 $job 2>/dev/null || break; sleep 1; done
+elapsed=$(( $(date +%s) - t0 ))
+kill -9 $job 2>/dev/null; pkill -9 -f "train_gpt2_bf16 -e d12" 2>/dev/null
+echo "  job ended ${elapsed} s after one rank was killed"
+desc="a killed rank ends the job within 60 s"; ok test "$elapsed" -le 60
+
+if [ "$fail" != 0 ]; then for f in "$tmp"/*.txt; do echo "== $f"; tail -8 "$f"; done; fi
+echo "multi-GPU: $pass passed, $fail failed"
+[ "$fail" = 0 ]
