@@ -42,8 +42,8 @@ losses "$tmp/two_bf16" > "$tmp/a"; losses "$tmp/two_bf16-z1" > "$tmp/b"
 desc="2 GPUs: -z 1 matches -z 0"; ok close "$tmp/a" "$tmp/b" 0.01
 
 # a checkpoint of 2 ranks resumed by 1 is refused
-"${mpi[@]}" -np 2 ./train_gpt2_bf16 "${common[@]}" -x 4 -n 2 -o "$tmp/ck" > "$tmp/ck.txt" 2>&1
-./train_gpt2_bf16 "${common[@]}" -x 4 -o "$tmp/ck" -y 1 > "$tmp/ck1.txt" 2>&1; rc=$?
+"${mpi[@]}" -np 2 ./train_gpt2_bf16 "${common[@]}" -x 4 -u 1 -n 2 -o "$tmp/ck" > "$tmp/ck.txt" 2>&1
+./train_gpt2_bf16 "${common[@]}" -x 4 -u 1 -o "$tmp/ck" -y 1 > "$tmp/ck1.txt" 2>&1; rc=$?
 desc="resume with another number of ranks: refused with a message"
 ok sh -c "[ $rc != 0 ] && grep -q 'written by 2 ranks' '$tmp/ck1.txt'"
 
