@@ -66,6 +66,21 @@ __device__ __forceinline__ void att_commit(void) { asm volatile("cp.async.commit
 template <int N>
 __device__ __forceinline__ void att_wait(void) { asm volatile("cp.async.wait_group %0;\n" :: "n"(N)); }
 
+// Double buffering: starts copying tile `next` of two (T, 64) slices a, b (row strides lda, ldb)
+// into smem sa, sb when next <= last, then waits for the copies of the current tile. A barrier
+// must follow before the current tile is read.
+__device__ __forceinline__ void att_next_tiles(floatX* sa, floatX* sb, const floatX* a, const floatX* b,
+                                               long lda, long ldb, int next, int last, int T) {
+    if (next <= last) {
+        att_load_tile(sa, a, next * ATT_TILE, T, lda);
+        att_load_tile(sb, b, next * ATT_TILE, T, ldb);
+        att_commit();
+        att_wait<1>();
+    } else {
+        att_wait<0>();
+    }
+}
+
 // A fragments (16 rows x 64) of smem rows [row0, row0+16): f[kstep][4]
 __device__ __forceinline__ void att_load_a(uint32_t f[4][4], const floatX* s, int row0, int lane) {
     for (int ks = 0; ks < 4; ks++) {
@@ -149,14 +164,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
     int row[2] = {qt * ATT_TILE + warp * 16 + lane / 4, qt * ATT_TILE + warp * 16 + lane / 4 + 8};
     for (int kt = 0; kt <= qt; kt++) {
         int buf = kt % 2;
-        if (kt < qt) {
-            att_load_tile(sk[buf ^ 1], k, (kt + 1) * ATT_TILE, T, ld);
-            att_load_tile(sv[buf ^ 1], v, (kt + 1) * ATT_TILE, T, ld);
-            att_commit();
-            att_wait<1>();
-        } else {
-            att_wait<0>();
-        }
+        att_next_tiles(sk[buf ^ 1], sv[buf ^ 1], k, v, ld, ld, kt + 1, qt, T);
         __syncthreads();
         if (kt == 0) { att_load_a(qf, sq, warp * 16, lane); }
         float s[8][4];
@@ -296,15 +304,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
     for (int qt = kt; qt < ntiles; qt++) {
         int buf = (qt - kt) % 2;
         if (qt + 1 < ntiles) {
-            att_load_tile(sq[buf ^ 1], q, (qt + 1) * ATT_TILE, T, ld);
-            att_load_tile(sdo[buf ^ 1], dO, (qt + 1) * ATT_TILE, T, C);
-            att_commit();
             att_load_row_stats(slse[buf ^ 1], lse_bh, (qt + 1) * ATT_TILE, T, ATT_LOG2E);
             att_load_row_stats(sdelta[buf ^ 1], delta_bh, (qt + 1) * ATT_TILE, T, 1.0f);
-            att_wait<1>();
-        } else {
-            att_wait<0>();
         }
+        att_next_tiles(sq[buf ^ 1], sdo[buf ^ 1], q, dO, ld, C, qt + 1, ntiles - 1, T);
         __syncthreads();
         int masked = qt == kt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
@@ -370,14 +373,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
     float sl2 = scale * ATT_LOG2E;
     for (int kt = 0; kt <= qt; kt++) {
         int buf = kt % 2;
-        if (kt < qt) {
-            att_load_tile(sk[buf ^ 1], k, (kt + 1) * ATT_TILE, T, ld);
-            att_load_tile(sv[buf ^ 1], v, (kt + 1) * ATT_TILE, T, ld);
-            att_commit();
-            att_wait<1>();
-        } else {
-            att_wait<0>();
-        }
+        att_next_tiles(sk[buf ^ 1], sv[buf ^ 1], k, v, ld, ld, kt + 1, qt, T);
         __syncthreads();
         int masked = kt == qt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];

@@ -317,13 +317,9 @@ static inline int gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Forma
     cublasCheck(cublasLtMatrixLayoutCreate(&la, fp8_cuda_type(fb), K, N, K));
     cublasCheck(cublasLtMatrixLayoutCreate(&lb, fp8_cuda_type(fa), K, M, K));
     cublasCheck(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N));
-    cublasLtMatmulPreference_t pref;
-    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
-    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                     &g->workspace_bytes, sizeof(g->workspace_bytes)));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g->handle, desc, la, lb, lc, lc, pref, 1, &heur, &found);
+    cublasStatus_t st = gemm_pick_algo(g, desc, la, lb, lc, &heur, &found);
     int unsupported = st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && found == 0);
     if (!unsupported) {
         cublasCheck(st);
@@ -333,7 +329,6 @@ static inline int gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Forma
                                            &heur.algo, g->workspace, g->workspace_bytes, stream);
         if (ms == CUBLAS_STATUS_NOT_SUPPORTED) { unsupported = 1; } else { cublasCheck(ms); }
     }
-    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     cublasCheck(cublasLtMatrixLayoutDestroy(la));
     cublasCheck(cublasLtMatrixLayoutDestroy(lb));
     cublasCheck(cublasLtMatrixLayoutDestroy(lc));
