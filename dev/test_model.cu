@@ -25,7 +25,7 @@ static void bf16_to_float(float* dst, const floatX* src, size_t n) {
 static float forward_backward(GPT2* m, const int* in, const int* tg, int B, int T, floatX* grads_host) {
     gpt2_zero_grad(m);
     float loss = gpt2_forward(m, in, tg, B, T, 1.0f / (B * T));
-    gpt2_backward(m, B, T);
+    gpt2_backward(m, B, T, 1);
     cudaCheck(cudaMemcpy(grads_host, m->grads, m->num_params * sizeof(floatX), cudaMemcpyDeviceToHost));
     return loss;
 }

@@ -86,6 +86,11 @@ typedef struct {
     float* norm_dev;    // (1) squared gradient norm
     LinearContext lin;
     cudaStream_t stream;
+    // -z 0 on several ranks: each layer's gradients are averaged on comm_stream while the
+    // backward pass goes on with the layer below (layer_done[l] orders the two streams)
+    cudaStream_t comm_stream;
+    cudaEvent_t* layer_done;   // (L + 1): per layer, and the embeddings at the end
+    cudaEvent_t comm_done;
 } GPT2;
 
 #define ZERO_ALIGN 16   // shard boundaries on 16 elements: 32-byte aligned BF16 slices
@@ -125,6 +130,10 @@ static inline void gpt2_build(GPT2* m, const GPT2Config* cfg, const LinearOption
     }
     m->norm_dev = (float*)cuda_malloc_or_die(sizeof(float), "gradient norm");
     cudaCheck(cudaStreamCreate(&m->stream));
+    cudaCheck(cudaStreamCreateWithFlags(&m->comm_stream, cudaStreamNonBlocking));
+    m->layer_done = (cudaEvent_t*)malloc_or_die((cfg->num_layers + 1) * sizeof(cudaEvent_t), "events");
+    for (int l = 0; l <= cfg->num_layers; l++) { cudaCheck(cudaEventCreateWithFlags(&m->layer_done[l], cudaEventDisableTiming)); }
+    cudaCheck(cudaEventCreateWithFlags(&m->comm_done, cudaEventDisableTiming));
     linear_context_init(&m->lin, lopt, cfg->num_layers);
 }
 
@@ -356,19 +365,45 @@ static inline void gpt2_zero_grad(GPT2* m) {
     cudaCheck(cudaMemsetAsync(m->grads, 0, m->padded_params * sizeof(floatX), m->stream));
 }
 
-// Averages the gradients over ranks: all of them (replicated optimizer), or, with ZeRO-1,
-// only this rank's shard, reduce-scattered into place.
+// Starts averaging over ranks the gradients that the backward pass has finished: layer l's
+// slices of the per-layer tensors (l >= 0), or the embeddings and final LayerNorm (l < 0).
+// The reduction runs on comm_stream after the work queued so far on the model's stream.
+static inline void gpt2_reduce_grads_async(GPT2* m, int l) {
+    int L = m->cfg.num_layers;
+    floatX* ptrs[NUM_PARAM_TENSORS];
+    size_t counts[NUM_PARAM_TENSORS];
+    int n = 0;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        int per_layer = i != P_WTE && i != P_WPE && i != P_LNFW && i != P_LNFB;
+        if (per_layer != (l >= 0)) { continue; }
+        ptrs[n] = per_layer ? gpt2_layer_param(m, m->g, i, l) : m->g[i];
+        counts[n] = per_layer ? m->param_sizes[i] / L : m->param_sizes[i];
+        n++;
+    }
+    cudaEvent_t e = m->layer_done[l >= 0 ? l : L];
+    cudaCheck(cudaEventRecord(e, m->stream));
+    cudaCheck(cudaStreamWaitEvent(m->comm_stream, e, 0));
+    multi_gpu_allreduce_mean_bf16_group(m->mg, ptrs, counts, n, m->comm_stream);
+}
+
+// After the last micro-batch's backward: the gradients averaged over ranks. Without ZeRO the
+// backward pass already started per-layer all-reduces (overlapped); wait for them. With ZeRO-1,
+// reduce-scatter: each rank gets the mean of its own shard, in place.
 static inline void gpt2_reduce_grads(GPT2* m) {
     const MultiGpu* mg = m->mg;
+    if (mg->nranks == 1) { return; }
     if (m->zero_stage == 1) {
         multi_gpu_reduce_scatter_mean_bf16(mg, m->grads + mg->rank * m->shard_len, m->grads, m->padded_params, m->stream);
     } else {
-        multi_gpu_allreduce_mean_bf16(mg, m->grads, m->num_params, m->stream);
+        cudaCheck(cudaEventRecord(m->comm_done, m->comm_stream));
+        cudaCheck(cudaStreamWaitEvent(m->stream, m->comm_done, 0));
     }
 }
 
 // Adds this micro-batch's gradients into m->grads; needs the preceding gpt2_forward with dloss > 0.
-static inline void gpt2_backward(GPT2* m, int B, int T) {
+// last_micro: the step's last micro-batch, whose finished layers are reduced over ranks at once.
+static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
+    int overlap = last_micro && m->mg->nranks > 1 && m->zero_stage == 0;
     const GPT2Config* c = &m->cfg;
     int L = c->num_layers, C = c->channels, NH = c->num_heads, Vp = c->padded_vocab_size, N = B * T;
     cudaStream_t s = m->stream;
@@ -404,8 +439,10 @@ static inline void gpt2_backward(GPT2* m, int B, int T) {
                         gpt2_layer_param(m, m->p, P_QKVW, l), N, C, 3 * C, s);
         layernorm_backward(a->dresidual, gpt2_layer_param(m, m->g, P_LN1W, l), gpt2_layer_param(m, m->g, P_LN1B, l),
                            scratch, a->dln, x.residual, gpt2_layer_param(m, m->p, P_LN1W, l), x.ln1_mean, x.ln1_rstd, N, C, s);
+        if (overlap) { gpt2_reduce_grads_async(m, l); }
     }
     encoder_backward(m->g[P_WTE], m->g[P_WPE], a->dresidual, &m->groups_dev, B, T, C, s);
+    if (overlap) { gpt2_reduce_grads_async(m, -1); }
 }
 
 // Global L2 norm of the (reduced) gradients: over this rank's shard, summed over ranks (synchronizes).

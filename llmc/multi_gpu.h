@@ -146,6 +146,21 @@ static inline void multi_gpu_allreduce_mean_bf16(const MultiGpu* mg, floatX* x, 
 #endif
 }
 
+// Each of n BF16 buffers (ptrs[i], counts[i] elements) = mean over ranks, in place, as one group.
+static inline void multi_gpu_allreduce_mean_bf16_group(const MultiGpu* mg, floatX* const* ptrs, const size_t* counts, int n,
+                                                       cudaStream_t s) {
+    if (mg->nranks == 1) { return; }
+#ifdef MULTI_GPU
+    ncclCheck(mg, ncclGroupStart());
+    for (int i = 0; i < n; i++) {
+        ncclCheck(mg, ncclAllReduce(ptrs[i], ptrs[i], counts[i], ncclBfloat16, ncclAvg, mg->nccl, s));
+    }
+    nccl_enqueued(mg, ncclGroupEnd(), "gradient all-reduce");
+#else
+    (void)ptrs; (void)counts; (void)n; (void)s;
+#endif
+}
+
 // shard (n/nranks) = this rank's part of the mean over ranks of full (n), BF16. n % nranks == 0.
 static inline void multi_gpu_reduce_scatter_mean_bf16(const MultiGpu* mg, floatX* shard, const floatX* full, size_t n,
                                                       cudaStream_t s) {

@@ -268,7 +268,7 @@ static inline StepResult trainer_step(Trainer* t, int step) {
     for (int micro = 0; micro < t->grad_accum; micro++) {
         dataloader_next_batch(&t->train);
         loss += gpt2_forward(m, t->train.inputs, t->train.targets, a->B, a->T, dloss);
-        gpt2_backward(m, a->B, a->T);
+        gpt2_backward(m, a->B, a->T, micro == t->grad_accum - 1);
     }
     gpt2_reduce_grads(m);
     r.train_loss = (float)multi_gpu_mean_host(&t->mg, loss / t->grad_accum);
