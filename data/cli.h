@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include "docs.h"
 #include "gpt2_bpe.h"
+#include "../llmc/utils.h"   /* now_seconds */
 
 enum { MAX_THREADS = 256 };
 
@@ -35,7 +36,6 @@ typedef struct {
 
 void engine_open(Engine* e, const Opts* o);
 void engine_close(Engine* e);
-double now_seconds(void);
 
 int cmd_shards(const Opts* o);
 int cmd_verify(Opts* o);

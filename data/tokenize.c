@@ -34,12 +34,6 @@ static const char USAGE[] =
     "<|endoftext|> in text is plain text (as tiktoken's encode_ordinary) unless --allow-special\n"
     "is given; shards put the token <|endoftext|> (50256) before every document.\n";
 
-double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void engine_open(Engine* e, const Opts* o) {
     gpt2_vocab_load(&e->vocab, o->vocab_dir);
     e->threads = o->threads;

@@ -9,7 +9,6 @@
 #ifndef LLMC_MULTI_GPU_H
 #define LLMC_MULTI_GPU_H
 
-#include <time.h>
 #include <unistd.h>
 #include "cuda_common.h"
 #ifdef MULTI_GPU
@@ -25,12 +24,6 @@ typedef struct {
     ncclComm_t nccl;
 #endif
 } MultiGpu;
-
-static inline double mg_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 // Ends the whole job with a message (every rank, not only this one).
 static inline void multi_gpu_abort(const MultiGpu* mg, const char* why) {
@@ -90,10 +83,10 @@ static inline void multi_gpu_init_device(MultiGpu* mg) {
         cfg.blocking = 0;
         ncclCheck(mg, ncclCommInitRankConfig(&mg->nccl, mg->nranks, id, mg->rank, &cfg));
         ncclResult_t st = ncclInProgress;
-        double t0 = mg_now();
+        double t0 = now_seconds();
         while (st == ncclInProgress) {
             ncclCheck(mg, ncclCommGetAsyncError(mg->nccl, &st));
-            if (mg_now() - t0 > mg->timeout_s) { multi_gpu_abort(mg, "NCCL initialisation timed out"); }
+            if (now_seconds() - t0 > mg->timeout_s) { multi_gpu_abort(mg, "NCCL initialisation timed out"); }
         }
         ncclCheck(mg, st);
     }
@@ -103,7 +96,7 @@ static inline void multi_gpu_init_device(MultiGpu* mg) {
 // Waits for `stream` with a deadline, watching NCCL for asynchronous errors.
 static inline void multi_gpu_wait(const MultiGpu* mg, cudaStream_t stream, const char* what) {
     if (mg->nranks == 1) { cudaCheck(cudaStreamSynchronize(stream)); return; }
-    double t0 = mg_now();
+    double t0 = now_seconds();
     for (;;) {
         cudaError_t e = cudaStreamQuery(stream);
         if (e == cudaSuccess) { return; }
@@ -113,7 +106,7 @@ static inline void multi_gpu_wait(const MultiGpu* mg, cudaStream_t stream, const
         ncclCheck(mg, ncclCommGetAsyncError(mg->nccl, &st));
         ncclCheck(mg, st);
 #endif
-        if (mg_now() - t0 > mg->timeout_s) {
+        if (now_seconds() - t0 > mg->timeout_s) {
             char msg[256];
             snprintf(msg, sizeof(msg), "%s did not finish within %.0f s (another rank died or hangs?)", what, mg->timeout_s);
             multi_gpu_abort(mg, msg);
@@ -127,10 +120,10 @@ static inline void multi_gpu_wait(const MultiGpu* mg, cudaStream_t stream, const
 static inline void nccl_enqueued(const MultiGpu* mg, ncclResult_t r, const char* what) {
     nccl_check_impl(mg, r, what);
     ncclResult_t st = r;
-    double t0 = mg_now();
+    double t0 = now_seconds();
     while (st == ncclInProgress) {
         nccl_check_impl(mg, ncclCommGetAsyncError(mg->nccl, &st), what);
-        if (mg_now() - t0 > mg->timeout_s) { multi_gpu_abort(mg, "NCCL call could not be enqueued in time"); }
+        if (now_seconds() - t0 > mg->timeout_s) { multi_gpu_abort(mg, "NCCL call could not be enqueued in time"); }
     }
     nccl_check_impl(mg, st, what);
 }

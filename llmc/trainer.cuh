@@ -4,7 +4,6 @@
 #ifndef LLMC_TRAINER_CUH
 #define LLMC_TRAINER_CUH
 
-#include <time.h>
 #include "train_args.h"
 #include "dataloader.h"
 #include "tokenizer.h"
@@ -33,12 +32,6 @@ typedef struct {
     size_t mem_used;           // bytes in use on the GPU after set-up
     int ckpt_step;             // newest checkpoint written or resumed from, -1 none
 } Trainer;
-
-static inline double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 // Dense BF16 tensor-core peak by GPU name (the datasheets' figures without sparsity).
 static inline double gpu_bf16_peak_flops(const char* name) {

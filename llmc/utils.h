@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <time.h>
 
 // Print "error: <message>" to stderr and exit with `code`.
 static inline void die_code(int code, const char* fmt, ...) {
@@ -82,6 +83,13 @@ static inline void mkdir_p_or_die(const char* path) {
             buf[i] = c;
         }
     }
+}
+
+// Seconds on a monotonic clock, for durations.
+static inline double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 #endif // LLMC_UTILS_H

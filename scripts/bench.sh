@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Throughput benchmark at T=1024: d12 (B=64) and d48 (B from D48_B, default 8, the largest
-# that fits 80 GB with the unfused attention), random init, on the shards in DATA (default
-# data/debian_docs). Prints tok/s, ms/step, MFU and GPU memory; not a test.
+# Throughput benchmark at T=1024: d12 (B=64, or D12_B) and d48 (B=16, or D48_B), random init,
+# on the shards in DATA (default data/debian_docs). Prints tok/s, ms/step, MFU and GPU memory;
+# not a test.
 # usage: scripts/bench.sh [TRAINER] [extra trainer flags...]
 set -eu
 cd "$(dirname "$0")/.."
@@ -22,4 +22,4 @@ run() {  # run NAME MODEL B
 }
 echo "trainer: $bin   steps: $steps (first excluded)   $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 run d12 d12 "${D12_B:-64}" "$@"
-run d48 d48 "${D48_B:-8}" "$@"
+run d48 d48 "${D48_B:-16}" "$@"
