@@ -31,7 +31,7 @@ endif
 LLMC_HEADERS = $(wildcard llmc/*.h llmc/*.cuh)
 TRAINERS = train_gpt2_bf16 train_gpt2_fp8
 GPU_TESTS = dev/test_kernels dev/test_model dev/test_fp8
-CPU_TESTS = dev/test_gpt2_cpu dev/test_dataloader dev/test_fp8_host dev/test_mx_host $(if $(MPICC),dev/test_sharding_mpi)
+CPU_TESTS = dev/test_gpt2_cpu dev/test_dataloader dev/test_schedule dev/test_fp8_host dev/test_mx_host $(if $(MPICC),dev/test_sharding_mpi)
 
 .PHONY: all test bench clean
 all: $(TRAINERS)
@@ -67,6 +67,9 @@ dev/test_mx_host: dev/test_mx_host.c dev/test_check.h llmc/mx.h llmc/fp8.h llmc/
 	$(CC) $(CFLAGS) -o $@ $< -lm
 
 dev/test_gpt2_cpu: dev/test_gpt2_cpu.c dev/gpt2_ref.h dev/test_check.h llmc/utils.h
+	$(CC) $(CFLAGS) -o $@ $< -lm
+
+dev/test_schedule: dev/test_schedule.c llmc/schedule.h dev/test_check.h
 	$(CC) $(CFLAGS) -o $@ $< -lm
 
 dev/test_dataloader: dev/test_dataloader.c dev/test_check.h dev/test_shards.h llmc/dataloader.h llmc/zero_shard.h llmc/utils.h

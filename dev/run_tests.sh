@@ -32,6 +32,7 @@ suite() {
 
 suite "GPT-2 CPU reference (finite differences)" ./dev/test_gpt2_cpu
 suite "data loader" ./dev/test_dataloader
+suite "learning-rate schedules" ./dev/test_schedule
 suite "FP8 formats and scaling, host reference (exhaustive)" ./dev/test_fp8_host
 suite "MXFP8/NVFP4 formats, host reference" ./dev/test_mx_host
 if [ -x dev/test_sharding_mpi ] && command -v mpirun >/dev/null; then
