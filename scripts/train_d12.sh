@@ -7,7 +7,8 @@ set -eu
 cd "$(dirname "$0")/.."
 if [ ! -f /usr/include/pcre2.h ]; then
     echo "installing libpcre2-dev (the tokenizer's regex library)"
-    ${SUDO:-$( [ "$(id -u)" = 0 ] || echo sudo )} apt-get install -y libpcre2-dev
+    sudo=${SUDO:-$( [ "$(id -u)" = 0 ] || echo sudo )}
+    $sudo apt-get update -qq && $sudo apt-get install -y libpcre2-dev
 fi
 make -j"$(nproc)" all
 data=${DATA:-data/debian_docs}
