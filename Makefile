@@ -31,6 +31,8 @@ endif
 LLMC_HEADERS = $(wildcard llmc/*.h llmc/*.cuh)
 TRAINERS = train_gpt2_bf16 train_gpt2_fp8
 GPU_TESTS = dev/test_kernels dev/test_model dev/test_fp8
+# needs MPI + NCCL and >= 2 GPUs: run by dev/test_multi_gpu.sh, not by make test
+MULTI_GPU_TESTS = $(if $(MULTI_GPU_FLAGS),dev/test_zero_gather)
 CPU_TESTS = dev/test_gpt2_cpu dev/test_dataloader dev/test_schedule dev/test_fp8_host dev/test_mx_host $(if $(MPICC),dev/test_sharding_mpi)
 
 .PHONY: all test bench clean
@@ -78,11 +80,14 @@ dev/test_dataloader: dev/test_dataloader.c dev/test_check.h dev/test_shards.h ll
 dev/test_sharding_mpi: dev/test_sharding_mpi.c dev/test_check.h dev/test_shards.h llmc/dataloader.h llmc/zero_shard.h llmc/utils.h
 	$(MPICC) $(CFLAGS) -o $@ $<
 
-test: all $(GPU_TESTS) $(CPU_TESTS)
+dev/test_zero_gather: dev/test_zero_gather.cu dev/test_check.h $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS) $(MULTI_GPU_FLAGS)
+
+test: all $(GPU_TESTS) $(CPU_TESTS) $(MULTI_GPU_TESTS)
 	@bash dev/run_tests.sh
 
 bench: $(TRAINERS)
 	@bash scripts/bench.sh
 
 clean:
-	rm -f $(TRAINERS) $(GPU_TESTS) $(CPU_TESTS) $(DATA_BINS)
+	rm -f $(TRAINERS) $(GPU_TESTS) $(CPU_TESTS) $(MULTI_GPU_TESTS) $(DATA_BINS)

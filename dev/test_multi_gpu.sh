@@ -2,6 +2,7 @@
 # Multi-GPU checks on a machine with >= 2 GPUs (not part of `make test`, which runs on one):
 #  - 2 ranks with total batch D give, loss for loss, what 1 GPU gives with gradient accumulation
 #    to the same D (BF16 tolerance), for -z 0, -z 1, and FP8 delayed scaling;
+#  - -z 1 in FP8 with the weights gathered as FP8 codes: bit-identical to the BF16 gather;
 #  - a resume with another number of ranks is refused with a message;
 #  - a rank killed mid-run ends the whole job within 60 s.
 # usage: dev/test_multi_gpu.sh DATA_DIR [STEPS]
@@ -36,6 +37,26 @@ for mode in bf16 bf16-z1 fp8; do
     ok close "$tmp/l1" "$tmp/l2" 0.01
     grep -E "^step +$steps/" "$tmp/two_$mode.txt" | tail -1
 done
+
+# -z 1 in FP8: weights gathered as FP8 codes give the run of a BF16 all-gather plus local casts,
+# bit for bit (train and val losses; validation exercises the BF16 sync between steps)
+if [ -x dev/test_zero_gather ]; then
+    desc="FP8 weight gather: codes, scales and BF16 tensors equal the BF16 gather's (dev/test_zero_gather)"
+    ok "${mpi[@]}" -np 2 ./dev/test_zero_gather --no-timing
+fi
+fp8_losses() { grep -o '"train_loss":[^,]*\|"val_loss":[^}]*' "$1/log.jsonl"; }
+for rec in delayed current; do
+    for g in 0 1; do
+        "${mpi[@]}" -np 2 ./train_gpt2_fp8 "${common[@]}" --fp8-scaling $rec -z 1 -v 5 -m 4 --zero-fp8-gather $g \
+            -o "$tmp/gather${g}_$rec" > "$tmp/gather${g}_$rec.txt" 2>&1
+    done
+    fp8_losses "$tmp/gather0_$rec" > "$tmp/g0"; fp8_losses "$tmp/gather1_$rec" > "$tmp/g1"
+    desc="fp8 $rec -z 1: FP8 weight gather bit-identical to BF16 gather ($(wc -l < "$tmp/g1") losses)"
+    ok sh -c "[ -s '$tmp/g1' ] && cmp -s '$tmp/g0' '$tmp/g1'"
+done
+losses "$tmp/one_fp8" > "$tmp/l1"; losses "$tmp/gather1_delayed" > "$tmp/l2"
+desc="fp8 -z 1 with FP8 weight gather: 2 GPUs match 1 GPU with gradient accumulation"
+ok close "$tmp/l1" "$tmp/l2" 0.01
 
 # ZeRO-1 and replicated optimizer on 2 GPUs: the same run up to BF16 rounding of the reductions
 losses "$tmp/two_bf16" > "$tmp/a"; losses "$tmp/two_bf16-z1" > "$tmp/b"

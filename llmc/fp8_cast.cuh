@@ -114,6 +114,41 @@ cast_transpose_to_fp8_kernel(uint8_t* out, uint8_t* out_t, const floatX* in, int
     if (amax != NULL || STATS) { cast_acc_commit<STATS>(acc, amax, counts); }
 }
 
+// FP8 codes of an (R,C) tensor that arrived in pieces (ZeRO-1 FP8 gather: a weight split
+// between ranks' chunks): piece p holds elements [end[p-1], end[p]) (end[-1] = 0) at src[p],
+// every end a multiple of 16, so no 16-byte vector straddles two pieces.
+#define FP8_MAX_PIECES 8
+typedef struct {
+    const uint8_t* src[FP8_MAX_PIECES];
+    long end[FP8_MAX_PIECES];
+    int n;
+} Fp8Pieces;
+
+// out (R,C) = the pieces in one buffer and out_t (C,R) their transpose, in one pass; R and C
+// multiples of 16. The tiling of the transposed cast above.
+__global__ void __launch_bounds__(FP8_CAST_THREADS)
+place_fp8_kernel(uint8_t* out, uint8_t* out_t, Fp8Pieces pieces, int R, int C) {
+    __shared__ __align__(16) uint8_t tile[FP8_TILE][FP8_TILE + 48];
+    int r0 = blockIdx.y * FP8_TILE, c0 = blockIdx.x * FP8_TILE;
+    int tr = threadIdx.x / 4, tc = (threadIdx.x % 4) * 16;
+    if (r0 + tr < R && c0 + tc < C) {
+        long e = (long)(r0 + tr) * C + c0 + tc;
+        int p = 0;
+        while (p < pieces.n - 1 && e >= pieces.end[p]) { p++; }
+        u8x16 v = load16(pieces.src[p] + (e - (p > 0 ? pieces.end[p - 1] : 0)));
+        store16(out + e, v);
+        *reinterpret_cast<u8x16*>(&tile[tr][(tr / 16) * 16 + tc]) = v;
+    }
+    __syncthreads();
+    int j = threadIdx.x / 4, k = threadIdx.x % 4;
+    if (c0 + j < C && r0 + 16 * k < R) {
+        u8x16 o;
+#pragma unroll
+        for (int q = 0; q < 16; q++) { o.v[q] = tile[16 * k + q][16 * k + j]; }
+        store16(out_t + (size_t)(c0 + j) * R + r0 + 16 * k, o);
+    }
+}
+
 // amax = max(amax, max |in (n)|), n a multiple of 16; a bounded grid strides over the tensor
 // so that few blocks contend for the one atomic.
 __global__ void absmax_bf16_kernel(float* amax, const floatX* in, long n) {
@@ -154,6 +189,22 @@ static inline void cast_transpose_to_fp8(uint8_t* out, uint8_t* out_t, const flo
     else if (f == FP8_E4M3) { cast_transpose_to_fp8_kernel<FP8_E4M3, true><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, scale, amax, counts); }
     else if (counts == NULL) { cast_transpose_to_fp8_kernel<FP8_E5M2, false><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, scale, amax, counts); }
     else { cast_transpose_to_fp8_kernel<FP8_E5M2, true><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, scale, amax, counts); }
+    cudaCheckLaunch();
+}
+
+static inline void place_fp8(uint8_t* out, uint8_t* out_t, const Fp8Pieces* pieces, int R, int C, cudaStream_t s) {
+    if (R % 16 != 0 || C % 16 != 0) { die("internal: FP8 codes of (%d,%d), not multiples of 16", R, C); }
+    if (pieces->n < 1 || pieces->n > FP8_MAX_PIECES || pieces->end[pieces->n - 1] != (long)R * C) {
+        die("internal: FP8 codes of (%d,%d) in %d pieces", R, C, pieces->n);
+    }
+    for (int p = 0; p < pieces->n; p++) {
+        fp8_check_aligned(pieces->src[p], "piece");
+        if (pieces->end[p] % 16 != 0) { die("internal: FP8 piece ends at %ld, not a multiple of 16", pieces->end[p]); }
+    }
+    fp8_check_aligned(out, "output");
+    fp8_check_aligned(out_t, "output");
+    dim3 grid(ceil_div(C, FP8_TILE), ceil_div(R, FP8_TILE));
+    place_fp8_kernel<<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, *pieces, R, C);
     cudaCheckLaunch();
 }
 

@@ -54,6 +54,15 @@ typedef struct {
     float* reduce_scratch; // colsum partials, >= colsum_num_chunks(BT) * 4C floats and NORM_BLOCKS
 } Activations;
 
+// A run of flat parameters [off, off + n) inside one rank's shard and one tensor (one layer of
+// a linear weight), as it travels in the ZeRO-1 weight gather: at byte pos of that rank's
+// chunk, as E4M3 codes of linear (kind, layer)'s weight from its element woff, or (kind < 0)
+// as BF16.
+typedef struct {
+    size_t off, n, pos, woff;
+    int rank, kind, layer;
+} GatherSeg;
+
 typedef struct {
     GPT2Config cfg;
     size_t param_sizes[NUM_PARAM_TENSORS];
@@ -73,6 +82,16 @@ typedef struct {
     float* adam_v;      // (shard_count)
     floatX* p[NUM_PARAM_TENSORS];   // tensor views into params
     floatX* g[NUM_PARAM_TENSORS];   // tensor views into grads
+    // -z 1 with FP8 weights that travel as FP8 codes (gpt2_gather_weights). After an update only
+    // this rank's shard of params is new: weights_pending until the next step's gather, and the
+    // BF16 values outside the shard stay old (bf16_partial) until a BF16 all-gather (gpt2_params_sync).
+    int fp8_gather;
+    int weights_pending, bf16_partial;
+    GatherSeg* gather_segs;         // (num_gather_segs) what travels, in rank chunks
+    int num_gather_segs;
+    size_t gather_chunk;            // bytes of a rank's chunk
+    LinearWeightPart* gather_parts; // (num_gather_parts) this rank's FP8 parts
+    int num_gather_parts;
 
     int B, T;           // activation capacity
     int recompute;      // 1: recompute GELU output in backward instead of storing it per layer
@@ -94,6 +113,8 @@ typedef struct {
 } GPT2;
 
 #define ZERO_ALIGN 16   // shard boundaries on 16 elements: 32-byte aligned BF16 slices
+
+static inline void gpt2_plan_gather(GPT2* m);   // with the weight gather, at the end of this file
 
 // Allocates parameters, gradients and optimizer state (no initialisation). zero_stage 1
 // shards the optimizer state across mg's ranks.
@@ -135,6 +156,7 @@ static inline void gpt2_build(GPT2* m, const GPT2Config* cfg, const LinearOption
     for (int l = 0; l <= cfg->num_layers; l++) { cudaCheck(cudaEventCreateWithFlags(&m->layer_done[l], cudaEventDisableTiming)); }
     cudaCheck(cudaEventCreateWithFlags(&m->comm_done, cudaEventDisableTiming));
     linear_context_init(&m->lin, lopt, cfg->num_layers);
+    gpt2_plan_gather(m);
 }
 
 // master (n) ~ N(0, std) from a counter-based hash of (seed, offset + i), or = value when std == 0
@@ -315,6 +337,7 @@ static inline floatX* gpt2_layer_param(const GPT2* m, floatX* const* views, int 
 static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets, int B, int T, float dloss) {
     const GPT2Config* c = &m->cfg;
     if (B > m->B || T > m->T || T > c->max_seq_len) { die("internal: forward at B=%d T=%d exceeds capacity B=%d T=%d", B, T, m->B, m->T); }
+    if (m->weights_pending || (m->bf16_partial && (B * T) % 16 != 0)) { die("internal: forward on weights not yet gathered"); }
     int L = c->num_layers, C = c->channels, NH = c->num_heads, Vp = c->padded_vocab_size, N = B * T;
     cudaStream_t s = m->stream;
     Activations* a = &m->a;
@@ -475,10 +498,138 @@ static inline void gpt2_update(GPT2* m, float lr, float beta1, float beta2, floa
         adamw_update(m->params + lo, m->master + (lo - s0), m->grads + lo, m->adam_m + (lo - s0), m->adam_v + (lo - s0),
                      (long)(hi - lo), (long)lo, h, m->stream);
     }
-    if (m->zero_stage == 1) {   // every rank gets every shard's new BF16 weights
+    if (m->fp8_gather && (m->B * m->T) % 16 == 0) {   // FP8 micro-batches; the next step's scales first
+        m->weights_pending = m->bf16_partial = 1;
+    } else if (m->zero_stage == 1) {   // every rank gets every shard's new BF16 weights
         multi_gpu_all_gather_bf16(m->mg, m->params, m->params + m->mg->rank * m->shard_len, m->padded_params, m->stream);
     }
     linear_weights_changed(&m->lin);
+}
+
+// ------------------------------------------------------------------------------------------
+// ZeRO-1 weight gather with FP8 codes
+//
+// Each rank's chunk carries its shard: the parts of FP8 weights as E4M3 codes cast with the
+// step's scales (1 byte each), everything else as BF16 (the embedding table, which is also the
+// LM head, biases, LayerNorms, BF16 layers). One all-gather of equal chunks, then each rank
+// places the codes in its FP8 weights and their transposes for dgrad (one pass per weight,
+// reading the codes where they arrived) and the BF16 values in params. The chunks live in the
+// gradient buffer, dead between an update and the next step's zeroing. The FP8 weights (d48:
+// 94% of the parameters) travel at half the bytes.
+
+static const int LINEAR_WEIGHT_PARAM[4] = {P_QKVW, P_ATTPROJW, P_FCW, P_FCPROJW};   // by LinearKind
+#define GATHER_MAX_PIECES 64   // ranks' chunks one weight may span (the linear layer may allow fewer)
+
+static inline void gpt2_linear_shape(const GPT2* m, int kind, int* OC, int* IC) {
+    int C = m->cfg.channels;
+    const int oc[4] = {3 * C, C, 4 * C, C}, ic[4] = {C, C, C, 4 * C};
+    *OC = oc[kind]; *IC = ic[kind];
+}
+
+// Splits the parameters into GatherSegs; sets fp8_gather when some weight travels as FP8.
+static inline void gpt2_plan_gather(GPT2* m) {
+    int R = m->mg->nranks, L = m->cfg.num_layers;
+    if (m->zero_stage != 1) { return; }
+    int max_segs = NUM_PARAM_TENSORS + 4 * L + R, ns = 0, any_fp8 = 0;
+    GatherSeg* segs = (GatherSeg*)calloc_or_die(max_segs, sizeof(GatherSeg), "gather plan");
+    size_t* used = (size_t*)calloc_or_die(R, sizeof(size_t), "gather plan");
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        int kind = -1;
+        for (int k = 0; k < 4; k++) { if (LINEAR_WEIGHT_PARAM[k] == i) { kind = k; } }
+        int units = kind >= 0 ? L : 1;
+        size_t usize = m->param_sizes[i] / units;
+        for (int u = 0; u < units; u++) {
+            size_t lo = m->param_offsets[i] + u * usize, hi = lo + usize;
+            int OC = 0, IC = 0;
+            if (kind >= 0) { gpt2_linear_shape(m, kind, &OC, &IC); }
+            int fp8 = kind >= 0 && linear_weight_gathers_fp8(&m->lin, (LinearKind)kind, u, OC, IC);
+            any_fp8 |= fp8;
+            for (int r = 0; r < R; r++) {
+                size_t so, sc;
+                zero_shard_range(m->num_params, R, r, ZERO_ALIGN, &so, &sc);
+                size_t a = lo > so ? lo : so, b = hi < so + sc ? hi : so + sc;
+                if (a >= b) { continue; }
+                if (ns == max_segs) { die("internal: gather plan overflow"); }
+                GatherSeg* g = &segs[ns++];
+                g->off = a; g->n = b - a; g->pos = used[r]; g->rank = r;
+                g->kind = fp8 ? kind : -1; g->layer = u; g->woff = a - lo;
+                used[r] += g->n * (fp8 ? 1 : sizeof(floatX));
+            }
+        }
+    }
+    size_t chunk = 0;
+    for (int r = 0; r < R; r++) { chunk = used[r] > chunk ? used[r] : chunk; }
+    chunk = (chunk + 15) / 16 * 16;
+    free(used);
+    if (!any_fp8) { free(segs); return; }
+    if (chunk * R > m->padded_params * sizeof(floatX)) { die("internal: gather chunks exceed the gradient buffer"); }
+    m->fp8_gather = 1;
+    m->gather_segs = segs; m->num_gather_segs = ns; m->gather_chunk = chunk;
+    m->gather_parts = (LinearWeightPart*)calloc_or_die(ns, sizeof(LinearWeightPart), "gather plan");
+    uint8_t* mine = (uint8_t*)m->grads + (size_t)m->mg->rank * chunk;
+    for (int k = 0; k < ns; k++) {
+        GatherSeg* g = &segs[k];
+        if (g->rank != m->mg->rank || g->kind < 0) { continue; }
+        LinearWeightPart* p = &m->gather_parts[m->num_gather_parts++];
+        p->kind = (LinearKind)g->kind; p->layer = g->layer;
+        p->src = m->params + g->off; p->dst = mine + g->pos; p->n = (long)g->n;
+    }
+}
+
+static inline void gpt2_gather_weights(GPT2* m) {
+    cudaStream_t s = m->stream;
+    int me = m->mg->rank;
+    uint8_t* buf = (uint8_t*)m->grads;
+    size_t chunk = m->gather_chunk;
+    linear_weight_parts_cast(&m->lin, m->gather_parts, m->num_gather_parts, s);
+    for (int k = 0; k < m->num_gather_segs; k++) {
+        const GatherSeg* g = &m->gather_segs[k];
+        if (g->rank == me && g->kind < 0) {
+            cudaCheck(cudaMemcpyAsync(buf + me * chunk + g->pos, m->params + g->off, g->n * sizeof(floatX), cudaMemcpyDeviceToDevice, s));
+        }
+    }
+    multi_gpu_all_gather_bytes(m->mg, buf, buf + me * chunk, chunk * m->mg->nranks, s);
+    // a weight's segments are consecutive in the plan (parameter order, then rank order)
+    const uint8_t* src[GATHER_MAX_PIECES];
+    long end[GATHER_MAX_PIECES];
+    int n = 0;
+    for (int k = 0; k < m->num_gather_segs; k++) {
+        const GatherSeg* g = &m->gather_segs[k];
+        const uint8_t* from = buf + g->rank * chunk + g->pos;
+        if (g->kind < 0) {
+            if (g->rank != me) { cudaCheck(cudaMemcpyAsync(m->params + g->off, from, g->n * sizeof(floatX), cudaMemcpyDeviceToDevice, s)); }
+            continue;
+        }
+        if (n == GATHER_MAX_PIECES) { die("internal: a weight in more than %d pieces", GATHER_MAX_PIECES); }
+        src[n] = from;
+        end[n] = (long)(g->woff + g->n);
+        n++;
+        const GatherSeg* next = k + 1 < m->num_gather_segs ? &m->gather_segs[k + 1] : NULL;
+        if (next == NULL || next->kind != g->kind || next->layer != g->layer) {
+            int OC, IC;
+            gpt2_linear_shape(m, g->kind, &OC, &IC);
+            linear_weight_received(&m->lin, (LinearKind)g->kind, g->layer, gpt2_layer_param(m, m->p, LINEAR_WEIGHT_PARAM[g->kind], g->layer),
+                                   OC, IC, src, end, n, s);
+            n = 0;
+        }
+    }
+    m->weights_pending = 0;
+}
+
+// Before the first micro-batch of a step: the step's scales, then the weights the last update
+// left on their ranks. Collective when data-parallel.
+static inline void gpt2_step_begin(GPT2* m) {
+    linear_step_begin(&m->lin);
+    if (m->weights_pending) { gpt2_gather_weights(m); }
+}
+
+// Every rank's BF16 weights complete, before anything but a training step reads them
+// (evaluation, sampling, checkpoints). Collective when data-parallel.
+static inline void gpt2_params_sync(GPT2* m) {
+    if (!m->bf16_partial) { return; }
+    multi_gpu_all_gather_bf16(m->mg, m->params, m->params + m->mg->rank * m->shard_len, m->padded_params, m->stream);
+    linear_weights_changed(&m->lin);   // the local FP8 casts take over from the gathered codes
+    m->weights_pending = m->bf16_partial = 0;
 }
 
 #endif // LLMC_GPT2_CUH

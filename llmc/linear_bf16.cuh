@@ -25,6 +25,9 @@ typedef enum { LINEAR_QKV, LINEAR_ATTPROJ, LINEAR_FC, LINEAR_FCPROJ, LINEAR_LMHE
 //   linear_state_bytes/save/load                       extra checkpoint state (e.g. FP8 scales)
 //   linear_stats_log                                   per-step statistics into the run's log
 //   linear_forward, linear_backward
+//   LinearWeightPart, linear_weight_gathers_fp8,       ZeRO-1 weights that travel in a low
+//   linear_weight_parts_cast,                          precision (see llmc/linear_fp8.cuh);
+//   linear_weight_received                             none here
 typedef struct { int unused; } LinearOptions;
 
 typedef struct {
@@ -59,6 +62,18 @@ static inline void linear_set_comm(LinearContext* lc, const MultiGpu* mg) { (voi
 static inline void linear_step_begin(LinearContext* lc) { (void)lc; }
 static inline void linear_weights_changed(LinearContext* lc) { (void)lc; }
 static inline void linear_stats_log(const LinearContext* lc, FILE* log) { (void)lc; (void)log; }
+
+typedef struct { LinearKind kind; int layer; const floatX* src; uint8_t* dst; long n; } LinearWeightPart;
+static inline int linear_weight_gathers_fp8(const LinearContext* lc, LinearKind kind, int layer, int OC, int IC) {
+    (void)lc; (void)kind; (void)layer; (void)OC; (void)IC; return 0;
+}
+static inline void linear_weight_parts_cast(LinearContext* lc, const LinearWeightPart* parts, int nparts, cudaStream_t s) {
+    (void)lc; (void)parts; (void)nparts; (void)s;
+}
+static inline void linear_weight_received(LinearContext* lc, LinearKind kind, int layer, const floatX* weight, int OC, int IC,
+                                          const uint8_t* const* src, const long* end, int n, cudaStream_t s) {
+    (void)lc; (void)kind; (void)layer; (void)weight; (void)OC; (void)IC; (void)src; (void)end; (void)n; (void)s;
+}
 
 static inline size_t linear_state_bytes(const LinearContext* lc) { (void)lc; return 0; }
 static inline void linear_state_save(const LinearContext* lc, void* dst) { (void)lc; (void)dst; }

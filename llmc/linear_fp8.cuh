@@ -44,6 +44,7 @@ typedef struct {
     int lm_head_fp8;          // --lm-head fp8|bf16
     const char* bf16_layers;  // --bf16-layers SPEC, resolved against the layer count at init
     int stats_every;          // --fp8-stats N, 0 = off
+    int zero_fp8_gather;      // --zero-fp8-gather 1|0: under -z 1, weights travel as FP8 codes
 } LinearOptions;
 
 typedef struct {
@@ -74,6 +75,7 @@ typedef struct {
     size_t arena_bytes;
     char name[80];
     const MultiGpu* comm;          // ranks whose amaxes are reduced (max) before the scales are folded
+    float* part_amax;              // (num_linears) device: amaxes of the weight parts a rank casts (FP8 gather)
 } LinearContext;
 
 // ------------------------------------------------------------------------------------------
@@ -83,6 +85,7 @@ static inline void linear_options_defaults(LinearOptions* o) {
     memset(o, 0, sizeof(*o));
     o->fp8 = 1; o->scaling = FP8_SCALING_DELAYED; o->amax_history = 1024; o->amax_algo = FP8_AMAX_MAX;
     o->margin = 0; o->hybrid = 1; o->lm_head_fp8 = 1; o->bf16_layers = "none"; o->stats_every = 0;
+    o->zero_fp8_gather = 1;
 }
 
 // Applies an --bf16-layers SPEC ("none", "0,10,11", "first:1,last:2", items mixed freely) to
@@ -141,6 +144,8 @@ static inline int linear_options_parse(LinearOptions* o, const char* flag, const
         o->bf16_layers = value;
     } else if (strcmp(flag, "--fp8-stats") == 0) {
         o->stats_every = (int)parse_long_flag(flag, value, 0, INT_MAX);
+    } else if (strcmp(flag, "--zero-fp8-gather") == 0) {
+        o->zero_fp8_gather = (int)parse_long_flag(flag, value, 0, 1);
     } else {
         return 0;
     }
@@ -162,6 +167,8 @@ static inline void linear_options_help(void) {
            "                                 first:1,last:2                       (default none)\n");
     printf("  --fp8-stats N                  every N steps, per FP8 tensor: amax, scale, saturated\n"
            "                                 and flushed fractions; 0 = off       (default 0)\n");
+    printf("  --zero-fp8-gather 1|0          with -z 1, gather the updated weights as\n"
+           "                                 FP8 codes (half the bytes) instead of BF16 (default %d)\n", d.zero_fp8_gather);
 }
 
 static inline const char* linear_precision_name(const LinearContext* lc) { return lc->name; }
@@ -391,6 +398,7 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     lc->counts = (unsigned long long*)cuda_malloc_or_die(2 * (size_t)NT * sizeof(unsigned long long), "fp8 statistics");
     cudaCheck(cudaMemset(lc->counts, 0, 2 * (size_t)NT * sizeof(unsigned long long)));
     lc->counted = (double*)calloc_or_die(NT, sizeof(double), "fp8 statistics");
+    lc->part_amax = (float*)cuda_malloc_or_die(lc->num_linears * sizeof(float), "fp8 weight part amaxes");
     int n = snprintf(lc->name, sizeof(lc->name), "fp8 %s %s", o->hybrid ? "hybrid" : "e4m3",
                      o->scaling == FP8_SCALING_CURRENT ? "current" : "delayed");
     if (o->scaling == FP8_SCALING_DELAYED) {
@@ -407,6 +415,7 @@ static inline void linear_context_free(LinearContext* lc) {
         if (lc->arena != NULL) { cudaCheck(cudaFree(lc->arena)); }
         cudaCheck(cudaFree(lc->sc_block));
         cudaCheck(cudaFree(lc->counts));
+        cudaCheck(cudaFree(lc->part_amax));
         fp8_scaling_free(&lc->sc);
         free(lc->use_fp8); free(lc->weights); free(lc->counted);
     }
@@ -483,6 +492,85 @@ static inline void linear_state_load(LinearContext* lc, const void* src) {
     size_t bytes = fp8_saved_floats(lc->num_tensors, lc->sc.history_len) * sizeof(float);
     cudaCheck(cudaMemcpy(lc->sc_block, p, bytes, cudaMemcpyHostToDevice));
     for (int i = 0; i < lc->num_linears; i++) { lc->weights[i].stale = 1; }
+}
+
+// ------------------------------------------------------------------------------------------
+// ZeRO-1 weight gather in FP8 (driven by gpt2_gather_weights in llmc/gpt2.cuh)
+//
+// Under -z 1 each rank updates one shard of the flat weights. Rather than all-gathering BF16
+// weights and casting every FP8 weight whole on every rank, each rank casts the parts of the
+// FP8 weights inside its shard with the step's scales, and the codes travel: half the bytes.
+// The codes are those of a local cast bit for bit (same BF16 values, same scale). A part's
+// amax joins the step's amax, which linear_step_begin max-reduces over ranks anyway; where a
+// scale needs the weight's own amax first (current scaling, an empty history), the parts'
+// amaxes are max-reduced before the casts. The LM head's weight is the embedding table, which
+// must arrive in BF16 for the encoder: it is cast locally as before.
+
+typedef struct {
+    LinearKind kind;
+    int layer;
+    const floatX* src;    // (n) BF16 part of the weight inside this rank's shard
+    uint8_t* dst;         // (n) its E4M3 codes
+    long n;
+} LinearWeightPart;
+
+// 1: the weight (OC,IC) of linear (kind, layer) travels as FP8 codes under -z 1.
+static inline int linear_weight_gathers_fp8(const LinearContext* lc, LinearKind kind, int layer, int OC, int IC) {
+    if (!lc->opt.fp8 || !lc->opt.zero_fp8_gather || kind == LINEAR_LMHEAD) { return 0; }
+    return fp8_runs(lc, fp8_linear_index(lc, kind, layer), 16, IC, OC);
+}
+
+// tensor t (the weight of linear `linear`): current scaling from the max over ranks of its parts' amaxes
+__global__ void fp8_part_scale_kernel(float* blk, int NT, int H, const float* part_amax, int linear, int t, float fmax, int margin) {
+    fp8_amax_cur(blk, NT, H)[t] = part_amax[linear];
+    fp8_current_scale_tensor(blk, NT, H, t, fmax, margin);
+}
+
+// Casts this rank's parts of the gathered weights (collective when a scale needs the weight's
+// own amax: every rank must call it, with or without parts).
+static inline void linear_weight_parts_cast(LinearContext* lc, const LinearWeightPart* parts, int nparts, cudaStream_t s) {
+    int NT = lc->num_tensors, H = lc->sc.history_len;
+    float* blk = lc->sc_block;
+    int own = 0;   // the same on every rank: the host scaling state is
+    for (int id = 0; id < lc->num_linears; id++) { own |= lc->use_fp8[id] && fp8_needs_own_amax(&lc->sc, fp8_tensor(id, FP8_ROLE_W)); }
+    if (own) {
+        cudaCheck(cudaMemsetAsync(lc->part_amax, 0, lc->num_linears * sizeof(float), s));
+        for (int i = 0; i < nparts; i++) {
+            absmax_bf16(lc->part_amax + fp8_linear_index(lc, parts[i].kind, parts[i].layer), parts[i].src, parts[i].n, s);
+        }
+        if (lc->comm != NULL) { multi_gpu_allreduce_f32(lc->comm, lc->part_amax, lc->num_linears, 1, s); }
+        for (int id = 0; id < lc->num_linears; id++) {
+            if (id == 4 * lc->num_layers || !lc->use_fp8[id] || !fp8_needs_own_amax(&lc->sc, fp8_tensor(id, FP8_ROLE_W))) { continue; }
+            fp8_part_scale_kernel<<<1, 1, 0, s>>>(blk, NT, H, lc->part_amax, id, fp8_tensor(id, FP8_ROLE_W), FP8_E4M3_MAX, lc->sc.margin);
+            cudaCheckLaunch();
+        }
+    }
+    for (int i = 0; i < nparts; i++) {
+        const LinearWeightPart* p = &parts[i];
+        int t = fp8_tensor(fp8_linear_index(lc, p->kind, p->layer), FP8_ROLE_W);
+        float* amax = fp8_needs_own_amax(&lc->sc, t) ? NULL : fp8_amax_step(blk) + t;
+        unsigned long long* counts = NULL;
+        if (lc->stats_step) { counts = lc->counts + 2 * t; lc->counted[t] += (double)p->n; }   // this rank's parts only
+        cast_to_fp8(p->dst, p->src, p->n, FP8_E4M3, fp8_scale(blk, NT) + t, amax, counts, s);
+    }
+}
+
+// The gathered codes of the weight (OC,IC) of linear (kind, layer), in n pieces (piece p:
+// elements [end[p-1], end[p]) at src[p]), placed with their transposed copy; no re-cast this step.
+static inline void linear_weight_received(LinearContext* lc, LinearKind kind, int layer, const floatX* weight, int OC, int IC,
+                                          const uint8_t* const* src, const long* end, int n, cudaStream_t s) {
+    int id = fp8_linear_index(lc, kind, layer);
+    if (n > FP8_MAX_PIECES) { die("a weight of linear %s.%d arrived in %d pieces: more ranks than this build supports (%d per weight)",
+                                  LINEAR_KIND_NAMES[kind], layer, n, FP8_MAX_PIECES); }
+    Fp8Pieces pieces;
+    pieces.n = n;
+    for (int p = 0; p < n; p++) { pieces.src[p] = src[p]; pieces.end[p] = end[p]; }
+    fp8_weight_alloc(lc, id, OC, IC);
+    Fp8Weight* w = &lc->weights[id];
+    place_fp8(w->w, w->wt, &pieces, OC, IC, s);
+    w->src = weight;
+    w->stale = 0;
+    fp8_note_cast(&lc->sc, fp8_tensor(id, FP8_ROLE_W));
 }
 
 // ------------------------------------------------------------------------------------------

@@ -176,6 +176,16 @@ static inline void multi_gpu_all_gather_bf16(const MultiGpu* mg, floatX* full, c
 #endif
 }
 
+// full (n bytes) = every rank's chunk (n/nranks bytes) in rank order; the chunk may live inside full.
+static inline void multi_gpu_all_gather_bytes(const MultiGpu* mg, void* full, const void* chunk, size_t n, cudaStream_t s) {
+    if (mg->nranks == 1) { return; }
+#ifdef MULTI_GPU
+    nccl_enqueued(mg, ncclAllGather(chunk, full, n / mg->nranks, ncclUint8, mg->nccl, s), "weight all-gather");
+#else
+    (void)full; (void)chunk; (void)n; (void)s;
+#endif
+}
+
 // x (n) = elementwise max (sum) over ranks, FP32 on the device.
 static inline void multi_gpu_allreduce_f32(const MultiGpu* mg, float* x, size_t n, int max, cudaStream_t s) {
     if (mg->nranks == 1) { return; }

@@ -254,7 +254,7 @@ static inline StepResult trainer_step(Trainer* t, int step) {
     TrainArgs* a = &t->args;
     StepResult r;
     double t0 = now_seconds();
-    linear_step_begin(&m->lin);
+    gpt2_step_begin(m);
     gpt2_zero_grad(m);
     float dloss = 1.0f / ((float)a->B * a->T * t->grad_accum);
     double loss = 0.0;
@@ -407,6 +407,10 @@ static inline int train_main(int argc, char** argv) {
     int timed_steps = 0;
     for (int step = t->start_step; step <= t->max_steps; step++) {
         int last = step == t->max_steps;
+        int eval = t->have_val && (step % a->val_every == 0 || last);
+        int sample = a->sample_every > 0 && step > t->start_step && (step % a->sample_every == 0 || last);
+        int save = a->output_dir != NULL && step > t->start_step && ((a->ckpt_every > 0 && step % a->ckpt_every == 0) || last);
+        if (eval || sample || save) { gpt2_params_sync(m); }
         if (t->have_val && (step % a->val_every == 0 || last)) {
             float vl = trainer_evaluate(t);
             tprintf(t, "step %6d | val loss %.6f\n", step, vl);
