@@ -42,6 +42,9 @@ expect 2 "flag --nonsense" -- "${ok[@]}" --nonsense 1
 expect 2 "flag -x.*missing value" -- "${ok[@]}" -x
 expect 2 "flag --precision" -- "${ok[@]}" --precision fp16
 expect 2 "flag -e.*neither" -- "${ok[@]}" -e d13
+expect 2 "flag --qk-norm" -- "${ok[@]}" --qk-norm 2
+expect 2 "flag --qk-scale" -- "${ok[@]}" --qk-norm 1 --qk-scale 0
+expect 2 "flag --act-stats" -- "${ok[@]}" --act-stats -1
 expect 1 "no data file matches" -- "${ok[@]}" -i "$tmp/none_*.bin"
 expect 1 "magic.bin" -- "${ok[@]}" -i "$tmp/magic.bin"
 expect 1 "version.bin" -- "${ok[@]}" -i "$tmp/version.bin"

@@ -15,12 +15,18 @@
 //    replay with llmc/fp8_scaling.h after every step (history ring, first step on its own amax,
 //    amax 0 / NaN keeping the scale, micro-batches); a saved and reloaded state continues bit for bit
 //  - weight copies are re-cast only when stale; statistics of a stats step
+//  - a whole small GPT-2 (L=4, C=256, real vocabulary, B*T=2048) at init: every parameter
+//    tensor's gradient in FP8 (hybrid, e4m3; delayed scaling's first step = current scaling, bit
+//    for bit) against BF16's: relative L2 < 0.2, cosine > 0.98, loss within 1e-3 (the bound's
+//    derivation at MODEL_REL); the same comparison must flag a 25% gradient scale error and
+//    the gradient of a batch with one row's targets changed
 // Prints `PASS|FAIL name ...` per check and ends with `N passed, N failed`.
 // Exit status: 0 all passed, 1 a check failed, 77 no GPU (skipped).
 // Build (from the repository root):
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -Xcompiler -Wall,-Wno-unused-function
 //        -o dev/test_fp8 dev/test_fp8.cu -lcublasLt
 #include "../llmc/linear_fp8.cuh"
+#include "../llmc/gpt2.cuh"
 #include "../llmc/rand.h"
 #define TEST_TIME_REPS 30   // time_ms: 30 timed runs after 3 untimed ones
 #define TEST_TIME_WARM 3
@@ -567,6 +573,140 @@ static void test_stats() {
 }
 
 // ------------------------------------------------------------------------------------------
+// whole model: gradients in FP8 against BF16
+
+// Bound on the per-tensor gradient difference FP8 vs BF16 (small GPT-2 at init, one batch).
+// Per value, round-to-nearest with m mantissa bits leaves an error uniform over +-ulp/2,
+// ulp = 2^(e-m): over a binade of uniform mantissas ||q - x|| / ||x|| = 2^-m / sqrt(28), E4M3
+// 2.4%, E5M2 4.7% (per-tensor scales put amax at the format's max, so the bulk of a tensor is
+// clear of the subnormals). A product of two quantized operands adds their errors in
+// quadrature (E4M3 x E4M3 3.3%, E5M2 x E4M3 5.3%), and a K-long dot product of uncorrelated
+// terms keeps that relative error (signal and noise both grow as sqrt(K)). In backward the
+// errors compound in quadrature along each tensor's path: dresidual carries the LM head's dgrad
+// error (~5%), a block's dgrad adds ~5%, each wgrad another 5.3%, the forward's activations
+// 3.3%: 6-10% for the weight gradients, more where a gradient is a sum that cancels (wpe: a
+// sum over only B sequences). An FP64 CPU emulation of this test (every GEMM operand quantized
+// as this layer does, same shapes and batch) gave rel L2 0.024-0.108 (worst wpe; e4m3 0.088),
+// cosine >= 0.994, loss within 2e-5 relative; its BF16 run was within 0.4% of FP64.
+// MODEL_REL 0.2 leaves ~2x margin and fails a gradient off by 25% in scale (a scale bug);
+// MODEL_COS 0.98 is what a random error of 0.2 costs (1 - 1/sqrt(1 + 0.2^2)) and fails a
+// wrong direction: in the emulation, replacing one row's targets (1/8 of the positions)
+// moved every tensor by 0.27-0.43, cosine 0.90-0.96. Loss: the logits' ~3% error is ~0.01 per
+// position; even if all positions erred alike the mean loss (~10.8) moves by < MODEL_LOSS.
+#define MODEL_REL 0.2
+#define MODEL_COS 0.98
+#define MODEL_LOSS 1e-3   // relative
+
+struct GradDiff { double rel[NUM_PARAM_TENSORS], cos[NUM_PARAM_TENSORS], max_rel, min_cos; int worst; };
+
+// Per parameter tensor: ||g - ref|| / ||ref|| and cosine(g, ref); NaN/inf in g make rel NaN.
+static GradDiff grad_diff(const GPT2& m, const VF& g, const VF& ref) {
+    GradDiff d;
+    d.max_rel = 0.0; d.min_cos = 1.0; d.worst = 0;
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        double e2 = 0.0, r2 = 0.0, g2 = 0.0, dot = 0.0;
+        for (size_t k = m.param_offsets[i]; k < m.param_offsets[i] + m.param_sizes[i]; k++) {
+            double a = g[k], b = ref[k];
+            e2 += (a - b) * (a - b); r2 += b * b; g2 += a * a; dot += a * b;
+        }
+        d.rel[i] = sqrt(e2 / (r2 > 0.0 ? r2 : 1e-300));
+        d.cos[i] = dot / sqrt((r2 > 0.0 ? r2 : 1e-300) * (g2 > 0.0 ? g2 : 1e-300));
+        if (!(d.rel[i] <= d.max_rel)) { d.max_rel = d.rel[i]; d.worst = i; }   // NaN wins
+        if (!(d.cos[i] >= d.min_cos)) { d.min_cos = d.cos[i]; }
+    }
+    return d;
+}
+static bool grads_close(const GradDiff& d) { return d.max_rel <= MODEL_REL && d.min_cos >= MODEL_COS; }
+
+// One forward + backward of the model with a fresh linear context of options o (for FP8 the first
+// step: every tensor scaled by its own amax). The loss gradient is dloss_mult / (B*T) per position.
+static float model_grads(GPT2* m, const LinearOptions& o, const int* in, const int* tg, float dloss_mult, VF* g) {
+    linear_context_free(&m->lin);   // the model's linear layer, as gpt2_build and gpt2_alloc_activations set it up
+    linear_context_init(&m->lin, &o, m->cfg.num_layers);
+    linear_reserve(&m->lin, m->B * m->T, m->cfg.channels, m->cfg.padded_vocab_size);
+    linear_step_begin(&m->lin);
+    gpt2_zero_grad(m);
+    float loss = gpt2_forward(m, in, tg, m->B, m->T, dloss_mult / (m->B * m->T));
+    gpt2_backward(m, m->B, m->T, 1);
+    device_sync();
+    *g = get(m->grads, m->num_params);
+    return loss;
+}
+
+// Rows of T+1 tokens repeating a motif (period 2..9) over a 512-token alphabet, one token in 16
+// from the whole vocabulary; inputs the first T, targets the next token (learnable, not uniform).
+static void motif_batch(int* in, int* tg, int B, int T, int V, uint64_t seed) {
+    Rng r;
+    rng_seed(&r, seed);
+    for (int b = 0; b < B; b++) {
+        int P = 2 + (int)(rng_u64(&r) % 8), motif[9], prev = 0;
+        for (int k = 0; k < P; k++) { motif[k] = (int)(rng_u64(&r) % 512); }
+        for (int t = 0; t <= T; t++) {
+            int tok = t % 16 == 15 ? (int)(rng_u64(&r) % V) : motif[t % P];
+            if (t > 0) { in[b * T + t - 1] = prev; tg[b * T + t - 1] = tok; }
+            prev = tok;
+        }
+    }
+}
+
+// GPT-2 (L=4, C=256, NH=4, real vocabulary, T=256, B=8) at init on one batch: gradients of every
+// parameter tensor in FP8 (hybrid, e4m3) within MODEL_REL / MODEL_COS of BF16's, loss within
+// MODEL_LOSS. Controls that the comparison must flag: a BF16 gradient scaled by 1.25, and the
+// BF16 gradient of the batch with one row's targets replaced.
+static void test_model_grads() {
+    const int B = 8, T = 256;
+    GPT2Config cfg = {T, 50257, 50304, 4, 4, 256};   // maxT, V, Vp, L, NH, C
+    std::vector<int> in(B * T), tg(B * T), tg2;
+    motif_batch(in.data(), tg.data(), B, T, cfg.vocab_size, 42);
+    tg2 = tg;
+    for (int t = 0; t < T; t++) { tg2[3 * T + t] = (tg[3 * T + t] + 1 + t) % cfg.vocab_size; }
+    LinearOptions bf16 = fp8_options(), hyb = fp8_options(), hyb_cur = fp8_options(), e4m3 = fp8_options();
+    bf16.fp8 = 0;
+    hyb_cur.scaling = FP8_SCALING_CURRENT;
+    e4m3.hybrid = 0;
+    MultiGpu one_rank;
+    memset(&one_rank, 0, sizeof(one_rank));
+    one_rank.nranks = one_rank.local_nranks = 1;
+    GPT2 m;
+    gpt2_build(&m, &cfg, &bf16, &one_rank, 0);
+    gpt2_alloc_activations(&m, B, T, 1);
+    gpt2_init_random(&m, 1234);
+    VF g_ref, g_hyb, g_cur, g_e4, g_scaled, g_tg2;
+    float l_ref = model_grads(&m, bf16, in.data(), tg.data(), 1.0f, &g_ref);
+    float l_hyb = model_grads(&m, hyb, in.data(), tg.data(), 1.0f, &g_hyb);
+    float l_cur = model_grads(&m, hyb_cur, in.data(), tg.data(), 1.0f, &g_cur);
+    float l_e4 = model_grads(&m, e4m3, in.data(), tg.data(), 1.0f, &g_e4);
+    model_grads(&m, bf16, in.data(), tg.data(), 1.25f, &g_scaled);
+    model_grads(&m, bf16, in.data(), tg2.data(), 1.0f, &g_tg2);
+    check_count("model fp8 hybrid: delayed scaling's first step gives current scaling's gradients bit for bit",
+                count_diff(g_hyb, g_cur) + (l_hyb != l_cur));
+    struct { const char* name; GradDiff d; float loss; } runs[] = {
+        {"fp8 hybrid", grad_diff(m, g_hyb, g_ref), l_hyb}, {"fp8 e4m3", grad_diff(m, g_e4, g_ref), l_e4},
+        {"control x1.25", grad_diff(m, g_scaled, g_ref), l_ref}, {"control targets", grad_diff(m, g_tg2, g_ref), l_ref}};
+    printf("     model gradients vs bf16 (loss %.5f), per tensor: rel L2 / 1 - cosine\n     %-9s", l_ref, "tensor");
+    for (auto& r : runs) { printf(" | %-21s", r.name); }
+    for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+        printf("\n     %-9s", PARAM_NAMES[i]);
+        for (auto& r : runs) { printf(" | %9.3e %11.3e", r.d.rel[i], 1.0 - r.d.cos[i]); }
+    }
+    printf("\n");
+    for (int k = 0; k < 2; k++) {
+        const GradDiff& d = runs[k].d;
+        double dl = fabs((double)runs[k].loss - l_ref) / l_ref;
+        report(grads_close(d) && dl <= MODEL_LOSS,
+               fmt("model grads %s vs bf16: max rel L2 over tensors (worst %s); min cosine %.5f >= %.2f", runs[k].name,
+                   PARAM_NAMES[d.worst], d.min_cos, MODEL_COS),
+               d.max_rel, MODEL_REL, fmt("(loss %.5f vs %.5f: rel %.1e, tol %.0e)", runs[k].loss, l_ref, dl, MODEL_LOSS));
+    }
+    for (int k = 2; k < 4; k++) {
+        const GradDiff& d = runs[k].d;
+        report(!grads_close(d), fmt("model grads: the comparison flags %s (max rel L2 %.3f, worst %s; min cosine %.5f)",
+                                    runs[k].name, d.max_rel, PARAM_NAMES[d.worst], d.min_cos), grads_close(d) ? 1.0 : 0.0, 0.0);
+    }
+    linear_context_free(&m.lin);   // the model's own buffers stay allocated (~0.5 GB): there is no gpt2_free
+}
+
+// ------------------------------------------------------------------------------------------
 // timings
 
 static void run_timing() {
@@ -658,6 +798,7 @@ int main(int argc, char** argv) {
     test_scaling_steps(FP8_SCALING_DELAYED, FP8_AMAX_MOST_RECENT);
     test_scaling_steps(FP8_SCALING_CURRENT, FP8_AMAX_MAX);
     test_linear_fp8();
+    test_model_grads();
     if (timing) { run_timing(); }
     printf("%d passed, %d failed\n", n_passed, n_failed);
     return n_failed == 0 ? 0 : 1;

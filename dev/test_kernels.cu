@@ -420,13 +420,13 @@ static void test_attention(int B, int T, int C, int NH, const char* dump_dir = N
     float* d_scratch = dev_alloc<float>(attention_scratch_bytes(B, T, NH) / sizeof(float));
     poison(d_out, nout);
     cudaCheck(cudaMemset(d_lse, 0xFF, nlse * sizeof(float)));
-    attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, 0);
+    attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, 0.125f, 0);
     device_sync();
     VF o = get(d_out, nout), l = get_f32(d_lse, nlse);
     check_close("attention_forward.out", o, out, TOL_ATT_FWD);
     check_close("attention_forward.lse", l, lse, TOL_F32 * 10);
     poison(d_dqkv, nqkv);
-    attention_backward(d_dqkv, d_scratch, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0);
+    attention_backward(d_dqkv, d_scratch, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0.125f, 0);
     device_sync();
     Bits g1 = get_bits(d_dqkv, nqkv);
     VF dg = get(d_dqkv, nqkv);
@@ -435,7 +435,7 @@ static void test_attention(int B, int T, int C, int NH, const char* dump_dir = N
         auto in_part = [&](size_t i) { return (int)((i % (3 * C)) / C) == k; };
         check_close(fmt("attention_backward.%s", part[k]), pick(dg, in_part), pick(dqkv, in_part), TOL_ATT_BWD);
     }
-    attention_backward(d_dqkv, d_scratch, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0);
+    attention_backward(d_dqkv, d_scratch, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0.125f, 0);
     device_sync();
     check_count("attention_backward.deterministic", count_diff(g1, get_bits(d_dqkv, nqkv)));
     if (dump_dir != NULL) {   // header int32 {B, T, C, NH}, then bf16 qkv, dout, out, dqkv, then fp32 lse
@@ -672,8 +672,8 @@ static void run_attention_timing() {
         float *lse = dev_alloc<float>(N * sh.NH), *scr = dev_alloc<float>(N * sh.NH);
         fill_random(qkv, (long)N * 3 * C, 1.0f);
         fill_random(dout, (long)N * C, 1.0f);
-        float f = time_ms([&] { attention_forward(o, lse, qkv, sh.B, sh.T, C, sh.NH, 0); });
-        float bw = time_ms([&] { attention_backward(dqkv, scr, dout, o, qkv, lse, sh.B, sh.T, C, sh.NH, 0); });
+        float f = time_ms([&] { attention_forward(o, lse, qkv, sh.B, sh.T, C, sh.NH, 0.125f, 0); });
+        float bw = time_ms([&] { attention_backward(dqkv, scr, dout, o, qkv, lse, sh.B, sh.T, C, sh.NH, 0.125f, 0); });
         double flops = 4.0 * sh.B * sh.NH * (double)sh.T * sh.T * 64 / 2;
         printf("%4d, %3d, %5d     %12.3f %12.3f %12.3f %10.1f %10.1f\n", sh.B, sh.NH, sh.T, f, bw, f + bw,
                flops / (f * 1e-3) / 1e12, 2.5 * flops / (bw * 1e-3) / 1e12);

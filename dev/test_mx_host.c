@@ -4,9 +4,13 @@
 // probabilities exactly and its mean by sampling; NVFP4 error bounds and the transpose
 // invariance of 16x16 tiles; the random Hadamard transform. Self-checks make sure wrong
 // rounding or a wrong scale rule would be caught.
+//   dev/test_mx_host              the tests; PASS/FAIL lines, then `N passed, N failed`
+//   dev/test_mx_host --dump FILE  writes what dev/mx_mldtypes_check.py compares with ml_dtypes
+//                                 (the layout is at dump() below)
 // Build: gcc -O2 -Wall -Wextra -o dev/test_mx_host dev/test_mx_host.c -lm
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include "../llmc/mx.h"
 #include "../llmc/rand.h"
 #include "test_check.h"
@@ -426,8 +430,72 @@ static void test_rht(void) {
     check(mx_rht_signs(1) != mx_rht_signs(2), "rht: different seeds give different signs");
 }
 
-int main(void) {
+// ------------------------------------------------------------------------------------------
+// dump for dev/mx_mldtypes_check.py. Little-endian, in this order:
+//   uint32 magic MX_DUMP_MAGIC, n_sweep, n_bs, 0
+//   float32[256] mx_e8m0_decode(c), uint8[256] mx_e8m0_encode(mx_e8m0_decode(c)), c = 0..255
+//   float32[16]  mx_e2m1_decode(c), c = 0..15
+//   float32[n_sweep] x, uint8[n_sweep] mx_e2m1_encode(x): every 2^11-th float32 pattern (all
+//     binades, both signs, inf and NaN), every 2^7-th float in [2^-10, 8), every float within
+//     512 ulps of each E2M1 value and midpoint (both signs), every BF16 pattern
+//   float32[n_bs] block amax, float32[n_bs] s_t, uint8[n_bs] mx_nvfp4_block_scale(amax, s_t):
+//     s_t of random tensor amaxes 2^-30..2^30, block amaxes up to 2^-24 below them, and equal
+
+#define MX_DUMP_MAGIC 0x4D584450u
+#define DUMP_BS 200000
+
+static int write_all(FILE* f, const void* p, size_t size, size_t n) { return fwrite(p, size, n, f) == n; }
+
+static int dump(const char* path) {
+    static const double points[] = {0, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 5, 6};
+    const int npoints = (int)(sizeof(points) / sizeof(points[0]));
+    uint32_t n_sweep = (1u << 21) + (13u << 16) + (uint32_t)npoints * 2 * 1025 + 65536, k = 0;
+    float* x = (float*)malloc((size_t)n_sweep * sizeof(float));
+    uint8_t* q = (uint8_t*)malloc(n_sweep);
+    float* amax = (float*)malloc(DUMP_BS * sizeof(float));
+    float* s_t = (float*)malloc(DUMP_BS * sizeof(float));
+    uint8_t* bs = (uint8_t*)malloc(DUMP_BS);
+    if (!x || !q || !amax || !s_t || !bs) { fprintf(stderr, "dump: out of memory\n"); return 1; }
+    for (uint32_t i = 0; i < (1u << 21); i++) { x[k++] = fp8_bits_float(i << 11); }
+    for (uint32_t b = 0x3A800000u; b < 0x41000000u; b += 1u << 7) { x[k++] = fp8_bits_float(b); }   // [2^-10, 8)
+    for (int p = 0; p < npoints; p++) {
+        for (int sg = 0; sg < 2; sg++) {
+            uint32_t c = fp8_float_bits((float)points[p]) | (sg ? 0x80000000u : 0u);
+            for (int d = -512; d <= 512; d++) {   // ulps across zero stay in the sign's magnitudes
+                int64_t m = (int64_t)(c & 0x7FFFFFFFu) + d;
+                x[k++] = fp8_bits_float((uint32_t)(m < 0 ? -m : m) | (c & 0x80000000u));
+            }
+        }
+    }
+    for (uint32_t b = 0; b < 65536; b++) { x[k++] = bf16_to_float((uint16_t)b); }
+    if (k != n_sweep) { fprintf(stderr, "dump: sweep has %u values, expected %u\n", k, n_sweep); return 1; }
+    for (uint32_t i = 0; i < n_sweep; i++) { q[i] = mx_e2m1_encode(x[i]); }
+    for (int i = 0; i < DUMP_BS; i++) {
+        float t = ldexpf(1.0f + (float)rng_uniform(&rng), (int)(rand_u32() % 61) - 30);
+        s_t[i] = mx_nvfp4_tensor_scale(t);
+        amax[i] = i % 10 == 0 ? t : t * ldexpf((float)rng_uniform(&rng), -(int)(rand_u32() % 25));
+        bs[i] = mx_nvfp4_block_scale(amax[i], s_t[i]);
+    }
+    float e8[256], e2[16];
+    uint8_t e8c[256];
+    for (int c = 0; c < 256; c++) { e8[c] = mx_e8m0_decode((uint8_t)c); e8c[c] = mx_e8m0_encode(e8[c]); }
+    for (int c = 0; c < 16; c++) { e2[c] = mx_e2m1_decode((uint8_t)c); }
+    uint32_t n_bs = DUMP_BS, header[4] = {MX_DUMP_MAGIC, n_sweep, n_bs, 0};
+    FILE* f = fopen(path, "wb");
+    int ok = f != NULL && write_all(f, header, 4, 4) && write_all(f, e8, 4, 256) && write_all(f, e8c, 1, 256) &&
+             write_all(f, e2, 4, 16) && write_all(f, x, 4, n_sweep) && write_all(f, q, 1, n_sweep) &&
+             write_all(f, amax, 4, n_bs) && write_all(f, s_t, 4, n_bs) && write_all(f, bs, 1, n_bs);
+    if (f != NULL && fclose(f) != 0) { ok = 0; }
+    free(x); free(q); free(amax); free(s_t); free(bs);
+    if (!ok) { fprintf(stderr, "dump: cannot write '%s'\n", path); return 1; }
+    printf("wrote %s: e8m0 and e2m1 codes, %u e2m1 encodings, %u nvfp4 block scales\n", path, n_sweep, n_bs);
+    return 0;
+}
+
+int main(int argc, char** argv) {
     rng_seed(&rng, 1234);
+    if (argc == 3 && strcmp(argv[1], "--dump") == 0) { return dump(argv[2]); }
+    if (argc != 1) { fprintf(stderr, "usage: %s [--dump FILE]\n", argv[0]); return 2; }
     test_e8m0();
     test_mxfp8_scales();
     test_mxfp8_blocks();

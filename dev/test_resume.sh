@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU test of the trainer as a whole: same flags give bit-identical runs, and a run
 # resumed from a checkpoint continues bit for bit (losses and final weights) like the
-# uninterrupted one. Also: a resume with another batch shape is refused.
+# uninterrupted one. Also: a resume with another batch shape is refused; --qk-norm and
+# --act-stats runs.
 # usage: dev/test_resume.sh TRAINER MODEL_FILE   (MODEL_FILE: a small model, maxT >= 64)
 set -u
 bin=${1:?usage: test_resume.sh TRAINER MODEL_FILE}
@@ -46,6 +47,30 @@ desc="checkpoint without DONE marker is skipped"; ok grep -q "continuing from st
 "$bin" "${args[@]}" -o "$tmp/B" -y 1 -b 2 > "$tmp/D.txt" 2>&1; rcD=$?
 desc="resume with another -b is refused with a message"
 ok sh -c "[ $rcD != 0 ] && grep -q 'resume:.*-b 4' '$tmp/D.txt'"
+
+# --qk-norm and --act-stats: a run trains to finite losses that differ from the plain run's,
+# logs one kurtosis per block, resumes bit for bit, and a resume without --qk-norm is refused
+qk=(--qk-norm 1 --qk-scale 0.2 --act-stats 3)
+"$bin" "${args[@]}" "${qk[@]}" -o "$tmp/Q" > "$tmp/Q.txt" 2>&1; rcQ=$?
+grep -o '"train_loss":[^,]*' "$tmp/Q/log.jsonl" | cut -d: -f2 > "$tmp/q_losses"
+grep -o '"train_loss":[^,]*' "$tmp/A/log.jsonl" | cut -d: -f2 > "$tmp/a_losses"
+desc="--qk-norm 1: run exits 0 with 12 finite losses, not the plain run's"
+ok sh -c "[ $rcQ = 0 ] && [ \$(grep -cE '^-?[0-9.]+(e[-+]?[0-9]+)?$' '$tmp/q_losses') = 12 ] && ! cmp -s '$tmp/q_losses' '$tmp/a_losses'"
+desc="--act-stats 3: a finite kurtosis >= 1 for every block at steps 1, 4, 7, 10"
+ok python3 - "$tmp/Q/log.jsonl" "$(grep -c . "$tmp/Q/log.jsonl")" <<'PY'
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"kurtosis"' in l]
+ok = [r["step"] for r in rows] == [1, 4, 7, 10] and all(math.isfinite(k) and k >= 1 for r in rows for k in r["kurtosis"])
+ok = ok and len({len(r["kurtosis"]) for r in rows}) == 1
+sys.exit(0 if ok else 1)
+PY
+mkdir -p "$tmp/Q2"
+cp "$tmp/Q/model_00000006.bin" "$tmp/Q/state_00000006_00000.bin" "$tmp/Q/DONE_00000006" "$tmp/Q2/"
+"$bin" "${args[@]}" "${qk[@]}" -o "$tmp/Q2" -y 1 > "$tmp/Q2.txt" 2>&1
+desc="--qk-norm 1: resumed run's final model bit-identical"; ok cmp -s "$tmp/Q/model_00000012.bin" "$tmp/Q2/model_00000012.bin"
+"$bin" "${args[@]}" -o "$tmp/Q2" -y 1 > "$tmp/Q3.txt" 2>&1; rcQ3=$?
+desc="resume of a --qk-norm run without it is refused with a message"
+ok sh -c "[ $rcQ3 != 0 ] && grep -q 'resume:.*--qk-norm 1' '$tmp/Q3.txt'"
 
 # a NaN in the weights: the run stops at the first step with a message, before any update
 python3 - "$model" "$tmp/nan_model.bin" <<'PY'

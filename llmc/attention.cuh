@@ -404,20 +404,21 @@ static inline void attention_check_shape(int C, int NH) {
 }
 
 // out (B,T,C) = causal attention of qkv (B,T,3C); saved: attention_saved_bytes of state for backward
-static inline void attention_forward(floatX* out, void* saved, const floatX* qkv, int B, int T, int C, int NH, cudaStream_t s) {
+// scale: the softmax's, 1/sqrt(ATT_HS) for GPT-2 (a fixed other one with --qk-norm)
+static inline void attention_forward(floatX* out, void* saved, const floatX* qkv, int B, int T, int C, int NH, float scale,
+                                     cudaStream_t s) {
     attention_check_shape(C, NH);
     dim3 grid(ceil_div(T, ATT_TILE), NH, B);
-    attention_forward_kernel<<<grid, ATT_THREADS, 0, s>>>(out, (float*)saved, qkv, T, NH, 1.0f / sqrtf((float)ATT_HS));
+    attention_forward_kernel<<<grid, ATT_THREADS, 0, s>>>(out, (float*)saved, qkv, T, NH, scale);
     cudaCheckLaunch();
 }
 
 // dqkv (B,T,3C) = attention backward, given dout (B,T,C), the forward's out (B,T,C), qkv and saved state
 static inline void attention_backward(floatX* dqkv, void* scratch, const floatX* dout, const floatX* out, const floatX* qkv,
-                                      const void* saved, int B, int T, int C, int NH, cudaStream_t s) {
+                                      const void* saved, int B, int T, int C, int NH, float scale, cudaStream_t s) {
     attention_check_shape(C, NH);
     float* delta = (float*)scratch;
     const float* lse = (const float*)saved;
-    float scale = 1.0f / sqrtf((float)ATT_HS);
     attention_delta_kernel<<<ceil_div((long)B * T * NH * 8, 256), 256, 0, s>>>(delta, dout, out, B, T, NH);
     cudaCheckLaunch();
     dim3 grid(ceil_div(T, ATT_TILE), NH, B);

@@ -129,7 +129,9 @@ typedef struct {
     int64_t data_epoch, data_shard, data_sample;   // train loader position (DataLoaderState)
     uint64_t sample_rng[4];    // sampling RNG
     int64_t config[6];         // maxT, V, Vp, L, NH, C
-    int64_t reserved[8];
+    int64_t qk_norm;           // --qk-norm (0 in files of earlier versions: the field was reserved)
+    double qk_scale;           // --qk-scale when qk_norm
+    int64_t reserved[6];
 } StateHeader;
 
 static inline void checkpoint_path(char* out, size_t n, const char* dir, const char* kind, int step, int rank) {

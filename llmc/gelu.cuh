@@ -1,5 +1,6 @@
 // GELU, tanh approximation (GPT-2's), 8 elements per thread: recomputes the MLP's activation
-// in backward when it is not stored (-r 1). The GEMM epilogues do GELU everywhere else.
+// in backward when it is not stored (-r 1), and GELU's backward where a low-precision GEMM has no
+// such epilogue. The GEMM epilogues do GELU everywhere else.
 #ifndef LLMC_GELU_CUH
 #define LLMC_GELU_CUH
 
@@ -23,6 +24,27 @@ __global__ void gelu_forward_kernel(floatX* out, const floatX* inp, long n) {
 
 static inline void gelu_forward(floatX* out, const floatX* inp, long n, cudaStream_t s) {
     gelu_forward_kernel<<<ceil_div(n / 8, 256), 256, 0, s>>>(out, inp, n);
+    cudaCheckLaunch();
+}
+
+// d (n) *= gelu'(pre (n)), n % 8 == 0: the GELU backward of a low-precision GEMM that has no
+// DGELU epilogue.
+__global__ void gelu_backward_inplace_kernel(floatX* d, const floatX* pre, long n) {
+    long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
+    if (i >= n) { return; }
+    x8 g = load16(d + i), x = load16(pre + i);
+    for (int k = 0; k < 8; k++) {
+        float v = __bfloat162float(x.v[k]);
+        float th = tanhf(GELU_SCALE * (v + 0.044715f * v * v * v));
+        float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * v * v);   // d/dv of tanh's argument
+        float grad = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * du;
+        g.v[k] = __float2bfloat16_rn(__bfloat162float(g.v[k]) * grad);
+    }
+    store16(d + i, g);
+}
+
+static inline void gelu_backward_inplace(floatX* d, const floatX* pre, long n, cudaStream_t s) {
+    gelu_backward_inplace_kernel<<<ceil_div(n / 8, 256), 256, 0, s>>>(d, pre, n);
     cudaCheckLaunch();
 }
 

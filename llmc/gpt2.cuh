@@ -15,6 +15,8 @@
 #include "layernorm.cuh"
 #include "gelu.cuh"
 #include "attention.cuh"
+#include "qk_norm.cuh"
+#include "act_stats.cuh"
 #include "classifier.cuh"
 #include "adamw.cuh"
 #include "reduce.cuh"
@@ -31,6 +33,7 @@ typedef struct {
     floatX* qkv;        // (L,B,T,3C)
     floatX* atty;       // (L,B,T,C)
     char* att;          // (L, attention_saved_bytes) state attention keeps for backward (log-sum-exp)
+    float* qk_rstd;     // (L,B,T,2,NH) 1/rms of each head's q and k, with qk_norm (else NULL)
     floatX* residual2;  // (L,B,T,C) residual stream after attention
     floatX* ln2;        // (L,B,T,C)
     float* ln2_mean;    // (L,B,T)
@@ -103,6 +106,10 @@ typedef struct {
     TokenGroups groups_host, groups_dev;  // positions grouped by token, for the wte gradient
     int* group_count;   // (V) scratch of the grouping
     float* norm_dev;    // (1) squared gradient norm
+    int qk_norm;        // 1: RMSNorm (unit gains, frozen) on each head's q and k before attention
+    float att_scale;    // softmax scale: 1/sqrt(head size), or the fixed scale chosen with qk_norm
+    int act_stats;      // 1: the next forward measures each block's residual kurtosis into kurt_dev
+    float* kurt_dev;    // (L) residual-stream kurtosis after each block (llmc/act_stats.cuh)
     LinearContext lin;
     cudaStream_t stream;
     // -z 0 on several ranks: each layer's gradients are averaged on comm_stream while the
@@ -150,6 +157,8 @@ static inline void gpt2_build(GPT2* m, const GPT2Config* cfg, const LinearOption
         m->g[i] = m->grads + m->param_offsets[i];
     }
     m->norm_dev = (float*)cuda_malloc_or_die(sizeof(float), "gradient norm");
+    m->att_scale = 1.0f / sqrtf((float)ATT_HS);
+    m->kurt_dev = (float*)cuda_malloc_or_die(cfg->num_layers * sizeof(float), "residual kurtosis");
     cudaCheck(cudaStreamCreate(&m->stream));
     cudaCheck(cudaStreamCreateWithFlags(&m->comm_stream, cudaStreamNonBlocking));
     m->layer_done = (cudaEvent_t*)malloc_or_die((cfg->num_layers + 1) * sizeof(cudaEvent_t), "events");
@@ -224,12 +233,13 @@ static inline void gpt2_init_random(GPT2* m, uint64_t seed) {
 }
 
 static inline size_t gpt2_reduce_scratch_floats(int BT, int C) {
-    size_t n = (size_t)colsum_num_chunks(BT) * 4 * C;
+    size_t n = (size_t)colsum_num_chunks(BT) * 4 * C, k = residual_kurtosis_scratch_floats(BT, C);
+    n = n > k ? n : k;
     return n > NORM_BLOCKS ? n : NORM_BLOCKS;
 }
 
 // Bytes of activation memory for a micro-batch (B,T): used to fail early with a clear message.
-static inline size_t gpt2_activation_bytes(const GPT2Config* c, int B, int T, int recompute) {
+static inline size_t gpt2_activation_bytes(const GPT2Config* c, int B, int T, int recompute, int qk_norm) {
     size_t L = c->num_layers, C = c->channels, BT = (size_t)B * T, BTC = BT * C;
     size_t x = 0;
     x += BTC * (1 + L * (1 + 3 + 1 + 1 + 1 + 4 + 1) + 1);                // encoded, per layer, lnf
@@ -239,6 +249,7 @@ static inline size_t gpt2_activation_bytes(const GPT2Config* c, int B, int T, in
     x *= sizeof(floatX);
     x += L * attention_saved_bytes(B, T, c->num_heads) + attention_scratch_bytes(B, T, c->num_heads);
     x += sizeof(float) * (BT * (4 * L + 2 + 1) + gpt2_reduce_scratch_floats((int)BT, (int)C));
+    if (qk_norm) { x += L * qk_norm_saved_floats(B, T, c->num_heads) * sizeof(float); }
     return x + 32 * 256;                                                  // alignment of the pieces
 }
 
@@ -246,7 +257,7 @@ static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) 
     const GPT2Config* c = &m->cfg;
     m->B = B; m->T = T; m->recompute = recompute;
     size_t L = c->num_layers, C = c->channels, BT = (size_t)B * T, BTC = BT * C;
-    size_t bytes = gpt2_activation_bytes(c, B, T, recompute);
+    size_t bytes = gpt2_activation_bytes(c, B, T, recompute, m->qk_norm);
     char what[128];
     snprintf(what, sizeof(what), "activations for B=%d T=%d", B, T);
     char* base = (char*)cuda_malloc_or_die(bytes, what);
@@ -261,6 +272,7 @@ static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) 
     CARVE(a->qkv, floatX, L * 3 * BTC);
     CARVE(a->atty, floatX, L * BTC);
     CARVE(a->att, char, L * attention_saved_bytes(B, T, c->num_heads));
+    CARVE(a->qk_rstd, float, m->qk_norm ? L * qk_norm_saved_floats(B, T, c->num_heads) : 0);
     CARVE(a->residual2, floatX, L * BTC);
     CARVE(a->ln2, floatX, L * BTC);
     CARVE(a->ln2_mean, float, L * BT);
@@ -300,6 +312,7 @@ static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) 
 typedef struct {
     const floatX* residual;   // (B,T,C) the block's input: the embeddings or the previous block's output
     floatX *ln1, *qkv, *atty, *residual2, *ln2, *fch, *fch_gelu, *residual3;
+    float* qk_rstd;
     float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
     void* att;                // attention's saved state
 } LayerActs;
@@ -317,6 +330,7 @@ static inline LayerActs gpt2_layer_acts(const GPT2* m, int l) {
     x.fch = a->fch + l * 4 * S;
     x.fch_gelu = a->fch_gelu + (m->recompute ? 0 : l * 4 * S);
     x.residual3 = a->residual3 + l * S;
+    x.qk_rstd = a->qk_rstd + l * qk_norm_saved_floats(m->B, m->T, m->cfg.num_heads);
     x.ln1_mean = a->ln1_mean + l * SB;
     x.ln1_rstd = a->ln1_rstd + l * SB;
     x.ln2_mean = a->ln2_mean + l * SB;
@@ -357,7 +371,8 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
         LayerActs x = gpt2_layer_acts(m, l);
         linear_forward(&m->lin, LINEAR_QKV, l, x.qkv, NULL, x.ln1, gpt2_layer_param(m, m->p, P_QKVW, l),
                        gpt2_layer_param(m, m->p, P_QKVB, l), N, C, 3 * C, s);
-        attention_forward(x.atty, x.att, x.qkv, B, T, C, NH, s);
+        if (m->qk_norm) { qk_norm_forward(x.qkv, x.qk_rstd, B, T, C, NH, s); }
+        attention_forward(x.atty, x.att, x.qkv, B, T, C, NH, m->att_scale, s);
         linear_forward(&m->lin, LINEAR_ATTPROJ, l, a->proj_out, NULL, x.atty, gpt2_layer_param(m, m->p, P_ATTPROJW, l),
                        gpt2_layer_param(m, m->p, P_ATTPROJB, l), N, C, C, s);
         residual_layernorm_forward(x.residual2, x.ln2, x.ln2_mean, x.ln2_rstd, x.residual, a->proj_out,
@@ -373,6 +388,7 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
                                    last ? a->lnf_rstd : next.ln1_rstd, x.residual2, a->proj_out,
                                    last ? m->p[P_LNFW] : gpt2_layer_param(m, m->p, P_LN1W, l + 1),
                                    last ? m->p[P_LNFB] : gpt2_layer_param(m, m->p, P_LN1B, l + 1), N, C, s);
+        if (m->act_stats) { residual_kurtosis(m->kurt_dev + l, x.residual3, N, C, a->reduce_scratch, s); }
     }
     linear_forward(&m->lin, LINEAR_LMHEAD, 0, a->logits, NULL, a->lnf, m->p[P_WTE], NULL, N, C, Vp, s);
     if (targets == NULL) { return 0.0f; }
@@ -456,7 +472,8 @@ static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
         linear_backward(&m->lin, LINEAR_ATTPROJ, l, a->datty, gpt2_layer_param(m, m->g, P_ATTPROJW, l),
                         gpt2_layer_param(m, m->g, P_ATTPROJB, l), scratch, a->dresidual, x.atty, NULL,
                         gpt2_layer_param(m, m->p, P_ATTPROJW, l), N, C, C, s);
-        attention_backward(a->dbuf, a->attn_scratch, a->datty, x.atty, x.qkv, x.att, B, T, C, NH, s);
+        attention_backward(a->dbuf, a->attn_scratch, a->datty, x.atty, x.qkv, x.att, B, T, C, NH, m->att_scale, s);
+        if (m->qk_norm) { qk_norm_backward(a->dbuf, x.qkv, x.qk_rstd, B, T, C, NH, s); }
         linear_backward(&m->lin, LINEAR_QKV, l, a->dln, gpt2_layer_param(m, m->g, P_QKVW, l),
                         gpt2_layer_param(m, m->g, P_QKVB, l), scratch, a->dbuf, x.ln1, NULL,
                         gpt2_layer_param(m, m->p, P_QKVW, l), N, C, 3 * C, s);

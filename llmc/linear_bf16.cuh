@@ -23,7 +23,7 @@ typedef enum { LINEAR_QKV, LINEAR_ATTPROJ, LINEAR_FC, LINEAR_FCPROJ, LINEAR_LMHE
 //   linear_step_begin                                  before the first micro-batch of a step
 //   linear_weights_changed                             after the optimizer (or a load) changed weights
 //   linear_state_bytes/save/load                       extra checkpoint state (e.g. FP8 scales)
-//   linear_stats_log                                   per-step statistics into the run's log
+//   linear_stats_log, linear_stats_due                per-step statistics into the run's log
 //   linear_forward, linear_backward
 //   LinearWeightPart, linear_weight_gathers_fp8,       ZeRO-1 weights that travel in a low
 //   linear_weight_parts_cast,                          precision (see llmc/linear_fp8.cuh);
@@ -62,6 +62,7 @@ static inline void linear_set_comm(LinearContext* lc, const MultiGpu* mg) { (voi
 static inline void linear_step_begin(LinearContext* lc) { (void)lc; }
 static inline void linear_weights_changed(LinearContext* lc) { (void)lc; }
 static inline void linear_stats_log(const LinearContext* lc, FILE* log) { (void)lc; (void)log; }
+static inline int linear_stats_due(const LinearContext* lc) { (void)lc; return 0; }
 
 typedef struct { LinearKind kind; int layer; const floatX* src; uint8_t* dst; long n; } LinearWeightPart;
 static inline int linear_weight_gathers_fp8(const LinearContext* lc, LinearKind kind, int layer, int OC, int IC) {

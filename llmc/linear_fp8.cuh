@@ -11,7 +11,8 @@
 // input, which the model stores anyway, with the scale the forward used). Biases stay BF16:
 // the GEMM epilogue adds them, the deterministic bias_backward sums their gradients. GELU
 // rides in the FP8 GEMM's epilogue where cuBLASLt has such a kernel, else in a separate pass.
-// --precision bf16 runs the plain BF16 path of llmc/linear_bf16.cuh through this binary.
+// --precision bf16 runs the plain BF16 path of llmc/linear_bf16.cuh through this binary;
+// --precision mxfp8|nvfp4 the block-scaled formats of llmc/linear_mx.cuh (included below).
 #ifndef LLMC_LINEAR_FP8_CUH
 #define LLMC_LINEAR_FP8_CUH
 
@@ -24,6 +25,7 @@
 #include "fp8_scaling.h"
 #include "fp8_cast.cuh"
 #include "multi_gpu.h"
+#include "linear_mx.cuh"
 
 #define LLMC_LINEAR_DEFINED 1
 
@@ -35,7 +37,11 @@ typedef enum { FP8_ROLE_X, FP8_ROLE_W, FP8_ROLE_DY, FP8_ROLES } Fp8Role;
 static const char* const FP8_ROLE_NAMES[FP8_ROLES] = {"x", "w", "dy"};
 
 typedef struct {
-    int fp8;                  // --precision fp8 (1) | bf16 (0)
+    int fp8;                  // --precision fp8 (1) | bf16, mxfp8, nvfp4 (0)
+    int mx;                   // --precision mxfp8 | nvfp4: an MxMode (llmc/linear_mx.cuh), else 0
+    int mx_native;            // --mx-gemm native (1) | dequant (0)
+    int mx_floor;             // --mx-scale-rounding floor (1) | ceil (0)
+    int lm_head_set, bf16_layers_set;   // given on the command line (else the mode's defaults)
     Fp8Recipe scaling;        // --fp8-scaling delayed|current
     int amax_history;         // --amax-history N
     Fp8AmaxAlgo amax_algo;    // --amax-algo max|most_recent
@@ -76,6 +82,7 @@ typedef struct {
     char name[80];
     const MultiGpu* comm;          // ranks whose amaxes are reduced (max) before the scales are folded
     float* part_amax;              // (num_linears) device: amaxes of the weight parts a rank casts (FP8 gather)
+    MxLinear mx;                   // --precision mxfp8|nvfp4
 } LinearContext;
 
 // ------------------------------------------------------------------------------------------
@@ -115,9 +122,19 @@ static inline const char* bf16_layers_parse(const char* spec, int L, unsigned ch
 
 static inline int linear_options_parse(LinearOptions* o, const char* flag, const char* value) {
     if (strcmp(flag, "--precision") == 0) {
+        o->fp8 = 0; o->mx = 0;
         if (strcmp(value, "fp8") == 0) { o->fp8 = 1; }
-        else if (strcmp(value, "bf16") == 0) { o->fp8 = 0; }
-        else { flag_error(flag, value, "expected bf16 or fp8"); }
+        else if (strcmp(value, "mxfp8") == 0) { o->mx = 1; }
+        else if (strcmp(value, "nvfp4") == 0) { o->mx = 2; }
+        else if (strcmp(value, "bf16") != 0) { flag_error(flag, value, "expected bf16, fp8, mxfp8 or nvfp4"); }
+    } else if (strcmp(flag, "--mx-gemm") == 0) {
+        if (strcmp(value, "native") == 0) { o->mx_native = 1; }
+        else if (strcmp(value, "dequant") == 0) { o->mx_native = 0; }
+        else { flag_error(flag, value, "expected dequant or native"); }
+    } else if (strcmp(flag, "--mx-scale-rounding") == 0) {
+        if (strcmp(value, "floor") == 0) { o->mx_floor = 1; }
+        else if (strcmp(value, "ceil") == 0) { o->mx_floor = 0; }
+        else { flag_error(flag, value, "expected ceil or floor"); }
     } else if (strcmp(flag, "--fp8-scaling") == 0) {
         if (strcmp(value, "delayed") == 0) { o->scaling = FP8_SCALING_DELAYED; }
         else if (strcmp(value, "current") == 0) { o->scaling = FP8_SCALING_CURRENT; }
@@ -138,10 +155,12 @@ static inline int linear_options_parse(LinearOptions* o, const char* flag, const
         if (strcmp(value, "fp8") == 0) { o->lm_head_fp8 = 1; }
         else if (strcmp(value, "bf16") == 0) { o->lm_head_fp8 = 0; }
         else { flag_error(flag, value, "expected fp8 or bf16"); }
+        o->lm_head_set = 1;
     } else if (strcmp(flag, "--bf16-layers") == 0) {
         const char* why = bf16_layers_parse(value, -1, NULL);
         if (why != NULL) { flag_error(flag, value, why); }
         o->bf16_layers = value;
+        o->bf16_layers_set = 1;
     } else if (strcmp(flag, "--fp8-stats") == 0) {
         o->stats_every = (int)parse_long_flag(flag, value, 0, INT_MAX);
     } else if (strcmp(flag, "--zero-fp8-gather") == 0) {
@@ -155,16 +174,21 @@ static inline int linear_options_parse(LinearOptions* o, const char* flag, const
 static inline void linear_options_help(void) {
     LinearOptions d;
     linear_options_defaults(&d);
-    printf("  --precision bf16|fp8           GEMMs of the linear layers           (default %s)\n", d.fp8 ? "fp8" : "bf16");
+    printf("  --precision bf16|fp8|mxfp8|nvfp4  GEMMs of the linear layers        (default %s)\n", d.fp8 ? "fp8" : "bf16");
+    printf("  --mx-gemm dequant|native       mxfp8 GEMMs: dequantized to BF16, or the\n"
+           "                                 hand-written FP8 mma.sync kernel     (default dequant)\n");
+    printf("  --mx-scale-rounding ceil|floor MXFP8 block scales: NVIDIA's round-up, or\n"
+           "                                 the OCP spec's floor                 (default ceil)\n");
     printf("  --fp8-scaling delayed|current  scales from an amax history, or from\n"
            "                                 each tensor's own amax               (default delayed)\n");
     printf("  --amax-history N               steps of amax history (delayed)      (default %d)\n", d.amax_history);
     printf("  --amax-algo max|most_recent    amax of the history (delayed)        (default max)\n");
     printf("  --fp8-margin N                 scale = fp8_max / (amax * 2^N)       (default %d)\n", d.margin);
     printf("  --fp8-format hybrid|e4m3       hybrid: E5M2 gradients, E4M3 else    (default hybrid)\n");
-    printf("  --lm-head fp8|bf16             precision of the LM head's GEMMs     (default fp8)\n");
+    printf("  --lm-head fp8|bf16             LM head quantized (fp8: in the run's format)\n"
+           "                                 or BF16 (default fp8; bf16 in mxfp8/nvfp4)\n");
     printf("  --bf16-layers SPEC             blocks kept in BF16: none, 0,10,11,\n"
-           "                                 first:1,last:2                       (default none)\n");
+           "                                 first:1,last:2         (default none; last:2 in nvfp4)\n");
     printf("  --fp8-stats N                  every N steps, per FP8 tensor: amax, scale, saturated\n"
            "                                 and flushed fractions; 0 = off       (default 0)\n");
     printf("  --zero-fp8-gather 1|0          with -z 1, gather the updated weights as\n"
@@ -347,22 +371,6 @@ static inline int gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Forma
     return !unsupported;
 }
 
-// d (n) *= gelu'(pre (n)) (GPT-2's tanh approximation), n % 8 == 0: the GELU backward of an
-// FP8 GEMM that has no DGELU epilogue.
-__global__ void gelu_backward_inplace_kernel(floatX* d, const floatX* pre, long n) {
-    long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
-    if (i >= n) { return; }
-    x8 g = load16(d + i), x = load16(pre + i);
-    for (int k = 0; k < 8; k++) {
-        float v = __bfloat162float(x.v[k]);
-        float th = tanhf(GELU_SCALE * (v + 0.044715f * v * v * v));
-        float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * v * v);   // d/dv of tanh's argument
-        float grad = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * du;
-        g.v[k] = __float2bfloat16_rn(__bfloat162float(g.v[k]) * grad);
-    }
-    store16(d + i, g);
-}
-
 // ------------------------------------------------------------------------------------------
 // context
 
@@ -372,8 +380,13 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     lc->opt = *o;
     lc->num_layers = num_layers;
     lc->fused_gelu = 1;
-    if (!o->fp8) { snprintf(lc->name, sizeof(lc->name), "bf16"); return; }
+    if (!o->fp8 && !o->mx) { snprintf(lc->name, sizeof(lc->name), "bf16"); return; }
     int L = num_layers;
+    if (o->mx) {   // the block-scaled modes' defaults: BF16 LM head; NVFP4 keeps the last 2 blocks in BF16
+        if (!o->lm_head_set) { lc->opt.lm_head_fp8 = 0; }
+        if (o->mx == MX_NVFP4 && !o->bf16_layers_set && L >= 6) { lc->opt.bf16_layers = "last:2"; }
+        o = &lc->opt;
+    }
     lc->num_linears = 4 * L + 1;
     lc->num_tensors = FP8_ROLES * lc->num_linears;
     int NT = lc->num_tensors, H = o->amax_history;
@@ -388,6 +401,16 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     }
     lc->use_fp8[4 * L] = (unsigned char)o->lm_head_fp8;
     free(bf16_block);
+    if (o->mx) {
+        mx_linear_init(&lc->mx, (MxMode)o->mx, o->mx_native, o->mx_floor ? MX_SCALE_FLOOR : MX_SCALE_CEIL, o->hybrid, lc->num_linears);
+        if (o->mx == MX_NVFP4 && o->mx_native) { die("--mx-gemm native is MXFP8's kernel; nvfp4 runs --mx-gemm dequant"); }
+        int n = snprintf(lc->name, sizeof(lc->name), "%s%s %s %s", mx_mode_name((MxMode)o->mx),
+                         o->mx == MX_MXFP8 ? (o->hybrid ? " hybrid" : " e4m3") : "",
+                         o->mx == MX_MXFP8 ? (o->mx_floor ? "floor" : "ceil") : "rht+sr", o->mx_native ? "native" : "dequant");
+        if (!o->lm_head_fp8) { n += snprintf(lc->name + n, sizeof(lc->name) - n, " lmhead:bf16"); }
+        if (nbf16 > 0) { snprintf(lc->name + n, sizeof(lc->name) - n, " bf16-blocks:%d", nbf16); }
+        return;
+    }
     lc->weights = (Fp8Weight*)calloc_or_die(lc->num_linears, sizeof(Fp8Weight), "fp8 weights");
     fp8_scaling_init(&lc->sc, NT, o->scaling, o->amax_algo, H, o->margin);
     float* host = (float*)malloc_or_die(fp8_block_floats(NT, H) * sizeof(float), "fp8 scaling state");
@@ -410,6 +433,7 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
 }
 
 static inline void linear_context_free(LinearContext* lc) {
+    if (lc->opt.mx) { mx_linear_free(&lc->mx); free(lc->use_fp8); }
     if (lc->opt.fp8) {
         for (int i = 0; i < lc->num_linears; i++) { if (lc->weights[i].w != NULL) { cudaCheck(cudaFree(lc->weights[i].w)); } }
         if (lc->arena != NULL) { cudaCheck(cudaFree(lc->arena)); }
@@ -426,6 +450,22 @@ static inline void linear_context_free(LinearContext* lc) {
 // width C and padded vocabulary Vp, so that the memory in use after set-up includes them
 // (without it they are allocated at first use).
 static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp) {
+    if (lc->opt.mx) {
+        size_t need = 0;
+        for (int k = 0; k < LINEAR_KINDS; k++) {
+            int OC, IC;
+            fp8_kind_shape((LinearKind)k, C, Vp, &OC, &IC);
+            for (int l = 0; l < (k == LINEAR_LMHEAD ? 1 : lc->num_layers); l++) {
+                int id = fp8_linear_index(lc, (LinearKind)k, l);
+                if (!lc->use_fp8[id] || !mx_runs(max_rows, IC, OC)) { continue; }
+                mx_weight_alloc(&lc->mx, id, OC, IC);
+                size_t b = mx_call_bytes(max_rows, IC, OC);
+                need = b > need ? b : need;
+            }
+        }
+        if (need > 0) { mx_arena(&lc->mx, need); }
+        return;
+    }
     if (!lc->opt.fp8) { return; }
     size_t need = 0;
     for (int k = 0; k < LINEAR_KINDS; k++) {
@@ -446,6 +486,7 @@ static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp
 // copies are re-cast at the next use. Until it is first called, each linear_backward marks
 // its weight stale instead, which is as correct but re-casts weights every micro-batch.
 static inline void linear_weights_changed(LinearContext* lc) {
+    if (lc->opt.mx) { mx_linear_weights_changed(&lc->mx); }
     if (!lc->opt.fp8) { return; }
     lc->weights_hook = 1;
     for (int i = 0; i < lc->num_linears; i++) { lc->weights[i].stale = 1; }
@@ -455,6 +496,9 @@ static inline void linear_weights_changed(LinearContext* lc) {
 // give this step's scales, and the weights are marked for a re-cast with them. Launched on
 // the legacy default stream, which orders it after and before the model's (blocking) stream.
 static inline void linear_set_comm(LinearContext* lc, const MultiGpu* mg) { lc->comm = mg->nranks > 1 ? mg : NULL; }
+
+// 1: the step that began is a --fp8-stats step
+static inline int linear_stats_due(const LinearContext* lc) { return lc->opt.fp8 && lc->stats_step; }
 
 static inline void linear_step_begin(LinearContext* lc) {
     if (!lc->opt.fp8) { return; }
@@ -477,9 +521,17 @@ static inline void linear_step_begin(LinearContext* lc) {
 // Checkpointed: the scaling state (histories, scales, the pending step's amaxes); the FP8
 // weight copies are re-cast from the restored weights. 0 bytes in BF16 mode, so BF16
 // checkpoints are the BF16 trainer's.
-static inline size_t linear_state_bytes(const LinearContext* lc) { return lc->opt.fp8 ? fp8_state_bytes(&lc->sc) : 0; }
+// Block-scaled modes: the mode, and the count of quantizations, which seeds the RHT and
+// stochastic rounding.
+static inline size_t linear_state_bytes(const LinearContext* lc) {
+    return lc->opt.fp8 ? fp8_state_bytes(&lc->sc) : lc->opt.mx ? 2 * sizeof(uint64_t) : 0;
+}
 
 static inline void linear_state_save(const LinearContext* lc, void* dst) {
+    if (lc->opt.mx) {
+        uint64_t st[2] = {(uint64_t)lc->opt.mx, lc->mx.calls};
+        memcpy(dst, st, sizeof(st));
+    }
     if (!lc->opt.fp8) { return; }
     void* p = fp8_state_save_host(&lc->sc, dst);
     size_t bytes = fp8_saved_floats(lc->num_tensors, lc->sc.history_len) * sizeof(float);
@@ -487,6 +539,13 @@ static inline void linear_state_save(const LinearContext* lc, void* dst) {
 }
 
 static inline void linear_state_load(LinearContext* lc, const void* src) {
+    if (lc->opt.mx) {
+        uint64_t st[2];
+        memcpy(st, src, sizeof(st));
+        if (st[0] != (uint64_t)lc->opt.mx) { die("resume: the checkpoint was written in another precision mode (not %s)", mx_mode_name(lc->mx.mode)); }
+        lc->mx.calls = st[1];
+        mx_linear_weights_changed(&lc->mx);
+    }
     if (!lc->opt.fp8) { return; }
     const void* p = fp8_state_load_host(&lc->sc, src);
     size_t bytes = fp8_saved_floats(lc->num_tensors, lc->sc.history_len) * sizeof(float);
@@ -582,6 +641,10 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
                                   const floatX* inp, const floatX* weight, const floatX* bias, int N, int IC, int OC,
                                   cudaStream_t s) {
     int id = fp8_linear_index(lc, kind, layer);
+    if (lc->opt.mx && lc->use_fp8[id] && mx_runs(N, IC, OC)) {
+        mx_linear_forward(&lc->mx, &lc->gemm, id, out, pre_gelu, inp, weight, bias, N, IC, OC, s);
+        return;
+    }
     if (!fp8_runs(lc, id, N, IC, OC)) {
         gemm_bf16(&lc->gemm, out, inp, weight, bias, N, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
                   pre_gelu ? GEMM_GELU_FORWARD : GEMM_NO_GELU, pre_gelu, s);
@@ -612,6 +675,10 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
                                    floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
                                    const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
     int id = fp8_linear_index(lc, kind, layer);
+    if (lc->opt.mx && lc->use_fp8[id] && mx_runs(N, IC, OC)) {
+        mx_linear_backward(&lc->mx, &lc->gemm, id, dinp, dweight, dbias, scratch, dout, inp, pre_gelu, weight, N, IC, OC, s);
+        return;
+    }
     if (!fp8_runs(lc, id, N, IC, OC)) {
         gemm_bf16(&lc->gemm, dinp, dout, weight, NULL, N, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
                   pre_gelu ? GEMM_GELU_BACKWARD : GEMM_NO_GELU, (floatX*)pre_gelu, s);
@@ -635,8 +702,7 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
     } else if (!(lc->fused_gelu && gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, sw, NULL, N, IC, OC,
                                             0.0f, 0, GEMM_GELU_BACKWARD, (floatX*)pre_gelu, s))) {
         gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, sw, NULL, N, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
-        gelu_backward_inplace_kernel<<<ceil_div((long)N * IC / 8, 256), 256, 0, s>>>(dinp, pre_gelu, (long)N * IC);
-        cudaCheckLaunch();
+        gelu_backward_inplace(dinp, pre_gelu, (long)N * IC, s);
         lc->unfused_gelu++;
     }
     gemm_fp8(&lc->gemm, dweight, dyt8, fdy, sdy, xt8, FP8_E4M3, sx, NULL, OC, IC, N, 1.0f, 0, GEMM_NO_GELU, NULL, s);

@@ -7,7 +7,8 @@
 //   RHT:   16-point random Hadamard transform, spreading outliers before FP4 quantization
 // Codes are one per byte here (an FP4 kernel packs two per byte); plain C99 and nvcc.
 //
-// How this plugs into the FP8 GEMM layer (llmc/linear_fp8.cuh), design only, nothing wired:
+// Wired in by llmc/mx_cast.cuh (the cast kernels), llmc/linear_mx.cuh (the linear layer of
+// --precision mxfp8|nvfp4) and llmc/mx_gemm.cuh (path (b) below). The design notes as written:
 //  - The interface stays linear_forward/linear_backward. fp8_quantize grows a block mode: one
 //    kernel takes each block's amax in registers (a warp covers a 32-block), derives the scale
 //    with the functions below and writes codes plus a scale array. Block scales are "current

@@ -8,6 +8,8 @@
 #include "utils.h"
 #include "schedule.h"
 
+#define QK_NORM_SCALE_DEFAULT 0.125f   // softmax scale with --qk-norm: 1/sqrt(head size 64), see llmc/qk_norm.cuh
+
 typedef struct {
     const char* train_pattern;  // -i
     const char* val_pattern;    // -j
@@ -37,6 +39,9 @@ typedef struct {
     float beta1, beta2, eps;    // --beta1 --beta2 --eps
     int log_every;              // --log-every (print every N steps; the JSON log has every step)
     float comm_timeout;         // --comm-timeout seconds before a stuck collective ends the job
+    int qk_norm;                // --qk-norm 0|1: RMSNorm on each head's q and k (frozen unit gains)
+    float qk_scale;             // --qk-scale: the fixed softmax scale with --qk-norm
+    int act_stats;              // --act-stats N: residual kurtosis per block every N steps (0: off)
 } TrainArgs;
 
 static inline void train_args_defaults(TrainArgs* a) {
@@ -51,6 +56,7 @@ static inline void train_args_defaults(TrainArgs* a) {
     a->ckpt_every = 0; a->resume = 0; a->zero_stage = 0; a->recompute = 1;
     a->seed = 42; a->tokenizer = "data/gpt2_tokenizer.bin"; a->decay_frac = 0.2f; a->grad_clip = 1.0f;
     a->beta1 = 0.9f; a->beta2 = 0.95f; a->eps = 1e-8f; a->log_every = 1; a->comm_timeout = 300.0f;
+    a->qk_norm = 0; a->qk_scale = QK_NORM_SCALE_DEFAULT; a->act_stats = 0;
 }
 
 static inline void train_args_help(const char* prog, void (*extra_help)(void)) {
@@ -87,6 +93,11 @@ static inline void train_args_help(const char* prog, void (*extra_help)(void)) {
     printf("  --eps F            AdamW epsilon                           (default %g)\n", d.eps);
     printf("  --log-every N      print a step line every N steps         (default %d)\n", d.log_every);
     printf("  --comm-timeout S   a collective stuck S seconds ends the job (default %g)\n", d.comm_timeout);
+    printf("  --qk-norm 0|1      RMSNorm (frozen unit gains) on each head's q and k,\n"
+           "                     then the fixed softmax scale --qk-scale (default %d)\n", d.qk_norm);
+    printf("  --qk-scale F       softmax scale with --qk-norm            (default %g = 1/sqrt(64))\n", d.qk_scale);
+    printf("  --act-stats N      every N steps, log each block's residual-stream kurtosis\n"
+           "                     (outlier-feature signal); 0 = off, and on --fp8-stats steps (default %d)\n", d.act_stats);
     if (extra_help) { extra_help(); }
     printf("  -h, --help         this text\n");
 }
@@ -166,6 +177,9 @@ static inline int train_args_parse(TrainArgs* a, int argc, char** argv, ExtraFla
         else if (strcmp(f, "--eps") == 0) { a->eps = parse_float_flag(f, v, 0.0, 1.0); }
         else if (strcmp(f, "--log-every") == 0) { a->log_every = (int)parse_long_flag(f, v, 1, INT_MAX); }
         else if (strcmp(f, "--comm-timeout") == 0) { a->comm_timeout = parse_float_flag(f, v, 1.0, 86400.0); }
+        else if (strcmp(f, "--qk-norm") == 0) { a->qk_norm = (int)parse_long_flag(f, v, 0, 1); }
+        else if (strcmp(f, "--qk-scale") == 0) { a->qk_scale = parse_float_flag(f, v, 1e-3, 100.0); }
+        else if (strcmp(f, "--act-stats") == 0) { a->act_stats = (int)parse_long_flag(f, v, 0, INT_MAX); }
         else if (extra == NULL || !extra(f, v, extra_ctx)) { flag_error(f, v, "unknown flag"); }
     }
     ScheduleKind k;

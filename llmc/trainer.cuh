@@ -151,6 +151,8 @@ static inline void state_header_fill(const Trainer* t, StateHeader* h, int step)
     const GPT2Config* c = &m->cfg;
     int64_t cfgv[6] = {c->max_seq_len, c->vocab_size, c->padded_vocab_size, c->num_layers, c->num_heads, c->channels};
     memcpy(h->config, cfgv, sizeof(cfgv));
+    h->qk_norm = m->qk_norm;
+    h->qk_scale = m->qk_norm ? m->att_scale : 0.0;
 }
 
 // Model file, this rank's state, then the DONE marker: a crash at any point leaves
@@ -227,6 +229,11 @@ static inline void trainer_load_state(Trainer* t, int step) {
             path, (long long)h.B, (long long)h.T, (long long)h.total_batch, t->args.B, t->args.T, t->args.total_batch);
     }
     if (h.seed != (int64_t)t->args.seed) { die("resume: '%s' was written with --seed %lld", path, (long long)h.seed); }
+    if (h.qk_norm != want.qk_norm || h.qk_scale != want.qk_scale) {
+        die("resume: '%s' was written with --qk-norm %lld --qk-scale %g; this run has --qk-norm %lld --qk-scale %g", path,
+            (long long)h.qk_norm, h.qk_norm ? h.qk_scale : (double)QK_NORM_SCALE_DEFAULT, (long long)want.qk_norm,
+            want.qk_norm ? want.qk_scale : (double)QK_NORM_SCALE_DEFAULT);
+    }
     size_t extra = linear_state_bytes(&t->model.lin);
     long expected = (long)sizeof(h) + 3L * (long)h.count * (long)sizeof(float) + (long)extra;
     if (file_size_or_die(path) != expected) { die("resume: '%s' is truncated, has trailing bytes, or was written by another precision mode", path); }
@@ -247,7 +254,7 @@ static inline void trainer_load_state(Trainer* t, int step) {
     memcpy(t->sample_rng.s, h.sample_rng, sizeof(h.sample_rng));
 }
 
-typedef struct { float train_loss, norm, lr; double ms; } StepResult;
+typedef struct { float train_loss, norm, lr; double ms; int stats; } StepResult;
 
 static inline StepResult trainer_step(Trainer* t, int step) {
     GPT2* m = &t->model;
@@ -256,11 +263,15 @@ static inline StepResult trainer_step(Trainer* t, int step) {
     double t0 = now_seconds();
     gpt2_step_begin(m);
     gpt2_zero_grad(m);
+    int stats = (a->act_stats > 0 && step % a->act_stats == 0) || linear_stats_due(&m->lin);
+    r.stats = stats;
     float dloss = 1.0f / ((float)a->B * a->T * t->grad_accum);
     double loss = 0.0;
     for (int micro = 0; micro < t->grad_accum; micro++) {
         dataloader_next_batch(&t->train);
+        m->act_stats = stats && micro == 0;   // the first micro-batch's residual kurtosis
         loss += gpt2_forward(m, t->train.inputs, t->train.targets, a->B, a->T, dloss);
+        m->act_stats = 0;
         gpt2_backward(m, a->B, a->T, micro == t->grad_accum - 1);
     }
     gpt2_reduce_grads(m);
@@ -280,6 +291,25 @@ static inline StepResult trainer_step(Trainer* t, int step) {
     multi_gpu_wait(&t->mg, m->stream, "optimizer step");
     r.ms = (now_seconds() - t0) * 1000.0;
     return r;
+}
+
+// Residual-stream kurtosis after each block, measured on rank 0's first micro-batch of the step:
+// one JSON line, and the largest on the console.
+static inline void trainer_log_act_stats(Trainer* t, int step) {
+    GPT2* m = &t->model;
+    int L = m->cfg.num_layers;
+    float* k = (float*)malloc_or_die(L * sizeof(float), "kurtosis");
+    cudaCheck(cudaMemcpy(k, m->kurt_dev, L * sizeof(float), cudaMemcpyDeviceToHost));
+    int worst = 0;
+    for (int l = 1; l < L; l++) { if (k[l] > k[worst]) { worst = l; } }
+    tprintf(t, "step %6d | residual kurtosis: max %.2f (block %d), last block %.2f\n", step, k[worst], worst, k[L - 1]);
+    if (t->log != NULL && t->rank == 0) {
+        fprintf(t->log, "{\"step\":%d,\"kurtosis\":[", step);
+        for (int l = 0; l < L; l++) { fprintf(t->log, "%s%.6g", l ? "," : "", k[l]); }
+        fprintf(t->log, "]}\n");
+        fflush(t->log);
+    }
+    free(k);
 }
 
 // CPU-side set-up and validation: flags, data, tokenizer, model file header. Nothing here
@@ -354,6 +384,8 @@ static inline void trainer_setup_device(Trainer* t) {
     GPT2* m = &t->model;
     gpt2_build(m, &t->cfg, &t->lopt, &t->mg, t->args.zero_stage);
     linear_set_comm(&m->lin, &t->mg);
+    m->qk_norm = t->args.qk_norm;
+    if (m->qk_norm) { m->att_scale = t->args.qk_scale; }
     gpt2_alloc_activations(m, t->args.B, t->args.T, t->args.recompute);
     if (t->model_file_version != 0) { trainer_load_model_file(t, t->args.model, t->model_file_version); }
     else { gpt2_init_random(m, t->args.seed); }
@@ -391,6 +423,7 @@ static inline void trainer_setup_device(Trainer* t) {
     tprintf(t, "| lr schedule           | %s, peak %g, warmup %d, final %g%-24s |\n", a->schedule, a->lr, a->warmup, a->final_frac, "");
     tprintf(t, "| GPU memory in use     | %-44.2f GiB |\n", t->mem_used / 1073741824.0);
     tprintf(t, "| ranks, ZeRO stage     | %d, %-47d |\n", t->nranks, m->zero_stage);
+    if (m->qk_norm) { tprintf(t, "| qk-norm, softmax scale| on, %-46g |\n", m->att_scale); }
     tprintf(t, "+-----------------------+----------------------------------------------------+\n");
     fflush(stdout);
 }
@@ -425,6 +458,7 @@ static inline int train_main(int argc, char** argv) {
         if (last) { break; }
         StepResult r = trainer_step(t, step);
         linear_stats_log(&m->lin, t->log);
+        if (r.stats) { trainer_log_act_stats(t, step + 1); }
         if (step > t->start_step) { train_ms += r.ms; timed_steps++; }   // the first step includes warm-up
         double tok_s = tokens_per_step / (r.ms / 1000.0);
         double mfu = t->peak_flops > 0 ? 100.0 * flops_per_step / (r.ms / 1000.0) / t->peak_flops : -1.0;

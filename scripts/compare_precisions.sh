@@ -2,7 +2,7 @@
 # Runs one model, seed and data in each precision mode and writes a table (tok/s, GPU memory,
 # final train and val loss) and a picture of the loss curves.
 # usage: scripts/compare_precisions.sh OUTDIR [MODE...]   MODE: bf16 fp8-delayed fp8-current
-#   (default: all three). STEPS, DATA and the trainer flags of scripts/parity.sh apply; extra
+#   mxfp8 mxfp8-native nvfp4 (default: the first three). STEPS, DATA and the trainer flags of scripts/parity.sh apply; extra
 #   trainer flags can be given in FLAGS.
 set -eu
 cd "$(dirname "$0")/.."
@@ -16,6 +16,9 @@ for mode in "${modes[@]}"; do
         bf16) flags=(--precision bf16) ;;
         fp8-delayed) flags=(--precision fp8 --fp8-scaling delayed) ;;
         fp8-current) flags=(--precision fp8 --fp8-scaling current) ;;
+        mxfp8) flags=(--precision mxfp8) ;;
+        mxfp8-native) flags=(--precision mxfp8 --mx-gemm native) ;;
+        nvfp4) flags=(--precision nvfp4) ;;
         *) echo "error: unknown mode '$mode'" >&2; exit 2 ;;
     esac
     run="$out/$mode"
