@@ -226,7 +226,7 @@ static void test_linear_case(const LinearCase& lcase, const LinearOptions& opt, 
     check_count(fmt("linear %s: first-step scales from each tensor's own amax", tagb), bad);
     Codes qx = quantize(x, scale[tx], FP8_E4M3), qw = quantize(w, scale[tw], FP8_E4M3), qdy = quantize(dy, scale[tdy], fdy);
     const Fp8Weight* fw = &lc.weights[id];
-    size_t a = fp8_align256((size_t)N * OC);
+    size_t a = align256((size_t)N * OC);
     bad = count_diff(x8_dev, qx) + count_diff(get_codes(fw->w, (size_t)OC * IC), qw) +
           count_diff(get_codes(fw->wt, (size_t)OC * IC), transpose(qw, OC, IC)) +
           count_diff(get_codes(lc.arena, (size_t)N * OC), qdy) +
@@ -754,7 +754,7 @@ static void run_timing() {
             const float* sw = fp8_scale_inv_at(lf.sc_block, lf.num_tensors, fp8_tensor(id, FP8_ROLE_W));
             const float* sdy = fp8_scale_inv_at(lf.sc_block, lf.num_tensors, fp8_tensor(id, FP8_ROLE_DY));
             const Fp8Weight* fw = &lf.weights[id];
-            uint8_t *dy8 = lf.arena, *dyt8 = lf.arena + fp8_align256((size_t)M * OC), *xt8 = dyt8 + fp8_align256((size_t)M * OC);
+            uint8_t *dy8 = lf.arena, *dyt8 = lf.arena + align256((size_t)M * OC), *xt8 = dyt8 + align256((size_t)M * OC);
             uint8_t* x8 = xt8;   // any (M,IC) fp8 data serves as the forward's operand
             float tf_f = time_ms([&] { gemm_fp8(g, out, x8, FP8_E4M3, sx, fw->w, FP8_E4M3, sw, bias, M, OC, IC, 0.0f, 1, GEMM_NO_GELU, NULL, 0); });
             float tf_d = time_ms([&] { gemm_fp8(g, dx, dy8, FP8_E5M2, sdy, fw->wt, FP8_E4M3, sw, NULL, M, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, 0); });

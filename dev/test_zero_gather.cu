@@ -14,6 +14,7 @@
 #include "test_check.h"
 #include <vector>
 #include <algorithm>
+#include <functional>
 
 // x[off, off + n) *= 1.5: an "update" of one rank's shard only
 __global__ void scale_range_kernel(floatX* x, long n) {
@@ -86,7 +87,7 @@ static void check_recipe(const MultiGpu* mg, const GPT2Config* cfg, Fp8Recipe re
     gpt2_init_random(&b, 11);
     for (int step = 0; step < 2; step++) {
         update_own_shard(&a); update_own_shard(&b);
-        multi_gpu_all_gather_bf16(mg, a.params, a.params + mg->rank * a.shard_len, a.padded_params, a.stream);
+        gpt2_all_gather_params(&a);
         linear_weights_changed(&a.lin);
         b.weights_pending = b.bf16_partial = 1;
         linear_weights_changed(&b.lin);
@@ -124,7 +125,25 @@ static void check_recipe(const MultiGpu* mg, const GPT2Config* cfg, Fp8Recipe re
     check(all_ranks(mg, to_host(a.params, a.num_params * 2) != to_host(b.params, b.num_params * 2)), "%s", name);
 }
 
-static double median(std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; }
+// median over 20 runs (after 3 warm-up runs) of timed()'s time on stream s, CUDA events;
+// before() runs first each time, outside the timing
+static double median_ms(cudaStream_t s, const std::function<void()>& before, const std::function<void()>& timed) {
+    cudaEvent_t e0, e1;
+    cudaCheck(cudaEventCreate(&e0)); cudaCheck(cudaEventCreate(&e1));
+    std::vector<double> t;
+    for (int it = 0; it < 23; it++) {
+        before();
+        cudaCheck(cudaEventRecord(e0, s));
+        timed();
+        cudaCheck(cudaEventRecord(e1, s));
+        cudaCheck(cudaEventSynchronize(e1));
+        float ms; cudaCheck(cudaEventElapsedTime(&ms, e0, e1));
+        if (it >= 3) { t.push_back(ms); }
+    }
+    cudaCheck(cudaEventDestroy(e0)); cudaCheck(cudaEventDestroy(e1));
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
 
 static void time_gathers(const MultiGpu* mg, const GPT2Config* cfg, const char* model) {
     LinearOptions oa, ob;
@@ -135,30 +154,15 @@ static void time_gathers(const MultiGpu* mg, const GPT2Config* cfg, const char* 
     gpt2_build(&a, cfg, &oa, mg, 1);
     gpt2_init_random(&a, 3);
     linear_set_comm(&a.lin, mg);
-    cudaEvent_t e0, e1;
-    cudaCheck(cudaEventCreate(&e0)); cudaCheck(cudaEventCreate(&e1));
-    std::vector<double> ta, tb;
-    for (int it = 0; it < 23; it++) {   // BF16 all-gather, then each weight cast at first use
-        linear_step_begin(&a.lin);
-        cudaCheck(cudaEventRecord(e0, a.stream));
-        multi_gpu_all_gather_bf16(mg, a.params, a.params + mg->rank * a.shard_len, a.padded_params, a.stream);
+    auto nothing = [] {};
+    // BF16 all-gather, then each weight cast at first use
+    double ta = median_ms(a.stream, [&] { linear_step_begin(&a.lin); }, [&] {
+        gpt2_all_gather_params(&a);
         linear_weights_changed(&a.lin);
         cast_all_weights(&a);
-        cudaCheck(cudaEventRecord(e1, a.stream));
-        cudaCheck(cudaEventSynchronize(e1));
-        float ms; cudaCheck(cudaEventElapsedTime(&ms, e0, e1));
-        if (it >= 3) { ta.push_back(ms); }
-    }
+    });
+    double ca = median_ms(a.stream, nothing, [&] { gpt2_all_gather_params(&a); });   // the all-gather alone
     size_t bytes_a = a.padded_params * sizeof(floatX);
-    std::vector<double> ca;             // the all-gather alone
-    for (int it = 0; it < 23; it++) {
-        cudaCheck(cudaEventRecord(e0, a.stream));
-        multi_gpu_all_gather_bf16(mg, a.params, a.params + mg->rank * a.shard_len, a.padded_params, a.stream);
-        cudaCheck(cudaEventRecord(e1, a.stream));
-        cudaCheck(cudaEventSynchronize(e1));
-        float ms; cudaCheck(cudaEventElapsedTime(&ms, e0, e1));
-        if (it >= 3) { ca.push_back(ms); }
-    }
     cudaCheck(cudaDeviceSynchronize());
     // free a's big buffers before building b (d48 on small GPUs)
     cudaCheck(cudaFree(a.params)); cudaCheck(cudaFree(a.grads));
@@ -167,32 +171,19 @@ static void time_gathers(const MultiGpu* mg, const GPT2Config* cfg, const char* 
     gpt2_build(&b, cfg, &ob, mg, 1);
     gpt2_init_random(&b, 3);
     linear_set_comm(&b.lin, mg);
-    for (int it = 0; it < 23; it++) {   // FP8 parts cast, one all-gather, codes placed and transposed
-        linear_step_begin(&b.lin);
-        cudaCheck(cudaEventRecord(e0, b.stream));
+    // FP8 parts cast, one all-gather, codes placed and transposed
+    double tb = median_ms(b.stream, [&] { linear_step_begin(&b.lin); }, [&] {
         b.weights_pending = 1;
         gpt2_gather_weights(&b);
         cast_all_weights(&b);           // casts nothing: the gather left every weight fresh
-        cudaCheck(cudaEventRecord(e1, b.stream));
-        cudaCheck(cudaEventSynchronize(e1));
-        float ms; cudaCheck(cudaEventElapsedTime(&ms, e0, e1));
-        if (it >= 3) { tb.push_back(ms); }
-    }
+    });
     size_t bytes_b = b.gather_chunk * mg->nranks;
-    std::vector<double> cb;
     uint8_t* buf = (uint8_t*)b.grads;
-    for (int it = 0; it < 23; it++) {
-        cudaCheck(cudaEventRecord(e0, b.stream));
-        multi_gpu_all_gather_bytes(mg, buf, buf + mg->rank * b.gather_chunk, bytes_b, b.stream);
-        cudaCheck(cudaEventRecord(e1, b.stream));
-        cudaCheck(cudaEventSynchronize(e1));
-        float ms; cudaCheck(cudaEventElapsedTime(&ms, e0, e1));
-        if (it >= 3) { cb.push_back(ms); }
-    }
+    double cb = median_ms(b.stream, nothing, [&] { multi_gpu_all_gather_bytes(mg, buf, buf + mg->rank * b.gather_chunk, bytes_b, b.stream); });
     if (mg->rank == 0) {
         printf("TIME %s on %d GPUs, weights distributed per step: BF16 all-gather + local casts %.3f ms (all-gather alone %.3f ms, "
-               "%.1f MB); FP8 gather %.3f ms (all-gather alone %.3f ms, %.1f MB); %.2fx\n", model, mg->nranks, median(ta), median(ca),
-               bytes_a / 1e6, median(tb), median(cb), bytes_b / 1e6, median(ta) / median(tb));
+               "%.1f MB); FP8 gather %.3f ms (all-gather alone %.3f ms, %.1f MB); %.2fx\n", model, mg->nranks, ta, ca,
+               bytes_a / 1e6, tb, cb, bytes_b / 1e6, ta / tb);
     }
 }
 

@@ -28,28 +28,6 @@ static inline int kurtosis_num_chunks(int N) { return ceil_div(N, KURT_ROWS_PER_
 // Floats of scratch residual_kurtosis needs for x (N,C).
 static inline size_t residual_kurtosis_scratch_floats(int N, int C) { return (size_t)kurtosis_num_chunks(N) * C; }
 
-// partials (num_chunks, C) = per chunk of KURT_ROWS_PER_CHUNK rows, sum of x^2 per column of x (N,C);
-// grid (ceil(C/256), num_chunks), block (32, COLSUM_ROW_THREADS): 8 columns per thread
-__global__ void column_sumsq_partials_kernel(float* partials, const floatX* x, int N, int C) {
-    __shared__ float sh[COLSUM_ROW_THREADS][256];
-    int c = blockIdx.x * 256 + threadIdx.x * 8;
-    int r0 = blockIdx.y * KURT_ROWS_PER_CHUNK;
-    int r1 = min(N, r0 + KURT_ROWS_PER_CHUNK);
-    float acc[8] = {0};
-    if (c < C) {
-        for (int r = r0 + threadIdx.y; r < r1; r += COLSUM_ROW_THREADS) {
-            x8 v = load16(x + (long)r * C + c);
-            for (int k = 0; k < 8; k++) { float f = __bfloat162float(v.v[k]); acc[k] += f * f; }
-        }
-    }
-    float out8[8];
-    colsum_block_reduce(sh, acc, out8);
-    if (threadIdx.y == 0 && c < C) {
-        float* p = partials + (long)blockIdx.y * C + c;
-        for (int k = 0; k < 8; k++) { p[k] = out8[k]; }
-    }
-}
-
 // Sum over a block of up to 1024 threads in double; result valid in every thread. Fixed order.
 __device__ __forceinline__ double block_sum_f64(double v) {
     __shared__ double partial[32];
@@ -85,7 +63,7 @@ static inline void residual_kurtosis(float* out_dev, const floatX* x, int N, int
     if (C % 8 != 0 || N < 1) { die("residual_kurtosis needs N >= 1 and C a multiple of 8 (N=%d, C=%d)", N, C); }
     int chunks = kurtosis_num_chunks(N);
     dim3 grid(ceil_div(C, 256), chunks);
-    column_sumsq_partials_kernel<<<grid, dim3(32, COLSUM_ROW_THREADS), 0, s>>>(scratch, x, N, C);
+    column_sum_partials_kernel<true, KURT_ROWS_PER_CHUNK><<<grid, dim3(32, COLSUM_ROW_THREADS), 0, s>>>(scratch, x, N, C);
     cudaCheckLaunch();
     kurtosis_finish_kernel<<<1, 1024, 0, s>>>(out_dev, scratch, chunks, N, C);
     cudaCheckLaunch();

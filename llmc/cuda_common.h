@@ -37,6 +37,8 @@ static inline void* cuda_malloc_or_die(size_t bytes, const char* what) {
 }
 
 static inline int ceil_div(long a, long b) { return (int)((a + b - 1) / b); }
+// bytes rounded up to 256: where the next piece of a carved scratch buffer may start
+static inline size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
 // 16 bytes of any element type, so kernels load and store with 128-bit instructions.
 template <typename T>

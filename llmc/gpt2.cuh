@@ -495,6 +495,11 @@ static inline float gpt2_grad_norm(GPT2* m) {
     return sqrtf(sq);
 }
 
+// ZeRO-1: every rank gets every shard's BF16 weights.
+static inline void gpt2_all_gather_params(GPT2* m) {
+    multi_gpu_all_gather_bf16(m->mg, m->params, m->params + m->mg->rank * m->shard_len, m->padded_params, m->stream);
+}
+
 // One AdamW step (t is 1-based) over all parameters, gradients scaled by grad_scale.
 static inline void gpt2_update(GPT2* m, float lr, float beta1, float beta2, float eps, float weight_decay,
                                float grad_scale, int t, uint64_t seed) {
@@ -517,8 +522,8 @@ static inline void gpt2_update(GPT2* m, float lr, float beta1, float beta2, floa
     }
     if (m->fp8_gather && (m->B * m->T) % 16 == 0) {   // FP8 micro-batches; the next step's scales first
         m->weights_pending = m->bf16_partial = 1;
-    } else if (m->zero_stage == 1) {   // every rank gets every shard's new BF16 weights
-        multi_gpu_all_gather_bf16(m->mg, m->params, m->params + m->mg->rank * m->shard_len, m->padded_params, m->stream);
+    } else if (m->zero_stage == 1) {
+        gpt2_all_gather_params(m);
     }
     linear_weights_changed(&m->lin);
 }
@@ -644,7 +649,7 @@ static inline void gpt2_step_begin(GPT2* m) {
 // (evaluation, sampling, checkpoints). Collective when data-parallel.
 static inline void gpt2_params_sync(GPT2* m) {
     if (!m->bf16_partial) { return; }
-    multi_gpu_all_gather_bf16(m->mg, m->params, m->params + m->mg->rank * m->shard_len, m->padded_params, m->stream);
+    gpt2_all_gather_params(m);
     linear_weights_changed(&m->lin);   // the local FP8 casts take over from the gathered codes
     m->weights_pending = m->bf16_partial = 0;
 }

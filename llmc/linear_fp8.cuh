@@ -127,10 +127,12 @@ static inline int linear_options_parse(LinearOptions* o, const char* flag, const
         else if (strcmp(value, "mxfp8") == 0) { o->mx = 1; }
         else if (strcmp(value, "nvfp4") == 0) { o->mx = 2; }
         else if (strcmp(value, "bf16") != 0) { flag_error(flag, value, "expected bf16, fp8, mxfp8 or nvfp4"); }
+        if (o->mx == 2 && o->mx_native) { flag_error(flag, value, "--mx-gemm native is MXFP8's kernel; nvfp4 runs dequant"); }
     } else if (strcmp(flag, "--mx-gemm") == 0) {
         if (strcmp(value, "native") == 0) { o->mx_native = 1; }
         else if (strcmp(value, "dequant") == 0) { o->mx_native = 0; }
         else { flag_error(flag, value, "expected dequant or native"); }
+        if (o->mx == 2 && o->mx_native) { flag_error(flag, value, "native is MXFP8's kernel; --precision nvfp4 runs dequant"); }
     } else if (strcmp(flag, "--mx-scale-rounding") == 0) {
         if (strcmp(value, "floor") == 0) { o->mx_floor = 1; }
         else if (strcmp(value, "ceil") == 0) { o->mx_floor = 0; }
@@ -230,11 +232,9 @@ static inline int fp8_runs(const LinearContext* lc, int linear, int N, int IC, i
     return lc->opt.fp8 && lc->use_fp8[linear] && N % 16 == 0 && IC % 16 == 0 && OC % 16 == 0;
 }
 
-static inline size_t fp8_align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
-
 // Scratch of a backward call: dy (N,OC), dy^T (OC,N), x^T (IC,N); forward's x (N,IC) fits in it.
 static inline size_t fp8_arena_need(int N, int IC, int OC) {
-    return 2 * fp8_align256((size_t)N * OC) + (size_t)N * IC;
+    return 2 * align256((size_t)N * OC) + (size_t)N * IC;
 }
 
 // The arena, grown to at least `bytes` (growing waits for the GPU: only at warm-up).
@@ -403,7 +403,6 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     free(bf16_block);
     if (o->mx) {
         mx_linear_init(&lc->mx, (MxMode)o->mx, o->mx_native, o->mx_floor ? MX_SCALE_FLOOR : MX_SCALE_CEIL, o->hybrid, lc->num_linears);
-        if (o->mx == MX_NVFP4 && o->mx_native) { die("--mx-gemm native is MXFP8's kernel; nvfp4 runs --mx-gemm dequant"); }
         int n = snprintf(lc->name, sizeof(lc->name), "%s%s %s %s", mx_mode_name((MxMode)o->mx),
                          o->mx == MX_MXFP8 ? (o->hybrid ? " hybrid" : " e4m3") : "",
                          o->mx == MX_MXFP8 ? (o->mx_floor ? "floor" : "ceil") : "rht+sr", o->mx_native ? "native" : "dequant");
@@ -693,8 +692,8 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
     const float* sx = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tx);
     Fp8Weight* w = fp8_weight_ready(lc, id, weight, OC, IC, s);
     uint8_t* dy8 = fp8_arena(lc, fp8_arena_need(N, IC, OC));     // (N,OC)
-    uint8_t* dyt8 = dy8 + fp8_align256((size_t)N * OC);          // (OC,N)
-    uint8_t* xt8 = dyt8 + fp8_align256((size_t)N * OC);          // (IC,N)
+    uint8_t* dyt8 = dy8 + align256((size_t)N * OC);          // (OC,N)
+    uint8_t* xt8 = dyt8 + align256((size_t)N * OC);          // (IC,N)
     fp8_quantize(lc, tdy, dy8, dyt8, dout, N, OC, 1, s);
     fp8_quantize(lc, tx, NULL, xt8, inp, N, IC, 0, s);
     if (pre_gelu == NULL) {

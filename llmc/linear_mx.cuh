@@ -84,10 +84,8 @@ static inline void mx_linear_weights_changed(MxLinear* mx) {
 // tiles and the column kernels' tiles); anything else runs in BF16.
 static inline int mx_runs(int N, int IC, int OC) { return N % 32 == 0 && IC % 32 == 0 && OC % 32 == 0; }
 
-static inline size_t mx_align(size_t b) { return (b + 255) & ~(size_t)255; }
-
 // bytes of one quantized (R,C) operand: codes, scales, and its BF16 dequantization
-static inline size_t mx_operand_bytes(long R, long C) { return mx_align(R * C) + mx_align(R * C / 16) + mx_align(2 * R * C); }
+static inline size_t mx_operand_bytes(long R, long C) { return align256(R * C) + align256(R * C / 16) + align256(2 * R * C); }
 
 static inline uint8_t* mx_arena(MxLinear* mx, size_t bytes) {
     if (bytes > mx->arena_bytes) {
@@ -105,8 +103,8 @@ typedef struct { uint8_t* codes; uint8_t* scales; floatX* deq; float st; } MxOpe
 static inline MxOperand mx_operand_at(uint8_t* p, long R, long C) {
     MxOperand o;
     o.codes = p;
-    o.scales = p + mx_align(R * C);
-    o.deq = (floatX*)(o.scales + mx_align(R * C / 16));
+    o.scales = p + align256(R * C);
+    o.deq = (floatX*)(o.scales + align256(R * C / 16));
     o.st = 1.0f;
     return o;
 }

@@ -25,17 +25,19 @@ __device__ __forceinline__ void colsum_block_reduce(float (*sh)[256], const floa
     }
 }
 
-// partials (num_chunks, C) = per-chunk sums of dout (N, C); grid (ceil(C/256), num_chunks)
-__global__ void column_sum_partials_kernel(float* partials, const floatX* dout, int N, int C) {
+// partials (num_chunks, C) = per chunk of ROWS rows, sums of x (N, C) per column (of x^2 when
+// SQUARE); grid (ceil(C/256), num_chunks), block (32, COLSUM_ROW_THREADS)
+template <bool SQUARE, int ROWS>
+__global__ void column_sum_partials_kernel(float* partials, const floatX* x, int N, int C) {
     __shared__ float sh[COLSUM_ROW_THREADS][256];
     int c = blockIdx.x * 256 + threadIdx.x * 8;
-    int r0 = blockIdx.y * COLSUM_ROWS_PER_CHUNK;
-    int r1 = min(N, r0 + COLSUM_ROWS_PER_CHUNK);
+    int r0 = blockIdx.y * ROWS;
+    int r1 = min(N, r0 + ROWS);
     float acc[8] = {0};
     if (c < C) {
         for (int r = r0 + threadIdx.y; r < r1; r += COLSUM_ROW_THREADS) {
-            x8 d = load16(dout + (long)r * C + c);
-            for (int k = 0; k < 8; k++) { acc[k] += __bfloat162float(d.v[k]); }
+            x8 d = load16(x + (long)r * C + c);
+            for (int k = 0; k < 8; k++) { float f = __bfloat162float(d.v[k]); acc[k] += SQUARE ? f * f : f; }
         }
     }
     float out8[8];
@@ -62,7 +64,7 @@ static inline void add_partials(floatX* dst, const float* partials, int num_chun
 // dbias (C) += sum over rows of dout (N, C); scratch holds colsum_num_chunks(N) * C floats
 static inline void bias_backward(floatX* dbias, const floatX* dout, float* scratch, int N, int C, cudaStream_t s) {
     dim3 grid(ceil_div(C, 256), colsum_num_chunks(N));
-    column_sum_partials_kernel<<<grid, dim3(32, COLSUM_ROW_THREADS), 0, s>>>(scratch, dout, N, C);
+    column_sum_partials_kernel<false, COLSUM_ROWS_PER_CHUNK><<<grid, dim3(32, COLSUM_ROW_THREADS), 0, s>>>(scratch, dout, N, C);
     cudaCheckLaunch();
     add_partials(dbias, scratch, colsum_num_chunks(N), C, C, s);
 }
