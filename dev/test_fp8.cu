@@ -180,18 +180,62 @@ static void test_cast_shapes() {
     }
 }
 
+// LayerNorms writing their output in FP8 (Fp8Out): the codes of the BF16 output they would
+// have written, and its amax, bit for bit; mean and rstd unchanged. Rows a multiple of 8 and
+// not (a partial last block).
+static void test_layernorm_fp8_out() {
+    const int shapes[][2] = {{64, 768}, {37, 1600}, {8, 64}};
+    for (auto& sh : shapes) {
+        int N = sh[0], C = sh[1];
+        size_t n = (size_t)N * C;
+        VF x = randn(n, 1.0), r = randn(n, 0.5), w = randn(C, 1.0), b = randn(C, 0.2);
+        x[n / 2] = 9.0f;   // an outlier row
+        floatX *d_x = to_dev(x), *d_r = to_dev(r), *d_w = to_dev(w), *d_b = to_dev(b);
+        floatX *d_out = dev_alloc<floatX>(n), *d_res = dev_alloc<floatX>(n), *d_res2 = dev_alloc<floatX>(n);
+        float *d_mean = dev_alloc<float>(2 * N), *d_rstd = dev_alloc<float>(2 * N), *d_scale = dev_alloc<float>(1), *d_amax = dev_alloc<float>(1);
+        uint8_t* d_q = dev_alloc<uint8_t>(n);
+        put_f32(d_scale, 37.0f);
+        long bad = 0;
+        for (int residual = 0; residual < 2; residual++) {
+            cudaCheck(cudaMemset(d_amax, 0, 4));
+            cudaCheck(cudaMemset(d_q, 0xAA, n));
+            Fp8Out q8 = {d_q, d_scale, d_amax};
+            if (residual) {
+                residual_layernorm_forward(d_res, d_out, d_mean, d_rstd, d_x, d_r, d_w, d_b, N, C, NULL, 0);
+                residual_layernorm_forward(d_res2, NULL, d_mean + N, d_rstd + N, d_x, d_r, d_w, d_b, N, C, &q8, 0);
+            } else {
+                layernorm_forward(d_out, d_mean, d_rstd, d_x, d_w, d_b, N, C, NULL, 0);
+                layernorm_forward(NULL, d_mean + N, d_rstd + N, d_x, d_w, d_b, N, C, &q8, 0);
+            }
+            device_sync();
+            VF out = get(d_out, n);
+            bad = count_diff(get_codes(d_q, n), quantize(out, 37.0f, FP8_E4M3));
+            VF mean = get_f32(d_mean, 2 * N), rstd = get_f32(d_rstd, 2 * N), am = get_f32(d_amax, 1);
+            for (int i = 0; i < N; i++) { bad += mean[i] != mean[N + i] || rstd[i] != rstd[N + i]; }
+            bad += am[0] != host_amax(out);
+            if (residual) { bad += count_diff(get_bits(d_res, n), get_bits(d_res2, n)); }
+            check_count(fmt("%slayernorm (%d,%d) FP8 output: codes of the BF16 output, its amax, same mean/rstd%s",
+                            residual ? "residual " : "", N, C, residual ? " and residual" : ""), bad);
+        }
+        dev_free_all();
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // linear layer
 
 struct LinearCase { const char* name; LinearKind kind; int N, IC, OC; bool bias; int gelu; };  // gelu: 0, 1 forward, 2 backward
 
 // One forward and backward through linear_fp8.cuh (first step: every tensor on its own amax),
-// checked against FP64 CPU GEMMs on sampled rows.
-static void test_linear_case(const LinearCase& lcase, const LinearOptions& opt, int fused_gelu) {
+// checked against FP64 CPU GEMMs on sampled rows. chunk_rows > 0: the backward's scratch holds
+// about that many rows, so it runs in chunks (the LM head's way).
+static void test_linear_case(const LinearCase& lcase, const LinearOptions& opt, int fused_gelu, int chunk_rows = 0) {
     int N = lcase.N, IC = lcase.IC, OC = lcase.OC;
     LinearContext lc;
     linear_context_init(&lc, &opt, 1);
     lc.fused_gelu = fused_gelu;
+    if (chunk_rows > 0) { lc.arena_budget = fp8_arena_need(chunk_rows, IC, OC); }
+    int chunked = fp8_chunk_rows(&lc, N, IC, OC) < N;
     int id = fp8_linear_index(&lc, lcase.kind, 0);
     int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W), tdy = fp8_tensor(id, FP8_ROLE_DY);
     Fp8Format fdy = fp8_tensor_format(&lc, tdy);
@@ -209,12 +253,15 @@ static void test_linear_case(const LinearCase& lcase, const LinearOptions& opt, 
     linear_step_begin(&lc);
     linear_forward(&lc, lcase.kind, 0, d_out, d_pre, d_x, d_w, d_b, N, IC, OC, 0);
     device_sync();
-    Codes x8_dev = get_codes(lc.arena, (size_t)N * IC);        // forward's copy, before backward reuses the arena
+    int keeps = linear_keeps_input(&lc, lcase.kind, 0, N, IC, OC);
+    Codes x8_dev = get_codes(keeps ? lc.saved_x[id] : lc.arena, (size_t)N * IC);   // before backward reuses the arena
     linear_backward(&lc, lcase.kind, 0, d_dx, d_dw, lcase.bias ? d_db : NULL, d_scratch, d_dy, d_x, d_pre_in, d_w, N, IC, OC, 0);
     device_sync();
     char tagb[120];
-    snprintf(tagb, sizeof(tagb), "%s N=%d %s%s", lcase.name, N, opt.hybrid ? "hybrid" : "e4m3",
-             lcase.gelu ? (fused_gelu ? " gelu" : " gelu-unfused") : "");
+    snprintf(tagb, sizeof(tagb), "%s N=%d %s%s%s", lcase.name, N, opt.hybrid ? "hybrid" : "e4m3",
+             lcase.gelu ? (fused_gelu ? " gelu" : " gelu-unfused") : "",
+             chunked ? fmt(" in chunks of %d rows", fp8_chunk_rows(&lc, N, IC, OC)) : "");
+    if (chunk_rows > 0) { check_count(fmt("linear %s: the backward ran in chunks", tagb), !chunked); }
     VF scale = get_f32(fp8_scale(lc.sc_block, lc.num_tensors), lc.num_tensors);
     VF sinv_strided = get_f32(fp8_scale_inv_at(lc.sc_block, lc.num_tensors, 0), (size_t)FP8_SCALE_INV_STRIDE * lc.num_tensors);
     VF sinv(lc.num_tensors);
@@ -226,13 +273,16 @@ static void test_linear_case(const LinearCase& lcase, const LinearOptions& opt, 
     check_count(fmt("linear %s: first-step scales from each tensor's own amax", tagb), bad);
     Codes qx = quantize(x, scale[tx], FP8_E4M3), qw = quantize(w, scale[tw], FP8_E4M3), qdy = quantize(dy, scale[tdy], fdy);
     const Fp8Weight* fw = &lc.weights[id];
-    size_t a = align256((size_t)N * OC);
+    // backward's scratch: W^T (IC,OC), dy (N,OC), dy^T (OC,N), x^T (IC,N)
+    size_t a = align256((size_t)N * OC), wa = align256((size_t)OC * IC);
     bad = count_diff(x8_dev, qx) + count_diff(get_codes(fw->w, (size_t)OC * IC), qw) +
-          count_diff(get_codes(fw->wt, (size_t)OC * IC), transpose(qw, OC, IC)) +
-          count_diff(get_codes(lc.arena, (size_t)N * OC), qdy) +
-          count_diff(get_codes(lc.arena + a, (size_t)N * OC), transpose(qdy, N, OC)) +
-          count_diff(get_codes(lc.arena + 2 * a, (size_t)N * IC), transpose(qx, N, IC));
-    check_count(fmt("linear %s: fp8 copies x, W, W^T, dy, dy^T, x^T code for code", tagb), bad);
+          count_diff(get_codes(lc.arena, (size_t)OC * IC), transpose(qw, OC, IC));
+    if (!chunked) {   // (chunks leave only the last chunk's copies in the arena)
+        bad += count_diff(get_codes(lc.arena + wa, (size_t)N * OC), qdy) +
+               count_diff(get_codes(lc.arena + wa + a, (size_t)N * OC), transpose(qdy, N, OC)) +
+               count_diff(get_codes(lc.arena + wa + 2 * a, (size_t)N * IC), transpose(qx, N, IC));
+    }
+    check_count(fmt("linear %s: fp8 copies x, W, W^T%s code for code", tagb, chunked ? "" : ", dy, dy^T, x^T"), bad);
     VF dx_ = decode_all(qx, FP8_E4M3), dw_ = decode_all(qw, FP8_E4M3), ddy = decode_all(qdy, fdy);
     double s_xw = (double)sinv[tx] * sinv[tw], s_dyw = (double)sinv[tdy] * sinv[tw], s_dyx = (double)sinv[tdy] * sinv[tx];
     int nrows = (size_t)OC * IC > 10000000 ? 16 : 48;   // the LM head's CPU reference is costly
@@ -331,6 +381,9 @@ static void test_linear_fp8() {
     e4m3.hybrid = 0;
     test_linear_case(cases[0], e4m3, 1);
     test_linear_case(cases[7], e4m3, 1);
+    // backward in chunks of rows (FP32 weight-gradient accumulator), the last chunk shorter
+    test_linear_case(cases[7], hybrid, 1, 128);
+    test_linear_case(cases[3], hybrid, 1, 176);
 }
 
 // Paths of linear_fp8.cuh that run BF16 must be gemm_bf16 exactly.
@@ -633,6 +686,25 @@ static float model_grads(GPT2* m, const LinearOptions& o, const int* in, const i
     return loss;
 }
 
+// Two steps (the second on delayed scales) of forward + backward with a fresh linear context
+// whose LayerNorms write the FP8 inputs directly (fused) or not: the gradients of the second step.
+static float model_grads_second_step(GPT2* m, const LinearOptions& o, int fused, const int* in, const int* tg, VF* g) {
+    linear_context_free(&m->lin);
+    linear_context_init(&m->lin, &o, m->cfg.num_layers);
+    m->lin.fused_inputs = fused;
+    linear_reserve(&m->lin, m->B * m->T, m->cfg.channels, m->cfg.padded_vocab_size);
+    float loss = 0.0f;
+    for (int step = 0; step < 2; step++) {
+        linear_step_begin(&m->lin);
+        gpt2_zero_grad(m);
+        loss = gpt2_forward(m, in, tg, m->B, m->T, 1.0f / (m->B * m->T));
+        gpt2_backward(m, m->B, m->T, 1);
+    }
+    device_sync();
+    *g = get(m->grads, m->num_params);
+    return loss;
+}
+
 // Rows of T+1 tokens repeating a motif (period 2..9) over a 512-token alphabet, one token in 16
 // from the whole vocabulary; inputs the first T, targets the next token (learnable, not uniform).
 static void motif_batch(int* in, int* tg, int B, int T, int V, uint64_t seed) {
@@ -706,6 +778,45 @@ static void test_model_grads() {
     linear_context_free(&m.lin);   // the model's own buffers stay allocated (~0.5 GB): there is no gpt2_free
 }
 
+// The model planned for FP8 (no BF16 LayerNorm outputs kept, the LM head's backward in chunks):
+// on delayed scales, LayerNorms writing FP8 directly give the gradients and loss of the separate
+// casts bit for bit; and those gradients are within the FP8 bound of BF16's.
+static void test_model_fused_inputs() {
+    const int B = 8, T = 256;
+    GPT2Config cfg = {T, 50257, 50304, 4, 4, 256};
+    std::vector<int> in(B * T), tg(B * T);
+    motif_batch(in.data(), tg.data(), B, T, cfg.vocab_size, 43);
+    LinearOptions hyb = fp8_options(), bf16 = fp8_options();
+    bf16.fp8 = 0;
+    MultiGpu one_rank;
+    memset(&one_rank, 0, sizeof(one_rank));
+    one_rank.nranks = one_rank.local_nranks = 1;
+    GPT2 m;
+    gpt2_build(&m, &cfg, &hyb, &one_rank, 0);
+    gpt2_alloc_activations(&m, B, T, 1);
+    gpt2_init_random(&m, 4321);
+    check_count("model planned for fp8: the LayerNorm outputs share one transient slot, the LM head runs in chunks",
+                (m.slot_ln1[3] != 0) + (m.slot_ln2[3] != 0) + !m.inputs_dropped +
+                !(fp8_chunk_rows(&m.lin, B * T, cfg.channels, cfg.padded_vocab_size) < B * T));
+    VF g_fused, g_cast, g_ref;
+    float l_fused = model_grads_second_step(&m, hyb, 1, in.data(), tg.data(), &g_fused);
+    float l_cast = model_grads_second_step(&m, hyb, 0, in.data(), tg.data(), &g_cast);
+    GPT2 mb;   // BF16 needs its LayerNorm outputs kept: a model planned for BF16, same weights
+    gpt2_build(&mb, &cfg, &bf16, &one_rank, 0);
+    gpt2_alloc_activations(&mb, B, T, 1);
+    gpt2_init_random(&mb, 4321);
+    float l_ref = model_grads_second_step(&mb, bf16, 1, in.data(), tg.data(), &g_ref);
+    linear_context_free(&mb.lin);
+    check_count(fmt("model fp8, second step: fused LayerNorm FP8 outputs = separate casts, gradients and loss (%.5f) bit for bit", l_fused),
+                count_diff(g_fused, g_cast) + (l_fused != l_cast));
+    GradDiff d = grad_diff(m, g_fused, g_ref);
+    double dl = fabs((double)l_fused - l_ref) / l_ref;
+    report(grads_close(d) && dl <= MODEL_LOSS,
+           fmt("model grads fp8 (second step, fused inputs) vs bf16: max rel L2 (worst %s); min cosine %.5f >= %.2f",
+               PARAM_NAMES[d.worst], d.min_cos, MODEL_COS), d.max_rel, MODEL_REL, fmt("(loss rel %.1e)", dl));
+    linear_context_free(&m.lin);
+}
+
 // ------------------------------------------------------------------------------------------
 // timings
 
@@ -754,10 +865,16 @@ static void run_timing() {
             const float* sw = fp8_scale_inv_at(lf.sc_block, lf.num_tensors, fp8_tensor(id, FP8_ROLE_W));
             const float* sdy = fp8_scale_inv_at(lf.sc_block, lf.num_tensors, fp8_tensor(id, FP8_ROLE_DY));
             const Fp8Weight* fw = &lf.weights[id];
-            uint8_t *dy8 = lf.arena, *dyt8 = lf.arena + align256((size_t)M * OC), *xt8 = dyt8 + align256((size_t)M * OC);
-            uint8_t* x8 = xt8;   // any (M,IC) fp8 data serves as the forward's operand
+            // any FP8 data of the right shapes serves as operands (the LM head's backward runs in
+            // chunks: its arena holds less than (M,Vp)); 0x38 is 1.0 in E4M3, 2^-7 in E5M2
+            uint8_t *dy8 = dev_alloc<uint8_t>((size_t)M * OC), *dyt8 = dev_alloc<uint8_t>((size_t)M * OC);
+            uint8_t *xt8 = dev_alloc<uint8_t>((size_t)M * IC), *x8 = xt8, *wt8 = dev_alloc<uint8_t>((size_t)OC * IC);
+            transpose_fp8(wt8, fw->w, OC, IC, 0);
+            cudaCheck(cudaMemset(dy8, 0x38, (size_t)M * OC));
+            cudaCheck(cudaMemset(dyt8, 0x38, (size_t)M * OC));
+            cudaCheck(cudaMemset(xt8, 0x38, (size_t)M * IC));
             float tf_f = time_ms([&] { gemm_fp8(g, out, x8, FP8_E4M3, sx, fw->w, FP8_E4M3, sw, bias, M, OC, IC, 0.0f, 1, GEMM_NO_GELU, NULL, 0); });
-            float tf_d = time_ms([&] { gemm_fp8(g, dx, dy8, FP8_E5M2, sdy, fw->wt, FP8_E4M3, sw, NULL, M, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, 0); });
+            float tf_d = time_ms([&] { gemm_fp8(g, dx, dy8, FP8_E5M2, sdy, wt8, FP8_E4M3, sw, NULL, M, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, 0); });
             float tf_w = time_ms([&] { gemm_fp8(g, dw, dyt8, FP8_E5M2, sdy, xt8, FP8_E4M3, sx, NULL, OC, IC, M, 1.0f, 0, GEMM_NO_GELU, NULL, 0); });
             float lay_b = time_ms([&] {
                 linear_forward(&lb, L.kind, 0, out, NULL, x, w, bias, M, IC, OC, 0);
@@ -793,12 +910,14 @@ int main(int argc, char** argv) {
     test_cast_shapes();
     test_bf16_paths();
     test_weight_cache();
+    test_layernorm_fp8_out();
     test_stats();
     test_scaling_steps(FP8_SCALING_DELAYED, FP8_AMAX_MAX);
     test_scaling_steps(FP8_SCALING_DELAYED, FP8_AMAX_MOST_RECENT);
     test_scaling_steps(FP8_SCALING_CURRENT, FP8_AMAX_MAX);
     test_linear_fp8();
     test_model_grads();
+    test_model_fused_inputs();
     if (timing) { run_timing(); }
     printf("%d passed, %d failed\n", n_passed, n_failed);
     return n_failed == 0 ? 0 : 1;

@@ -251,7 +251,7 @@ static void test_layernorm(int N, int C) {
     VF x = randn(NC, 1.5, 0.5);
     floatX* d_x = to_dev(x);
     poison(d_out, NC); poison(d_mean, N); poison(d_rstd, N);
-    layernorm_forward(d_out, d_mean, d_rstd, d_x, d_w, d_b, N, C, 0);
+    layernorm_forward(d_out, d_mean, d_rstd, d_x, d_w, d_b, N, C, NULL, 0);
     device_sync();
     layernorm_ref(x, w, b, N, C, out, mean, rstd);
     check_close("layernorm_forward.out", get(d_out, NC), out, TOL_ROUND1);
@@ -264,7 +264,7 @@ static void test_layernorm(int N, int C) {
     for (size_t i = 0; i < NC; i++) { res[i] = (double)a[i] + c[i]; res_bf[i] = round_bf16(a[i] + c[i]); }
     floatX *d_a = to_dev(a), *d_c = to_dev(c);
     poison(d_res, NC); poison(d_out, NC); poison(d_mean, N); poison(d_rstd, N);
-    residual_layernorm_forward(d_res, d_out, d_mean, d_rstd, d_a, d_c, d_w, d_b, N, C, 0);
+    residual_layernorm_forward(d_res, d_out, d_mean, d_rstd, d_a, d_c, d_w, d_b, N, C, NULL, 0);
     device_sync();
     layernorm_ref(res_bf, w, b, N, C, out, mean, rstd);
     check_close("residual_layernorm_forward.residual", get(d_res, NC), res, TOL_ROUND1);
@@ -569,7 +569,7 @@ static void test_determinism() {
     fill_random(w, C, 0.2f, 1.0f); fill_random(b, C, 0.2f);
     fill_random(dinp0, (long)NC, 1.0f); fill_random(dpar0, OC, 10.0f);
     fill_random(dwte0, (long)Vp * C, 1.0f); fill_random(dwpe0, (long)T * C, 1.0f);
-    layernorm_forward(lnout, mean, rstd, x, w, b, N, C, 0);
+    layernorm_forward(lnout, mean, rstd, x, w, b, N, C, NULL, 0);
     TokenGroups groups = groups_to_dev(tokens_with_repeats(N, V), V);
     check_deterministic("determinism.layernorm_backward", [&] {
         copy_dev(dinp, dinp0, NC); copy_dev(dpar, dpar0, 2 * C);
@@ -616,7 +616,7 @@ static void run_timing(LinearContext* lc) {
     }
     int *d_tok = to_dev_int(tok), *d_tgt = to_dev_int(tgt);
     TokenGroups groups = groups_to_dev(tok, V);
-    layernorm_forward(o, mean, rstd, a, w, bias, N, C, 0);   // sensible mean/rstd for backward
+    layernorm_forward(o, mean, rstd, a, w, bias, N, C, NULL, 0);   // sensible mean/rstd for backward
     device_sync();
     float ms;
 
@@ -624,9 +624,9 @@ static void run_timing(LinearContext* lc) {
     timing_row("encoder_forward", ms, 2 * (NC + (double)groups.num_groups * C + (double)T * C) + 4.0 * N, 0);
     ms = time_ms([&] { encoder_backward(dw, o, d, &groups, B, T, C, 0); });
     timing_row(fmt("encoder_backward (%d distinct tokens)", groups.num_groups), ms, 2 * (2 * NC + 2.0 * groups.num_groups * C + 2.0 * T * C) + 4.0 * (2 * N), 0);
-    ms = time_ms([&] { layernorm_forward(o, mean, rstd, a, w, bias, N, C, 0); });
+    ms = time_ms([&] { layernorm_forward(o, mean, rstd, a, w, bias, N, C, NULL, 0); });
     timing_row("layernorm_forward", ms, 2 * (2 * NC) + 8.0 * N, 0);
-    ms = time_ms([&] { residual_layernorm_forward(o, o + (size_t)N * C, mean, rstd, a, d, w, bias, N, C, 0); });
+    ms = time_ms([&] { residual_layernorm_forward(o, o + (size_t)N * C, mean, rstd, a, d, w, bias, N, C, NULL, 0); });
     timing_row("residual_layernorm_forward", ms, 2 * (4 * NC) + 8.0 * N, 0);
     ms = time_ms([&] { layernorm_backward(o, dbias, dbias + C, scratch, d, a, w, mean, rstd, N, C, 0); });
     timing_row("layernorm_backward", ms, 2 * (6 * NC) + 16.0 * N, 0);

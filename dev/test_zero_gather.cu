@@ -3,7 +3,7 @@
 // travel) against the BF16 all-gather followed by local casts (--zero-fp8-gather 0).
 // Checks, for delayed and current scaling, over two emulated steps (the first on each weight's
 // own amax, the second on the history):
-//  - every FP8 weight copy (plain and transposed) is the same, code for code;
+//  - every FP8 weight copy is the same, code for code;
 //  - the scales that the next step folds are the same (the parts' amaxes max-reduce to the whole's);
 //  - the BF16 tensors that travel as BF16 arrive, and gpt2_params_sync completes the rest.
 // Then times both ways of distributing the updated weights (median of 20, CUDA events), with
@@ -53,7 +53,7 @@ static long weights_differ(GPT2* a, GPT2* b) {
         Fp8Weight* wb = &b->lin.weights[id];
         size_t n = (size_t)wa->OC * wa->IC;
         if (wb->OC != wa->OC || wb->stale || wa->stale) { bad++; continue; }
-        bad += to_host(wa->w, 2 * n) != to_host(wb->w, 2 * n);   // w and wt are one allocation
+        bad += to_host(wa->w, n) != to_host(wb->w, n);
     }
     return bad;
 }
@@ -95,7 +95,7 @@ static void check_recipe(const MultiGpu* mg, const GPT2Config* cfg, Fp8Recipe re
         gpt2_step_begin(&b);
         cudaCheck(cudaDeviceSynchronize());
         long bad = weights_differ(&a, &b);
-        snprintf(name, sizeof(name), "%s step %d: FP8 weight codes (plain and transposed) equal the local casts'", rname, step + 1);
+        snprintf(name, sizeof(name), "%s step %d: FP8 weight codes equal the local casts'", rname, step + 1);
         check(all_ranks(mg, bad == 0), "%s", name);
         // BF16-travelling tensors: embeddings, LayerNorms, biases
         int same = 1;
@@ -171,7 +171,7 @@ static void time_gathers(const MultiGpu* mg, const GPT2Config* cfg, const char* 
     gpt2_build(&b, cfg, &ob, mg, 1);
     gpt2_init_random(&b, 3);
     linear_set_comm(&b.lin, mg);
-    // FP8 parts cast, one all-gather, codes placed and transposed
+    // FP8 parts cast, one all-gather, codes placed
     double tb = median_ms(b.stream, [&] { linear_step_begin(&b.lin); }, [&] {
         b.weights_pending = 1;
         gpt2_gather_weights(&b);

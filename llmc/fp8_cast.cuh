@@ -13,6 +13,16 @@
 
 typedef Vec16<uint8_t> u8x16;   // 16 fp8 codes
 
+// Where a producer kernel (a LayerNorm, say) writes the FP8 copy of its output that a GEMM
+// reads, instead of a BF16 tensor and a separate cast: E4M3 codes of bf16(value) * *scale at
+// q, and max |bf16(value)| raised into *amax (NULL: not recorded). The codes are those
+// cast_to_fp8 would make of the BF16 output, bit for bit.
+typedef struct {
+    uint8_t* q;
+    const float* scale;
+    float* amax;
+} Fp8Out;
+
 #define FP8_TILE 64             // transposed cast: 64x64 tiles, 256 threads of 16 elements
 #define FP8_CAST_THREADS 256
 
@@ -124,8 +134,8 @@ typedef struct {
     int n;
 } Fp8Pieces;
 
-// out (R,C) = the pieces in one buffer and out_t (C,R) their transpose, in one pass; R and C
-// multiples of 16. The tiling of the transposed cast above.
+// out (R,C) = the pieces in one buffer and/or out_t (C,R) their transpose (NULL: not written),
+// in one pass; R and C multiples of 16. The tiling of the transposed cast above.
 __global__ void __launch_bounds__(FP8_CAST_THREADS)
 place_fp8_kernel(uint8_t* out, uint8_t* out_t, Fp8Pieces pieces, int R, int C) {
     __shared__ __align__(16) uint8_t tile[FP8_TILE][FP8_TILE + 48];
@@ -136,12 +146,12 @@ place_fp8_kernel(uint8_t* out, uint8_t* out_t, Fp8Pieces pieces, int R, int C) {
         int p = 0;
         while (p < pieces.n - 1 && e >= pieces.end[p]) { p++; }
         u8x16 v = load16(pieces.src[p] + (e - (p > 0 ? pieces.end[p - 1] : 0)));
-        store16(out + e, v);
+        if (out != NULL) { store16(out + e, v); }
         *reinterpret_cast<u8x16*>(&tile[tr][(tr / 16) * 16 + tc]) = v;
     }
     __syncthreads();
     int j = threadIdx.x / 4, k = threadIdx.x % 4;
-    if (c0 + j < C && r0 + 16 * k < R) {
+    if (out_t != NULL && c0 + j < C && r0 + 16 * k < R) {
         u8x16 o;
 #pragma unroll
         for (int q = 0; q < 16; q++) { o.v[q] = tile[16 * k + q][16 * k + j]; }
@@ -201,11 +211,19 @@ static inline void place_fp8(uint8_t* out, uint8_t* out_t, const Fp8Pieces* piec
         fp8_check_aligned(pieces->src[p], "piece");
         if (pieces->end[p] % 16 != 0) { die("internal: FP8 piece ends at %ld, not a multiple of 16", pieces->end[p]); }
     }
-    fp8_check_aligned(out, "output");
-    fp8_check_aligned(out_t, "output");
+    if (out != NULL) { fp8_check_aligned(out, "output"); }
+    if (out_t != NULL) { fp8_check_aligned(out_t, "output"); }
     dim3 grid(ceil_div(C, FP8_TILE), ceil_div(R, FP8_TILE));
     place_fp8_kernel<<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, *pieces, R, C);
     cudaCheckLaunch();
+}
+
+// out_t (C,R) = the transpose of the FP8 codes in (R,C): backward's K-major copy of an input
+// the forward kept in FP8. R and C multiples of 16.
+static inline void transpose_fp8(uint8_t* out_t, const uint8_t* in, int R, int C, cudaStream_t s) {
+    Fp8Pieces one;
+    one.n = 1; one.src[0] = in; one.end[0] = (long)R * C;
+    place_fp8(NULL, out_t, &one, R, C, s);
 }
 
 static inline void absmax_bf16(float* amax, const floatX* in, long n, cudaStream_t s) {

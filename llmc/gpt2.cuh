@@ -27,7 +27,7 @@
 // Activations of one micro-batch; per-layer tensors are L slices with a stride of the allocated size.
 typedef struct {
     floatX* encoded;    // (B,T,C)
-    floatX* ln1;        // (L,B,T,C)
+    floatX* ln1;        // (slots,B,T,C) per layer, gpt2_layer_acts maps layers to slots (see ln1_slot)
     float* ln1_mean;    // (L,B,T)
     float* ln1_rstd;    // (L,B,T)
     floatX* qkv;        // (L,B,T,3C)
@@ -35,11 +35,11 @@ typedef struct {
     char* att;          // (L, attention_saved_bytes) state attention keeps for backward (log-sum-exp)
     float* qk_rstd;     // (L,B,T,2,NH) 1/rms of each head's q and k, with qk_norm (else NULL)
     floatX* residual2;  // (L,B,T,C) residual stream after attention
-    floatX* ln2;        // (L,B,T,C)
+    floatX* ln2;        // (slots,B,T,C) as ln1
     float* ln2_mean;    // (L,B,T)
     float* ln2_rstd;    // (L,B,T)
     floatX* fch;        // (L,B,T,4C) pre-GELU
-    floatX* fch_gelu;   // (L,B,T,4C), or one (B,T,4C) slice recomputed in backward when recompute=1
+    floatX* fch_gelu;   // (slots,B,T,4C) as ln1; with recompute=1, one slice recomputed in backward
                         // (the FC GEMM writes both through its GELU epilogue)
     floatX* residual3;  // (L,B,T,C) residual stream after the MLP
     floatX* lnf;        // (B,T,C)
@@ -98,6 +98,11 @@ typedef struct {
 
     int B, T;           // activation capacity
     int recompute;      // 1: recompute GELU output in backward instead of storing it per layer
+    // The BF16 inputs of the QKV, FC and FC-projection linears (ln1, ln2, fch_gelu) are kept for
+    // backward only where the linear layer does not keep its own (FP8) copy: such layers have a
+    // slot each, the others share one transient slot (slot_* (L) map layer -> slot).
+    int *slot_ln1, *slot_ln2, *slot_gelu;
+    int inputs_dropped; // 1: some layer's BF16 input is not kept (backward then needs N % 16 == 0)
     size_t act_stride;  // elements per (B,T,C) slice at capacity
     Activations a;
     int* inputs_dev;    // (B,T)
@@ -239,11 +244,12 @@ static inline size_t gpt2_reduce_scratch_floats(int BT, int C) {
 }
 
 // Bytes of activation memory for a micro-batch (B,T): used to fail early with a clear message.
-static inline size_t gpt2_activation_bytes(const GPT2Config* c, int B, int T, int recompute, int qk_norm) {
+// n_ln1, n_ln2, n_gelu: slots of ln1, ln2 and fch_gelu (see GPT2's slot_*)
+static inline size_t gpt2_activation_bytes(const GPT2Config* c, int B, int T, int n_ln1, int n_ln2, int n_gelu, int qk_norm) {
     size_t L = c->num_layers, C = c->channels, BT = (size_t)B * T, BTC = BT * C;
     size_t x = 0;
-    x += BTC * (1 + L * (1 + 3 + 1 + 1 + 1 + 4 + 1) + 1);                // encoded, per layer, lnf
-    x += (recompute ? 1 : L) * 4 * BTC;                                   // fch_gelu
+    x += BTC * (1 + L * (3 + 1 + 1 + 4 + 1) + n_ln1 + n_ln2 + 1);         // encoded, per layer, ln1, ln2, lnf
+    x += (size_t)n_gelu * 4 * BTC;                                        // fch_gelu
     x += BT * (size_t)c->padded_vocab_size;                               // logits
     x += BTC * (1 + 1 + 4 + 1 + 1);                                       // proj_out, dresidual, dbuf, dln, datty
     x *= sizeof(floatX);
@@ -253,11 +259,35 @@ static inline size_t gpt2_activation_bytes(const GPT2Config* c, int B, int T, in
     return x + 32 * 256;                                                  // alignment of the pieces
 }
 
+// Maps each layer to a slot of one of the per-layer inputs of a linear: its own slot when the
+// model must keep the BF16 input for backward, else the one transient slot after them (also
+// every layer's with `shared`). Returns the number of slots; sets inputs_dropped where the
+// linear keeps the input itself.
+static inline int gpt2_plan_slots(GPT2* m, int* slot, LinearKind kind, int IC, int OC, int shared) {
+    int L = m->cfg.num_layers, N = m->B * m->T, n = 0, transient = 0;
+    for (int l = 0; l < L; l++) {
+        int linear_keeps = linear_keeps_input(&m->lin, kind, l, N, IC, OC);
+        int keep = !shared && !linear_keeps;
+        slot[l] = keep ? n++ : -1;
+        transient |= !keep;
+        m->inputs_dropped |= linear_keeps;
+    }
+    for (int l = 0; l < L; l++) { if (slot[l] < 0) { slot[l] = n; } }
+    return n + transient;
+}
+
 static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) {
     const GPT2Config* c = &m->cfg;
     m->B = B; m->T = T; m->recompute = recompute;
     size_t L = c->num_layers, C = c->channels, BT = (size_t)B * T, BTC = BT * C;
-    size_t bytes = gpt2_activation_bytes(c, B, T, recompute, m->qk_norm);
+    m->inputs_dropped = 0;
+    m->slot_ln1 = (int*)malloc_or_die(3 * L * sizeof(int), "activation slots");
+    m->slot_ln2 = m->slot_ln1 + L;
+    m->slot_gelu = m->slot_ln2 + L;
+    int n_ln1 = gpt2_plan_slots(m, m->slot_ln1, LINEAR_QKV, (int)C, 3 * (int)C, 0);
+    int n_ln2 = gpt2_plan_slots(m, m->slot_ln2, LINEAR_FC, (int)C, 4 * (int)C, 0);
+    int n_gelu = gpt2_plan_slots(m, m->slot_gelu, LINEAR_FCPROJ, 4 * (int)C, (int)C, recompute);
+    size_t bytes = gpt2_activation_bytes(c, B, T, n_ln1, n_ln2, n_gelu, m->qk_norm);
     char what[128];
     snprintf(what, sizeof(what), "activations for B=%d T=%d", B, T);
     char* base = (char*)cuda_malloc_or_die(bytes, what);
@@ -266,7 +296,7 @@ static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) 
 #define CARVE(ptr, type, count) do { ptr = (type*)(base + off); off += ((count) * sizeof(type) + 255) & ~(size_t)255; } while (0)
     Activations* a = &m->a;
     CARVE(a->encoded, floatX, BTC);
-    CARVE(a->ln1, floatX, L * BTC);
+    CARVE(a->ln1, floatX, n_ln1 * BTC);
     CARVE(a->ln1_mean, float, L * BT);
     CARVE(a->ln1_rstd, float, L * BT);
     CARVE(a->qkv, floatX, L * 3 * BTC);
@@ -274,11 +304,11 @@ static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) 
     CARVE(a->att, char, L * attention_saved_bytes(B, T, c->num_heads));
     CARVE(a->qk_rstd, float, m->qk_norm ? L * qk_norm_saved_floats(B, T, c->num_heads) : 0);
     CARVE(a->residual2, floatX, L * BTC);
-    CARVE(a->ln2, floatX, L * BTC);
+    CARVE(a->ln2, floatX, n_ln2 * BTC);
     CARVE(a->ln2_mean, float, L * BT);
     CARVE(a->ln2_rstd, float, L * BT);
     CARVE(a->fch, floatX, L * 4 * BTC);
-    CARVE(a->fch_gelu, floatX, (recompute ? 1 : L) * 4 * BTC);
+    CARVE(a->fch_gelu, floatX, n_gelu * 4 * BTC);
     CARVE(a->residual3, floatX, L * BTC);
     CARVE(a->lnf, floatX, BTC);
     CARVE(a->lnf_mean, float, BT);
@@ -322,13 +352,13 @@ static inline LayerActs gpt2_layer_acts(const GPT2* m, int l) {
     size_t S = m->act_stride, SB = (size_t)m->B * m->T;
     LayerActs x;
     x.residual = l == 0 ? a->encoded : a->residual3 + (l - 1) * S;
-    x.ln1 = a->ln1 + l * S;
+    x.ln1 = a->ln1 + m->slot_ln1[l] * S;
     x.qkv = a->qkv + l * 3 * S;
     x.atty = a->atty + l * S;
     x.residual2 = a->residual2 + l * S;
-    x.ln2 = a->ln2 + l * S;
+    x.ln2 = a->ln2 + m->slot_ln2[l] * S;
     x.fch = a->fch + l * 4 * S;
-    x.fch_gelu = a->fch_gelu + (m->recompute ? 0 : l * 4 * S);
+    x.fch_gelu = a->fch_gelu + m->slot_gelu[l] * 4 * S;
     x.residual3 = a->residual3 + l * S;
     x.qk_rstd = a->qk_rstd + l * qk_norm_saved_floats(m->B, m->T, m->cfg.num_heads);
     x.ln1_mean = a->ln1_mean + l * SB;
@@ -366,7 +396,11 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
         cudaCheck(cudaMemcpyAsync(m->groups_dev.position, m->groups_host.position, N * sizeof(int), cudaMemcpyHostToDevice, s));
     }
     encoder_forward(a->encoded, m->inputs_dev, m->p[P_WTE], m->p[P_WPE], B, T, C, s);
-    layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, a->encoded, m->p[P_LN1W], m->p[P_LN1B], N, C, s);
+    // Each LayerNorm writes its output in FP8 when the linear it feeds takes it so (q8).
+    Fp8Out q8;
+    LayerActs x0 = gpt2_layer_acts(m, 0);
+    int f8 = linear_input_fp8(&m->lin, LINEAR_QKV, 0, N, C, 3 * C, &q8);
+    layernorm_forward(x0.ln1, x0.ln1_mean, x0.ln1_rstd, a->encoded, m->p[P_LN1W], m->p[P_LN1B], N, C, f8 ? &q8 : NULL, s);
     for (int l = 0; l < L; l++) {
         LayerActs x = gpt2_layer_acts(m, l);
         linear_forward(&m->lin, LINEAR_QKV, l, x.qkv, NULL, x.ln1, gpt2_layer_param(m, m->p, P_QKVW, l),
@@ -375,8 +409,10 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
         attention_forward(x.atty, x.att, x.qkv, B, T, C, NH, m->att_scale, s);
         linear_forward(&m->lin, LINEAR_ATTPROJ, l, a->proj_out, NULL, x.atty, gpt2_layer_param(m, m->p, P_ATTPROJW, l),
                        gpt2_layer_param(m, m->p, P_ATTPROJB, l), N, C, C, s);
+        f8 = linear_input_fp8(&m->lin, LINEAR_FC, l, N, C, 4 * C, &q8);
         residual_layernorm_forward(x.residual2, x.ln2, x.ln2_mean, x.ln2_rstd, x.residual, a->proj_out,
-                                   gpt2_layer_param(m, m->p, P_LN2W, l), gpt2_layer_param(m, m->p, P_LN2B, l), N, C, s);
+                                   gpt2_layer_param(m, m->p, P_LN2W, l), gpt2_layer_param(m, m->p, P_LN2B, l), N, C,
+                                   f8 ? &q8 : NULL, s);
         linear_forward(&m->lin, LINEAR_FC, l, x.fch_gelu, x.fch, x.ln2, gpt2_layer_param(m, m->p, P_FCW, l),
                        gpt2_layer_param(m, m->p, P_FCB, l), N, C, 4 * C, s);
         linear_forward(&m->lin, LINEAR_FCPROJ, l, a->proj_out, NULL, x.fch_gelu, gpt2_layer_param(m, m->p, P_FCPROJW, l),
@@ -384,10 +420,12 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
         // the residual add feeds the next block's first LayerNorm, or the final one
         int last = l == L - 1;
         LayerActs next = gpt2_layer_acts(m, last ? l : l + 1);
+        f8 = last ? linear_input_fp8(&m->lin, LINEAR_LMHEAD, 0, N, C, Vp, &q8) : linear_input_fp8(&m->lin, LINEAR_QKV, l + 1, N, C, 3 * C, &q8);
         residual_layernorm_forward(x.residual3, last ? a->lnf : next.ln1, last ? a->lnf_mean : next.ln1_mean,
                                    last ? a->lnf_rstd : next.ln1_rstd, x.residual2, a->proj_out,
                                    last ? m->p[P_LNFW] : gpt2_layer_param(m, m->p, P_LN1W, l + 1),
-                                   last ? m->p[P_LNFB] : gpt2_layer_param(m, m->p, P_LN1B, l + 1), N, C, s);
+                                   last ? m->p[P_LNFB] : gpt2_layer_param(m, m->p, P_LN1B, l + 1), N, C,
+                                   f8 ? &q8 : NULL, s);
         if (m->act_stats) { residual_kurtosis(m->kurt_dev + l, x.residual3, N, C, a->reduce_scratch, s); }
     }
     linear_forward(&m->lin, LINEAR_LMHEAD, 0, a->logits, NULL, a->lnf, m->p[P_WTE], NULL, N, C, Vp, s);
@@ -449,6 +487,7 @@ static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
     Activations* a = &m->a;
     size_t S = m->act_stride;
     float* scratch = a->reduce_scratch;
+    if (m->inputs_dropped && N % 16 != 0) { die("internal: backward over %d positions, not a multiple of 16, with FP8 inputs kept", N); }
 
     // LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf
     linear_backward(&m->lin, LINEAR_LMHEAD, 0, a->dln, m->g[P_WTE], NULL, scratch, a->logits, a->lnf, NULL, m->p[P_WTE], N, C, Vp, s);
@@ -459,7 +498,7 @@ static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
         LayerActs x = gpt2_layer_acts(m, l);
         // MLP: the residual stream's gradient flows into the projection unchanged; the projection's
         // input gradient comes out through GELU's backward (dbuf = dfch)
-        if (m->recompute) { gelu_forward(x.fch_gelu, x.fch, (long)N * 4 * C, s); }
+        if (m->recompute && !linear_keeps_input(&m->lin, LINEAR_FCPROJ, l, N, 4 * C, C)) { gelu_forward(x.fch_gelu, x.fch, (long)N * 4 * C, s); }
         linear_backward(&m->lin, LINEAR_FCPROJ, l, a->dbuf, gpt2_layer_param(m, m->g, P_FCPROJW, l),
                         gpt2_layer_param(m, m->g, P_FCPROJB, l), scratch, a->dresidual, x.fch_gelu, x.fch,
                         gpt2_layer_param(m, m->p, P_FCPROJW, l), N, 4 * C, C, s);
@@ -534,8 +573,8 @@ static inline void gpt2_update(GPT2* m, float lr, float beta1, float beta2, floa
 // Each rank's chunk carries its shard: the parts of FP8 weights as E4M3 codes cast with the
 // step's scales (1 byte each), everything else as BF16 (the embedding table, which is also the
 // LM head, biases, LayerNorms, BF16 layers). One all-gather of equal chunks, then each rank
-// places the codes in its FP8 weights and their transposes for dgrad (one pass per weight,
-// reading the codes where they arrived) and the BF16 values in params. The chunks live in the
+// places the codes in its FP8 weights (one pass per weight, reading the codes where they
+// arrived) and the BF16 values in params. The chunks live in the
 // gradient buffer, dead between an update and the next step's zeroing. The FP8 weights (d48:
 // 94% of the parameters) travel at half the bytes.
 

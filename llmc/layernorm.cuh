@@ -6,12 +6,15 @@
 
 #include "cuda_common.h"
 #include "reduce.cuh"
+#include "fp8_cast.cuh"
 
 #define LN_EPS 1e-5f
 
-// Normalizes one row with a warp; `x` is the row (C), writes out, mean, rstd.
-__device__ __forceinline__ void layernorm_row(floatX* out, float* mean_out, float* rstd_out, const floatX* x,
-                                              const floatX* w, const floatX* b, int C, int lane) {
+// Normalizes one row with a warp; `x` is the row (C). Writes mean, rstd and the normalized row
+// in BF16 to out, or (q != NULL) only its FP8 codes bf16(value) * qscale to q, raising acc.
+__device__ __forceinline__ void layernorm_row(floatX* out, uint8_t* q, float qscale, CastAcc& acc, float* mean_out,
+                                              float* rstd_out, const floatX* x, const floatX* w, const floatX* b,
+                                              int C, int lane) {
     float sum = 0.0f;
     for (int c = lane * 8; c < C; c += WARP_SIZE * 8) {
         x8 v = load16(x + c);
@@ -30,36 +33,52 @@ __device__ __forceinline__ void layernorm_row(floatX* out, float* mean_out, floa
             float n = (__bfloat162float(v.v[k]) - m) * rs;
             o.v[k] = __float2bfloat16_rn(n * __bfloat162float(wv.v[k]) + __bfloat162float(bv.v[k]));
         }
-        store16(out + c, o);
+        if (q == NULL) {
+            store16(out + c, o);
+        } else {
+            __align__(8) uint8_t codes[8];
+            cast8<FP8_E4M3, false>(codes, o, qscale, acc);
+            *reinterpret_cast<uint2*>(q + c) = *reinterpret_cast<const uint2*>(codes);
+        }
     }
     if (lane == 0) { *mean_out = m; *rstd_out = rs; }
 }
 
-// out (N,C) = LN(inp (N,C)); mean, rstd (N); one warp per row
-__global__ void layernorm_forward_kernel(floatX* out, float* mean, float* rstd, const floatX* inp,
+// out (N,C) = LN(inp (N,C)), or its FP8 copy q8 (see Fp8Out); mean, rstd (N); one warp per row
+__global__ void layernorm_forward_kernel(floatX* out, Fp8Out q8, float* mean, float* rstd, const floatX* inp,
                                          const floatX* w, const floatX* b, int N, int C) {
     int row = blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE;
-    if (row >= N) { return; }
-    long o = (long)row * C;
-    layernorm_row(out + o, mean + row, rstd + row, inp + o, w, b, C, threadIdx.x % WARP_SIZE);
+    CastAcc acc = {0u, 0u, 0u};
+    if (row < N) {
+        long o = (long)row * C;
+        float qs = q8.q != NULL ? *q8.scale : 1.0f;
+        layernorm_row(out + o, q8.q != NULL ? q8.q + o : NULL, qs, acc, mean + row, rstd + row, inp + o, w, b, C,
+                      threadIdx.x % WARP_SIZE);
+    }
+    if (q8.amax != NULL) { cast_acc_commit<false>(acc, q8.amax, NULL); }
 }
 
-// residual (N,C) = a + b; out (N,C) = LN(residual). The rounded BF16 residual is what
-// gets normalized, so forward and backward see the same values.
-__global__ void residual_layernorm_forward_kernel(floatX* residual, floatX* out, float* mean, float* rstd,
+// residual (N,C) = a + b; out (N,C) = LN(residual), or its FP8 copy q8. The rounded BF16
+// residual is what gets normalized, so forward and backward see the same values.
+__global__ void residual_layernorm_forward_kernel(floatX* residual, floatX* out, Fp8Out q8, float* mean, float* rstd,
                                                   const floatX* a, const floatX* b, const floatX* w,
                                                   const floatX* bias, int N, int C) {
     int row = blockIdx.x * (blockDim.x / WARP_SIZE) + threadIdx.x / WARP_SIZE;
-    if (row >= N) { return; }
     int lane = threadIdx.x % WARP_SIZE;
-    long o = (long)row * C;
-    for (int c = lane * 8; c < C; c += WARP_SIZE * 8) {
-        x8 u = load16(a + o + c), v = load16(b + o + c), r;
-        for (int k = 0; k < 8; k++) { r.v[k] = __float2bfloat16_rn(__bfloat162float(u.v[k]) + __bfloat162float(v.v[k])); }
-        store16(residual + o + c, r);
+    CastAcc acc = {0u, 0u, 0u};
+    if (row < N) {
+        long o = (long)row * C;
+        for (int c = lane * 8; c < C; c += WARP_SIZE * 8) {
+            x8 u = load16(a + o + c), v = load16(b + o + c), r;
+            for (int k = 0; k < 8; k++) { r.v[k] = __float2bfloat16_rn(__bfloat162float(u.v[k]) + __bfloat162float(v.v[k])); }
+            store16(residual + o + c, r);
+        }
+        __syncwarp();   // each lane re-reads only its own columns, but keep the row's writes ordered
+        float qs = q8.q != NULL ? *q8.scale : 1.0f;
+        layernorm_row(out + o, q8.q != NULL ? q8.q + o : NULL, qs, acc, mean + row, rstd + row, residual + o, w, bias,
+                      C, lane);
     }
-    __syncwarp();   // each lane re-reads only its own columns, but keep the row's writes ordered
-    layernorm_row(out + o, mean + row, rstd + row, residual + o, w, bias, C, lane);
+    if (q8.amax != NULL) { cast_acc_commit<false>(acc, q8.amax, NULL); }
 }
 
 // dinp (N,C) += LN backward of dout (N,C); one warp per row
@@ -123,16 +142,25 @@ __global__ void layernorm_backward_params_kernel(float* partials, const floatX* 
     }
 }
 
-static inline void layernorm_forward(floatX* out, float* mean, float* rstd, const floatX* inp,
-                                     const floatX* w, const floatX* b, int N, int C, cudaStream_t s) {
-    layernorm_forward_kernel<<<ceil_div(N, 8), 256, 0, s>>>(out, mean, rstd, inp, w, b, N, C);
+static inline Fp8Out layernorm_fp8_out(const Fp8Out* q8, int C) {
+    Fp8Out none = {NULL, NULL, NULL};
+    if (q8 == NULL) { return none; }
+    if (((uintptr_t)q8->q & 7) != 0 || C % 8 != 0) { die("internal: LayerNorm FP8 output at %p, C=%d: not 8-byte rows", q8->q, C); }
+    return *q8;
+}
+
+// q8 (NULL: none): write the output as FP8 codes instead of BF16 (out is then not written)
+static inline void layernorm_forward(floatX* out, float* mean, float* rstd, const floatX* inp, const floatX* w,
+                                     const floatX* b, int N, int C, const Fp8Out* q8, cudaStream_t s) {
+    layernorm_forward_kernel<<<ceil_div(N, 8), 256, 0, s>>>(out, layernorm_fp8_out(q8, C), mean, rstd, inp, w, b, N, C);
     cudaCheckLaunch();
 }
 
 static inline void residual_layernorm_forward(floatX* residual, floatX* out, float* mean, float* rstd,
                                               const floatX* a, const floatX* b, const floatX* w,
-                                              const floatX* bias, int N, int C, cudaStream_t s) {
-    residual_layernorm_forward_kernel<<<ceil_div(N, 8), 256, 0, s>>>(residual, out, mean, rstd, a, b, w, bias, N, C);
+                                              const floatX* bias, int N, int C, const Fp8Out* q8, cudaStream_t s) {
+    residual_layernorm_forward_kernel<<<ceil_div(N, 8), 256, 0, s>>>(residual, out, layernorm_fp8_out(q8, C), mean, rstd,
+                                                                     a, b, w, bias, N, C);
     cudaCheckLaunch();
 }
 

@@ -9,6 +9,7 @@
 #include "reduce.cuh"
 #include "train_args.h"
 #include "multi_gpu.h"
+#include "fp8_cast.cuh"
 
 #define LLMC_LINEAR_DEFINED 1
 
@@ -25,6 +26,8 @@ typedef enum { LINEAR_QKV, LINEAR_ATTPROJ, LINEAR_FC, LINEAR_FCPROJ, LINEAR_LMHE
 //   linear_state_bytes/save/load                       extra checkpoint state (e.g. FP8 scales)
 //   linear_stats_log, linear_stats_due                per-step statistics into the run's log
 //   linear_forward, linear_backward
+//   linear_keeps_input                                 the layer keeps its input for backward itself
+//   linear_input_fp8                                   the input's producer writes it in FP8 (Fp8Out)
 //   LinearWeightPart, linear_weight_gathers_fp8,       ZeRO-1 weights that travel in a low
 //   linear_weight_parts_cast,                          precision (see llmc/linear_fp8.cuh);
 //   linear_weight_received                             none here
@@ -74,6 +77,13 @@ static inline void linear_weight_parts_cast(LinearContext* lc, const LinearWeigh
 static inline void linear_weight_received(LinearContext* lc, LinearKind kind, int layer, const floatX* weight, int OC, int IC,
                                           const uint8_t* const* src, const long* end, int n, cudaStream_t s) {
     (void)lc; (void)kind; (void)layer; (void)weight; (void)OC; (void)IC; (void)src; (void)end; (void)n; (void)s;
+}
+
+static inline int linear_keeps_input(const LinearContext* lc, LinearKind kind, int layer, int N, int IC, int OC) {
+    (void)lc; (void)kind; (void)layer; (void)N; (void)IC; (void)OC; return 0;
+}
+static inline int linear_input_fp8(LinearContext* lc, LinearKind kind, int layer, int N, int IC, int OC, Fp8Out* out) {
+    (void)lc; (void)kind; (void)layer; (void)N; (void)IC; (void)OC; (void)out; return 0;
 }
 
 static inline size_t linear_state_bytes(const LinearContext* lc) { (void)lc; return 0; }

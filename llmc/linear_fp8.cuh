@@ -1,14 +1,20 @@
 // The FP8 linear layer: the interface of llmc/linear_bf16.cuh with the three GEMMs of each
 // linear on Hopper's FP8 tensor cores through cuBLASLt (FP32 accumulation, BF16 outputs):
 //   fprop  out (N,OC) = x (N,IC) @ W (OC,IC)^T + bias      x, W E4M3
-//   dgrad  dx (N,IC)  = dy (N,OC) @ W (OC,IC)               dy E5M2 (hybrid) or E4M3, W^T copy
+//   dgrad  dx (N,IC)  = dy (N,OC) @ W (OC,IC)               dy E5M2 (hybrid) or E4M3, W^T
 //   wgrad  dW (OC,IC) += dy^T @ x (N,IC)                    dy^T and x^T copies
 // cuBLASLt's FP8 kernels take both operands K-major, hence the transposed copies, which the
-// cast kernels write in the same pass as the plain ones. Each quantized tensor (x, W, dy of
+// cast kernels write in the same pass as the plain ones (W^T: transposed from the FP8 W in each
+// backward, into scratch, so that FP8 weights cost 1 byte per parameter, not 2). Each quantized tensor (x, W, dy of
 // every linear) has its own scale, from delayed or current scaling (llmc/fp8_scaling.h).
-// Weights are cast once per optimizer step; activations and gradients once per call, into a
-// scratch arena (nothing FP8 is kept between forward and backward: backward re-casts its BF16
-// input, which the model stores anyway, with the scale the forward used). Biases stay BF16:
+// Weights are cast once per optimizer step. The inputs that LayerNorms produce (of the QKV, FC
+// and LM-head linears) are kept in FP8 from forward to backward, which transposes them for the
+// weight gradient, so the model keeps no BF16 copy of them (linear_keeps_input); under delayed
+// scaling the LayerNorm writes them in FP8 directly (linear_input_fp8), with no separate cast.
+// The other inputs (attention's output, GELU's) the model keeps or recomputes in BF16 anyway:
+// they are cast in forward and re-cast, transposed, in backward. Output gradients are cast, with their
+// transposes, into a scratch arena in chunks of rows small enough that the LM head's (N,Vp)
+// gradient needs no more scratch than the other linears. Biases stay BF16:
 // the GEMM epilogue adds them, the deterministic bias_backward sums their gradients. GELU
 // rides in the FP8 GEMM's epilogue where cuBLASLt has such a kernel, else in a separate pass.
 // --precision bf16 runs the plain BF16 path of llmc/linear_bf16.cuh through this binary;
@@ -54,8 +60,7 @@ typedef struct {
 } LinearOptions;
 
 typedef struct {
-    uint8_t* w;               // (OC,IC) fp8 weight: fprop's K-major operand
-    uint8_t* wt;              // (IC,OC) its transpose: dgrad's K-major operand
+    uint8_t* w;               // (OC,IC) fp8 weight: fprop's K-major operand (backward transposes it)
     const floatX* src;        // the BF16 weight they were cast from
     int OC, IC;
     int stale;                // 1: src may have changed since the cast
@@ -76,9 +81,15 @@ typedef struct {
     int stats_step;                // 1: the current step counts saturation and flushes
     int weights_hook;              // 1: linear_weights_changed marks weights stale (else each backward does)
     int fused_gelu;                // 1: try cuBLASLt's GELU epilogues in FP8 (tests clear it to cover the other path)
+    int fused_inputs;              // 1: producers write inputs in FP8 (linear_input_fp8; tests clear it to compare)
     long unfused_gelu;             // GEMMs whose GELU ran as a separate pass: no FP8 kernel with the epilogue
-    uint8_t* arena;                // fp8 activations and gradients of one call
+    uint8_t* arena;                // fp8 gradients and transposed copies of one call
     size_t arena_bytes;
+    size_t arena_budget;           // chunks of a backward call fit in this (0: whole calls)
+    uint8_t** saved_x;             // (num_linears) each FP8 linear's input (rows, IC), kept for backward
+    int* saved_rows;               // (num_linears) rows saved_x[i] holds
+    unsigned char* x_ready;        // (num_linears) 1: the producer wrote this call's input in FP8 already
+
     char name[80];
     const MultiGpu* comm;          // ranks whose amaxes are reduced (max) before the scales are folded
     float* part_amax;              // (num_linears) device: amaxes of the weight parts a rank casts (FP8 gather)
@@ -232,9 +243,26 @@ static inline int fp8_runs(const LinearContext* lc, int linear, int N, int IC, i
     return lc->opt.fp8 && lc->use_fp8[linear] && N % 16 == 0 && IC % 16 == 0 && OC % 16 == 0;
 }
 
-// Scratch of a backward call: dy (N,OC), dy^T (OC,N), x^T (IC,N); forward's x (N,IC) fits in it.
+// 1 when linear (kind, layer), over micro-batches of N rows, keeps its input in FP8 from its
+// forward to its backward: the model need not keep the BF16 input for the backward.
+static inline int linear_keeps_input(const LinearContext* lc, LinearKind kind, int layer, int N, int IC, int OC) {
+    int layernorm_input = kind == LINEAR_QKV || kind == LINEAR_FC || kind == LINEAR_LMHEAD;
+    return layernorm_input && lc->opt.fp8 && fp8_runs(lc, fp8_linear_index(lc, kind, layer), N, IC, OC);
+}
+
+// Scratch of a backward call over N rows: W^T (IC,OC), dy (N,OC), dy^T (OC,N), x^T (IC,N).
 static inline size_t fp8_arena_need(int N, int IC, int OC) {
-    return 2 * align256((size_t)N * OC) + (size_t)N * IC;
+    return align256((size_t)OC * IC) + 2 * align256((size_t)N * OC) + (size_t)N * IC;
+}
+
+#define FP8_ARENA_MIN (64u << 20)   // chunked scratch is at least this: chunks of hundreds of rows, not a few
+
+// Rows of a backward chunk: all N, or the most (a multiple of 16) whose scratch fits the budget.
+static inline int fp8_chunk_rows(const LinearContext* lc, int N, int IC, int OC) {
+    if (lc->arena_budget == 0 || fp8_arena_need(N, IC, OC) <= lc->arena_budget) { return N; }
+    long room = (long)lc->arena_budget - (long)align256((size_t)OC * IC) - 2 * 256;
+    long rows = room / (2L * OC + IC) / 16 * 16;
+    return rows < 16 ? 16 : (int)rows;
 }
 
 // The arena, grown to at least `bytes` (growing waits for the GPU: only at warm-up).
@@ -248,12 +276,23 @@ static inline uint8_t* fp8_arena(LinearContext* lc, size_t bytes) {
     return lc->arena;
 }
 
+// The FP8 copy of linear's input (rows, IC), grown to `rows` (growing waits for the GPU: only
+// at warm-up or in tests; linear_reserve allocates them up front).
+static inline uint8_t* fp8_saved_x(LinearContext* lc, int linear, int rows, int IC) {
+    if (rows > lc->saved_rows[linear]) {
+        cudaCheck(cudaDeviceSynchronize());
+        if (lc->saved_x[linear] != NULL) { cudaCheck(cudaFree(lc->saved_x[linear])); }
+        lc->saved_x[linear] = (uint8_t*)cuda_malloc_or_die((size_t)rows * IC, "FP8 copies of the linears' inputs");
+        lc->saved_rows[linear] = rows;
+    }
+    return lc->saved_x[linear];
+}
+
 static inline void fp8_weight_alloc(LinearContext* lc, int linear, int OC, int IC) {
     Fp8Weight* w = &lc->weights[linear];
     if (w->OC == OC && w->IC == IC) { return; }
     if (w->w != NULL) { cudaCheck(cudaFree(w->w)); }
-    w->w = (uint8_t*)cuda_malloc_or_die(2 * (size_t)OC * IC, "FP8 weight copies");
-    w->wt = w->w + (size_t)OC * IC;   // OC*IC is a multiple of 256
+    w->w = (uint8_t*)cuda_malloc_or_die((size_t)OC * IC, "FP8 weight copies");
     w->OC = OC; w->IC = IC; w->src = NULL; w->stale = 1;
 }
 
@@ -277,28 +316,36 @@ __global__ void fp8_current_scale_kernel(float* blk, int NT, int H, int t, float
 // measures its amax and sets its scale first, delayed scaling raises the step's amax, a stats
 // step counts. record = 0 re-casts with the scale in place (backward's x^T: same bits as a
 // copy kept from the forward would have).
-static inline void fp8_quantize(LinearContext* lc, int t, uint8_t* out, uint8_t* out_t, const floatX* in, int rows,
-                                int cols, int record, cudaStream_t s) {
+// The start of tensor t's cast proper, of all of in (n): current scaling measures its amax and
+// sets its scale; returns the amax the casts raise (delayed scaling), else NULL.
+static inline float* fp8_cast_begin(LinearContext* lc, int t, const floatX* in, long n, cudaStream_t s) {
     int NT = lc->num_tensors, H = lc->sc.history_len;
     float* blk = lc->sc_block;
+    fp8_note_cast(&lc->sc, t);
+    if (!fp8_needs_own_amax(&lc->sc, t)) { return fp8_amax_step(blk) + t; }
+    absmax_bf16(fp8_amax_cur(blk, NT, H) + t, in, n, s);
+    fp8_current_scale_kernel<<<1, 1, 0, s>>>(blk, NT, H, t, fp8_format_max(fp8_tensor_format(lc, t)), lc->sc.margin);
+    cudaCheckLaunch();
+    return NULL;
+}
+
+// Casts in (rows, cols) with tensor t's scale into out (rows, cols) and/or out_t (cols, rows)
+// (NULL: not wanted), raising amax (NULL: not) and, when record and a stats step, the counts.
+static inline void fp8_cast_rows(LinearContext* lc, int t, uint8_t* out, uint8_t* out_t, const floatX* in, int rows,
+                                 int cols, float* amax, int record, cudaStream_t s) {
     long n = (long)rows * cols;
     Fp8Format f = fp8_tensor_format(lc, t);
-    float* amax = NULL;
     unsigned long long* counts = NULL;
-    if (record) {
-        if (fp8_needs_own_amax(&lc->sc, t)) {
-            absmax_bf16(fp8_amax_cur(blk, NT, H) + t, in, n, s);
-            fp8_current_scale_kernel<<<1, 1, 0, s>>>(blk, NT, H, t, fp8_format_max(f), lc->sc.margin);
-            cudaCheckLaunch();
-        } else {
-            amax = fp8_amax_step(blk) + t;
-        }
-        if (lc->stats_step) { counts = lc->counts + 2 * t; lc->counted[t] += (double)n; }
-        fp8_note_cast(&lc->sc, t);
-    }
-    const float* scale = fp8_scale(blk, NT) + t;
+    if (record && lc->stats_step) { counts = lc->counts + 2 * t; lc->counted[t] += (double)n; }
+    const float* scale = fp8_scale(lc->sc_block, lc->num_tensors) + t;
     if (out_t != NULL) { cast_transpose_to_fp8(out, out_t, in, rows, cols, f, scale, amax, counts, s); }
     else { cast_to_fp8(out, in, n, f, scale, amax, counts, s); }
+}
+
+static inline void fp8_quantize(LinearContext* lc, int t, uint8_t* out, uint8_t* out_t, const floatX* in, int rows,
+                                int cols, int record, cudaStream_t s) {
+    float* amax = record ? fp8_cast_begin(lc, t, in, (long)rows * cols, s) : NULL;
+    fp8_cast_rows(lc, t, out, out_t, in, rows, cols, amax, record, s);
 }
 
 // The FP8 copies of a weight (OC,IC), cast when stale.
@@ -308,7 +355,7 @@ static inline Fp8Weight* fp8_weight_ready(LinearContext* lc, int linear, const f
     Fp8Weight* w = &lc->weights[linear];
     if (w->src != weight) { w->src = weight; w->stale = 1; }
     if (w->stale) {
-        fp8_quantize(lc, fp8_tensor(linear, FP8_ROLE_W), w->w, w->wt, weight, OC, IC, 1, s);
+        fp8_quantize(lc, fp8_tensor(linear, FP8_ROLE_W), w->w, NULL, weight, OC, IC, 1, s);
         w->stale = 0;
     }
     return w;
@@ -380,6 +427,7 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     lc->opt = *o;
     lc->num_layers = num_layers;
     lc->fused_gelu = 1;
+    lc->fused_inputs = 1;
     if (!o->fp8 && !o->mx) { snprintf(lc->name, sizeof(lc->name), "bf16"); return; }
     int L = num_layers;
     if (o->mx) {   // the block-scaled modes' defaults: BF16 LM head; NVFP4 keeps the last 2 blocks in BF16
@@ -411,6 +459,9 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
         return;
     }
     lc->weights = (Fp8Weight*)calloc_or_die(lc->num_linears, sizeof(Fp8Weight), "fp8 weights");
+    lc->saved_x = (uint8_t**)calloc_or_die(lc->num_linears, sizeof(uint8_t*), "fp8 inputs");
+    lc->saved_rows = (int*)calloc_or_die(lc->num_linears, sizeof(int), "fp8 inputs");
+    lc->x_ready = (unsigned char*)calloc_or_die(lc->num_linears, 1, "fp8 inputs");
     fp8_scaling_init(&lc->sc, NT, o->scaling, o->amax_algo, H, o->margin);
     float* host = (float*)malloc_or_die(fp8_block_floats(NT, H) * sizeof(float), "fp8 scaling state");
     fp8_block_init(host, NT, H);
@@ -434,8 +485,12 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
 static inline void linear_context_free(LinearContext* lc) {
     if (lc->opt.mx) { mx_linear_free(&lc->mx); free(lc->use_fp8); }
     if (lc->opt.fp8) {
-        for (int i = 0; i < lc->num_linears; i++) { if (lc->weights[i].w != NULL) { cudaCheck(cudaFree(lc->weights[i].w)); } }
+        for (int i = 0; i < lc->num_linears; i++) {
+            if (lc->weights[i].w != NULL) { cudaCheck(cudaFree(lc->weights[i].w)); }
+            if (lc->saved_x[i] != NULL) { cudaCheck(cudaFree(lc->saved_x[i])); }
+        }
         if (lc->arena != NULL) { cudaCheck(cudaFree(lc->arena)); }
+        free(lc->saved_x); free(lc->saved_rows); free(lc->x_ready);
         cudaCheck(cudaFree(lc->sc_block));
         cudaCheck(cudaFree(lc->counts));
         cudaCheck(cudaFree(lc->part_amax));
@@ -447,7 +502,8 @@ static inline void linear_context_free(LinearContext* lc) {
 
 // Allocates the FP8 copies up front, for micro-batches of up to max_rows tokens of a GPT-2 of
 // width C and padded vocabulary Vp, so that the memory in use after set-up includes them
-// (without it they are allocated at first use).
+// (without it they are allocated at first use). The arena is sized for the largest block
+// linear; the LM head's backward runs in chunks of rows that fit it.
 static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp) {
     if (lc->opt.mx) {
         size_t need = 0;
@@ -466,7 +522,7 @@ static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp
         return;
     }
     if (!lc->opt.fp8) { return; }
-    size_t need = 0;
+    size_t need = 0, need_all = 0;
     for (int k = 0; k < LINEAR_KINDS; k++) {
         int OC, IC;
         fp8_kind_shape((LinearKind)k, C, Vp, &OC, &IC);
@@ -474,11 +530,18 @@ static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp
             int id = fp8_linear_index(lc, (LinearKind)k, l);
             if (!fp8_runs(lc, id, max_rows, IC, OC)) { continue; }
             fp8_weight_alloc(lc, id, OC, IC);
+            if (linear_keeps_input(lc, (LinearKind)k, l, max_rows, IC, OC)) { fp8_saved_x(lc, id, max_rows, IC); }
             size_t b = fp8_arena_need(max_rows, IC, OC);
-            need = b > need ? b : need;
+            if (k != LINEAR_LMHEAD) { need = b > need ? b : need; }
+            need_all = b > need_all ? b : need_all;
         }
     }
-    if (need > 0) { fp8_arena(lc, need); }
+    if (need == 0) { need = need_all; }   // only the LM head is FP8: it alone sets the size
+    if (need > 0 && need < FP8_ARENA_MIN && need_all > need) { need = need_all < FP8_ARENA_MIN ? need_all : FP8_ARENA_MIN; }
+    if (need > 0) {
+        fp8_arena(lc, need);
+        lc->arena_budget = need;
+    }
 }
 
 // Tells the layer that the BF16 weights changed (an optimizer update, a load): their FP8
@@ -614,7 +677,7 @@ static inline void linear_weight_parts_cast(LinearContext* lc, const LinearWeigh
 }
 
 // The gathered codes of the weight (OC,IC) of linear (kind, layer), in n pieces (piece p:
-// elements [end[p-1], end[p]) at src[p]), placed with their transposed copy; no re-cast this step.
+// elements [end[p-1], end[p]) at src[p]), placed in its FP8 copy; no re-cast this step.
 static inline void linear_weight_received(LinearContext* lc, LinearKind kind, int layer, const floatX* weight, int OC, int IC,
                                           const uint8_t* const* src, const long* end, int n, cudaStream_t s) {
     int id = fp8_linear_index(lc, kind, layer);
@@ -625,7 +688,7 @@ static inline void linear_weight_received(LinearContext* lc, LinearKind kind, in
     for (int p = 0; p < n; p++) { pieces.src[p] = src[p]; pieces.end[p] = end[p]; }
     fp8_weight_alloc(lc, id, OC, IC);
     Fp8Weight* w = &lc->weights[id];
-    place_fp8(w->w, w->wt, &pieces, OC, IC, s);
+    place_fp8(w->w, NULL, &pieces, OC, IC, s);
     w->src = weight;
     w->stale = 0;
     fp8_note_cast(&lc->sc, fp8_tensor(id, FP8_ROLE_W));
@@ -633,6 +696,23 @@ static inline void linear_weight_received(LinearContext* lc, LinearKind kind, in
 
 // ------------------------------------------------------------------------------------------
 // the linear layer
+
+// 1 when the producer of linear (kind, layer)'s input (N,IC) is to write it in FP8 this call,
+// into *out, and not in BF16: delayed scaling with a scale in place (current scaling needs the
+// tensor's amax before the cast), outside --fp8-stats steps (whose casts count saturation).
+// The next linear_forward of (kind, layer) then reads it as it is.
+static inline int linear_input_fp8(LinearContext* lc, LinearKind kind, int layer, int N, int IC, int OC, Fp8Out* out) {
+    int id = fp8_linear_index(lc, kind, layer), tx = fp8_tensor(id, FP8_ROLE_X);
+    if (!lc->fused_inputs || !linear_keeps_input(lc, kind, layer, N, IC, OC) || lc->stats_step || fp8_needs_own_amax(&lc->sc, tx)) {
+        return 0;
+    }
+    out->q = fp8_saved_x(lc, id, N, IC);
+    out->scale = fp8_scale(lc->sc_block, lc->num_tensors) + tx;
+    out->amax = fp8_amax_step(lc->sc_block) + tx;
+    fp8_note_cast(&lc->sc, tx);
+    lc->x_ready[id] = 1;
+    return 1;
+}
 
 // out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias (OC); bias may be NULL.
 // With pre_gelu (N,OC): pre_gelu = that sum and out = gelu(pre_gelu).
@@ -651,8 +731,10 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
     }
     int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W);
     Fp8Weight* w = fp8_weight_ready(lc, id, weight, OC, IC, s);
-    uint8_t* x8 = fp8_arena(lc, fp8_arena_need(N, IC, OC));   // (N,IC)
-    fp8_quantize(lc, tx, x8, NULL, inp, N, IC, 1, s);
+    int keep = linear_keeps_input(lc, kind, layer, N, IC, OC);
+    uint8_t* x8 = keep ? fp8_saved_x(lc, id, N, IC) : fp8_arena(lc, fp8_arena_need(N, IC, OC));   // (N,IC)
+    if (!lc->x_ready[id]) { fp8_quantize(lc, tx, x8, NULL, inp, N, IC, 1, s); }
+    lc->x_ready[id] = 0;
     const float* sx = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tx);
     const float* sw = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tw);
     if (pre_gelu == NULL) {
@@ -669,7 +751,8 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
 //                                                 pre_gelu is given: the input came out of a GELU
 // dweight (OC,IC) += dout^T @ inp (N,IC)          (accumulated over micro-batches)
 // dbias (OC) += column sums of dout, when dbias != NULL; scratch: colsum_num_chunks(N) * OC floats
-// inp must be what this micro-batch's forward read: its FP8 copy is re-cast from it.
+// inp must be what this micro-batch's forward read; in FP8 the weight gradient uses the FP8 copy
+// the forward kept (linear_keeps_input: inp is not read), or re-casts inp with the forward's scale.
 static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer, floatX* dinp, floatX* dweight,
                                    floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
                                    const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
@@ -685,26 +768,43 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
         if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
         return;
     }
+    int keep = linear_keeps_input(lc, kind, layer, N, IC, OC);
+    if (keep && lc->saved_rows[id] < N) { die("internal: FP8 backward of %s.%d over %d rows without its forward", LINEAR_KIND_NAMES[kind], layer, N); }
     int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W), tdy = fp8_tensor(id, FP8_ROLE_DY);
     Fp8Format fdy = fp8_tensor_format(lc, tdy);
     const float* sdy = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tdy);
     const float* sw = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tw);
     const float* sx = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tx);
     Fp8Weight* w = fp8_weight_ready(lc, id, weight, OC, IC, s);
-    uint8_t* dy8 = fp8_arena(lc, fp8_arena_need(N, IC, OC));     // (N,OC)
-    uint8_t* dyt8 = dy8 + align256((size_t)N * OC);          // (OC,N)
-    uint8_t* xt8 = dyt8 + align256((size_t)N * OC);          // (IC,N)
-    fp8_quantize(lc, tdy, dy8, dyt8, dout, N, OC, 1, s);
-    fp8_quantize(lc, tx, NULL, xt8, inp, N, IC, 0, s);
-    if (pre_gelu == NULL) {
-        gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, sw, NULL, N, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
-    } else if (!(lc->fused_gelu && gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, sw, NULL, N, IC, OC,
-                                            0.0f, 0, GEMM_GELU_BACKWARD, (floatX*)pre_gelu, s))) {
-        gemm_fp8(&lc->gemm, dinp, dy8, fdy, sdy, w->wt, FP8_E4M3, sw, NULL, N, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
-        gelu_backward_inplace(dinp, pre_gelu, (long)N * IC, s);
-        lc->unfused_gelu++;
+    const uint8_t* x8 = keep ? lc->saved_x[id] : NULL;         // (N,IC) the forward's FP8 input
+    // Chunks of rows (one chunk but for the LM head): each casts its rows of dout, computes
+    // their input gradient, and adds their share of the weight gradient into dweight. The extra
+    // BF16 roundings of a few chunks (2^-9 relative each) are small beside the FP8 wgrad's own
+    // error (~4%, dev/test_fp8), and save an FP32 accumulator of the LM head's size.
+    int rows = fp8_chunk_rows(lc, N, IC, OC);
+    float* amax = fp8_cast_begin(lc, tdy, dout, (long)N * OC, s);
+    uint8_t* wt8 = fp8_arena(lc, fp8_arena_need(rows, IC, OC)); // (IC,OC)
+    uint8_t* dy8 = wt8 + align256((size_t)OC * IC);             // (n,OC)
+    uint8_t* dyt8 = dy8 + align256((size_t)rows * OC);          // (OC,n)
+    uint8_t* xt8 = dyt8 + align256((size_t)rows * OC);          // (IC,n)
+    transpose_fp8(wt8, w->w, OC, IC, s);
+    for (int r0 = 0; r0 < N; r0 += rows) {
+        int n = N - r0 < rows ? N - r0 : rows;
+        fp8_cast_rows(lc, tdy, dy8, dyt8, dout + (size_t)r0 * OC, n, OC, amax, 1, s);
+        if (keep) { transpose_fp8(xt8, x8 + (size_t)r0 * IC, n, IC, s); }
+        else { fp8_cast_rows(lc, tx, NULL, xt8, inp + (size_t)r0 * IC, n, IC, NULL, 0, s); }
+        floatX* di = dinp + (size_t)r0 * IC;
+        const floatX* pg = pre_gelu != NULL ? pre_gelu + (size_t)r0 * IC : NULL;
+        if (pg == NULL) {
+            gemm_fp8(&lc->gemm, di, dy8, fdy, sdy, wt8, FP8_E4M3, sw, NULL, n, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
+        } else if (!(lc->fused_gelu && gemm_fp8(&lc->gemm, di, dy8, fdy, sdy, wt8, FP8_E4M3, sw, NULL, n, IC, OC,
+                                                0.0f, 0, GEMM_GELU_BACKWARD, (floatX*)pg, s))) {
+            gemm_fp8(&lc->gemm, di, dy8, fdy, sdy, wt8, FP8_E4M3, sw, NULL, n, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
+            gelu_backward_inplace(di, pg, (long)n * IC, s);
+            lc->unfused_gelu++;
+        }
+        gemm_fp8(&lc->gemm, dweight, dyt8, fdy, sdy, xt8, FP8_E4M3, sx, NULL, OC, IC, n, 1.0f, 0, GEMM_NO_GELU, NULL, s);
     }
-    gemm_fp8(&lc->gemm, dweight, dyt8, fdy, sdy, xt8, FP8_E4M3, sx, NULL, OC, IC, N, 1.0f, 0, GEMM_NO_GELU, NULL, s);
     if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
     if (!lc->weights_hook) { w->stale = 1; }
 }
