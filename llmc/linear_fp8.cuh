@@ -5,16 +5,17 @@
 //   wgrad  dW (OC,IC) += dy^T @ x (N,IC)                    dy^T and x^T copies
 // cuBLASLt's FP8 kernels take both operands K-major, hence the transposed copies, which the
 // cast kernels write in the same pass as the plain ones (W^T: transposed from the FP8 W in each
-// backward, into scratch, so that FP8 weights cost 1 byte per parameter, not 2). Each quantized tensor (x, W, dy of
-// every linear) has its own scale, from delayed or current scaling (llmc/fp8_scaling.h).
+// backward, into scratch, so that FP8 weights cost 1 byte per parameter, not 2). Each quantized
+// tensor (x, W, dy of every linear) has its own scale, from delayed or current scaling
+// (llmc/fp8_scaling.h).
 // Weights are cast once per optimizer step. The inputs that LayerNorms produce (of the QKV, FC
 // and LM-head linears) are kept in FP8 from forward to backward, which transposes them for the
 // weight gradient, so the model keeps no BF16 copy of them (linear_keeps_input); under delayed
 // scaling the LayerNorm writes them in FP8 directly (linear_input_fp8), with no separate cast.
 // The other inputs (attention's output, GELU's) the model keeps or recomputes in BF16 anyway:
-// they are cast in forward and re-cast, transposed, in backward. Output gradients are cast, with their
-// transposes, into a scratch arena in chunks of rows small enough that the LM head's (N,Vp)
-// gradient needs no more scratch than the other linears. Biases stay BF16:
+// they are cast in forward and re-cast, transposed, in backward. Output gradients are cast, with
+// their transposes, into a scratch arena in chunks of rows small enough that the LM head's
+// (N,Vp) gradient needs little more scratch than the other linears. Biases stay BF16:
 // the GEMM epilogue adds them, the deterministic bias_backward sums their gradients. GELU
 // rides in the FP8 GEMM's epilogue where cuBLASLt has such a kernel, else in a separate pass.
 // --precision bf16 runs the plain BF16 path of llmc/linear_bf16.cuh through this binary;
@@ -536,8 +537,10 @@ static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp
             need_all = b > need_all ? b : need_all;
         }
     }
-    if (need == 0) { need = need_all; }   // only the LM head is FP8: it alone sets the size
-    if (need > 0 && need < FP8_ARENA_MIN && need_all > need) { need = need_all < FP8_ARENA_MIN ? need_all : FP8_ARENA_MIN; }
+    // the block linears' need, but room for chunks of hundreds of rows of the LM head; when
+    // only the LM head is FP8 it alone sets the size
+    size_t floor = need_all < FP8_ARENA_MIN ? need_all : FP8_ARENA_MIN;
+    need = need == 0 ? need_all : need > floor ? need : floor;
     if (need > 0) {
         fp8_arena(lc, need);
         lc->arena_budget = need;
