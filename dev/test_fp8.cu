@@ -113,7 +113,7 @@ static void test_cast_all_bf16() {
             cudaCheck(cudaMemset(d_counts, 0, 16));
             cudaCheck(cudaMemset(d_out, 0xAA, n)); cudaCheck(cudaMemset(d_out2, 0xAA, n)); cudaCheck(cudaMemset(d_outT, 0xAA, n));
             cast_to_fp8(d_out, d_in, n, f, d_scale, d_amax, d_counts, 0);
-            cast_transpose_to_fp8(d_out2, d_outT, d_in, 256, 256, f, d_scale, d_amax + 1, NULL, 0);
+            cast_transpose_to_fp8(d_out2, d_outT, d_in, 256, 256, f, d_scale, d_amax + 1, NULL, NULL, 0, 0);
             device_sync();
             Codes want(n), got = get_codes(d_out, n), got2 = get_codes(d_out2, n), gotT = get_codes(d_outT, n);
             long bad_nan = 0, bad = 0, bad2 = 0, badT = 0;
@@ -164,8 +164,8 @@ static void test_cast_shapes() {
         put_f32(d_scale, 25.0f);
         cudaCheck(cudaMemset(d_amax, 0, 12));
         cudaCheck(cudaMemset(d_t2, 0xAA, n));
-        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E4M3, d_scale, d_amax, NULL, 0);
-        cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E5M2, d_scale, NULL, NULL, 0);
+        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E4M3, d_scale, d_amax, NULL, NULL, 0, 0);
+        cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E5M2, d_scale, NULL, NULL, NULL, 0, 0);
         absmax_bf16(d_amax + 1, d_x, (long)n, 0);
         cast_to_fp8(d_p, d_x, (long)n, FP8_E4M3, d_scale, d_amax + 2, NULL, 0);
         device_sync();
@@ -176,6 +176,50 @@ static void test_cast_shapes() {
         VF am = get_f32(d_amax, 3);
         check_count(fmt("amax (%d,%d): transposed cast, absmax, plain cast all give 20", R, C),
                     (am[0] != 20.0f) + (am[1] != 20.0f) + (am[2] != 20.0f));
+        dev_free_all();
+    }
+}
+
+// The transposed cast's fused extras: column sums (a bias gradient's partials; against FP64,
+// then through add_partials, against bias_backward) and the cast of gelu(in) (code for code the
+// cast of gelu_forward's output). Rows not a multiple of the column-sum block.
+static void test_cast_colsum_gelu() {
+    const int shapes[][2] = {{1040, 784}, {4096, 768}, {80, 3072}};
+    for (auto& sh : shapes) {
+        int R = sh[0], C = sh[1], chunks = colsum_num_chunks(R);
+        size_t n = (size_t)R * C;
+        VF x = randn(n, 1.3);
+        floatX *d_x = to_dev(x), *d_g = dev_alloc<floatX>(n);
+        uint8_t *d_o = dev_alloc<uint8_t>(n), *d_t = dev_alloc<uint8_t>(n), *d_t2 = dev_alloc<uint8_t>(n);
+        float *d_scale = dev_alloc<float>(1), *d_amax = dev_alloc<float>(1), *d_part = dev_alloc<float>((size_t)chunks * C);
+        floatX *d_b1 = to_dev(VF(C, 0.5f)), *d_b2 = to_dev(VF(C, 0.5f));
+        float* d_scratch = dev_alloc<float>((size_t)chunks * C);
+        put_f32(d_scale, 25.0f);
+        cudaCheck(cudaMemset(d_amax, 0, 4));
+        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E5M2, d_scale, d_amax, NULL, d_part, 0, 0);
+        add_partials(d_b1, d_part, chunks, C, C, 0);
+        bias_backward(d_b2, d_x, d_scratch, R, C, 0);
+        gelu_forward(d_g, d_x, (long)n, 0);
+        cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E4M3, d_scale, NULL, NULL, NULL, 1, 0);
+        device_sync();
+        Codes q5 = quantize(x, 25.0f, FP8_E5M2);
+        long bad = count_diff(get_codes(d_o, n), q5) + count_diff(get_codes(d_t, n), transpose(q5, R, C));
+        bad += get_f32(d_amax, 1)[0] != host_amax(x);
+        check_count(fmt("cast_transpose + column sums (%d,%d): codes and amax unchanged", R, C), bad);
+        VF part = get_f32(d_part, (size_t)chunks * C);
+        VD ref((size_t)chunks * C, 0.0);
+        for (size_t r = 0; r < (size_t)R; r++) {
+            for (int c = 0; c < C; c++) { ref[(r / COLSUM_ROWS_PER_CHUNK) * C + c] += x[r * C + c]; }
+        }
+        check_close(fmt("cast_transpose + column sums (%d,%d): partials vs fp64", R, C), part, ref, 1e-5);
+        VD refb(C, 0.5);
+        for (size_t i = 0; i < ref.size(); i++) { refb[i % C] += ref[i]; }
+        check_close(fmt("cast_transpose + column sums (%d,%d): bias gradient through add_partials vs fp64", R, C),
+                    get(d_b1, C), refb, TOL_BF16);
+        check_close(fmt("cast_transpose + column sums (%d,%d): bias_backward agrees", R, C), get(d_b2, C), refb, TOL_BF16);
+        Codes qg = quantize(get(d_g, n), 25.0f, FP8_E4M3);
+        check_count(fmt("cast_transpose of gelu(x) (%d,%d): codes of gelu_forward's output, transposed", R, C),
+                    count_diff(get_codes(d_t2, n), transpose(qg, R, C)));
         dev_free_all();
     }
 }
@@ -243,10 +287,14 @@ static void test_linear_case(const LinearCase& lcase, const LinearOptions& opt, 
     VF dy = randn((size_t)N * OC, 1e-3), dw0 = randn((size_t)OC * IC, 1e-3 * sqrt((double)N)), db0 = randn(OC, 1e-2);
     VF pre_in = lcase.gelu == 2 ? randn((size_t)N * IC, 1.5) : VF();    // backward: the input came out of a GELU
     floatX *d_x = to_dev(x), *d_w = to_dev(w), *d_b = lcase.bias ? to_dev(b) : NULL, *d_dy = to_dev(dy);
+    floatX* d_pre_in = lcase.gelu == 2 ? to_dev(pre_in) : NULL;
+    if (lcase.gelu == 2) {   // x = gelu(pre_in), as the model's FC GEMM and gelu_forward make it
+        gelu_forward(d_x, d_pre_in, (long)N * IC, 0);
+        x = get(d_x, (size_t)N * IC);
+    }
     floatX *d_dw = to_dev(dw0), *d_db = to_dev(db0);
     floatX *d_out = dev_alloc<floatX>((size_t)N * OC), *d_dx = dev_alloc<floatX>((size_t)N * IC);
     floatX* d_pre = lcase.gelu == 1 ? dev_alloc<floatX>((size_t)N * OC) : NULL;
-    floatX* d_pre_in = lcase.gelu == 2 ? to_dev(pre_in) : NULL;
     float* d_scratch = dev_alloc<float>((size_t)colsum_num_chunks(N) * OC);
     cudaCheck(cudaMemset(d_out, 0xFF, (size_t)N * OC * 2));
     cudaCheck(cudaMemset(d_dx, 0xFF, (size_t)N * IC * 2));
@@ -356,8 +404,8 @@ static void test_linear_case(const LinearCase& lcase, const LinearOptions& opt, 
         for (int o = 0; o < OC; o++) { double s = db0[o]; for (int n = 0; n < N; n++) { s += dy[(size_t)n * OC + o]; } refb[o] = s; }
         check_close(fmt("linear %s: dbias (bf16 column sums)", tagb), dbo, refb, TOL_BF16);
     }
-    if (lcase.gelu) {
-        printf("     (%s: %ld GEMM(s) with GELU as a separate pass)\n", tagb, lc.unfused_gelu);
+    if (lcase.gelu == 1) {
+        printf("     (%s: %ld forward GEMM(s) with GELU as a separate pass)\n", tagb, lc.unfused_gelu);
         if (!fused_gelu) { check_count(fmt("linear %s: unfused GELU path taken", tagb), lc.unfused_gelu != 1); }
     }
     linear_context_free(&lc);
@@ -374,9 +422,8 @@ static void test_linear_fp8() {
     };
     LinearOptions hybrid = fp8_options();
     for (const LinearCase& c : cases) { test_linear_case(c, hybrid, 1); }
-    // the other GELU path, and all-E4M3 gradients
+    // the other forward GELU path, and all-E4M3 gradients
     test_linear_case(cases[2], hybrid, 0);
-    test_linear_case(cases[3], hybrid, 0);
     LinearOptions e4m3 = fp8_options();
     e4m3.hybrid = 0;
     test_linear_case(cases[0], e4m3, 1);
@@ -911,6 +958,7 @@ int main(int argc, char** argv) {
     test_bf16_paths();
     test_weight_cache();
     test_layernorm_fp8_out();
+    test_cast_colsum_gelu();
     test_stats();
     test_scaling_steps(FP8_SCALING_DELAYED, FP8_AMAX_MAX);
     test_scaling_steps(FP8_SCALING_DELAYED, FP8_AMAX_MOST_RECENT);

@@ -9,6 +9,8 @@
 
 #include <cuda_fp8.h>
 #include "cuda_common.h"
+#include "reduce.cuh"
+#include "gelu.cuh"
 #include "fp8.h"
 
 typedef Vec16<uint8_t> u8x16;   // 16 fp8 codes
@@ -91,35 +93,68 @@ __global__ void cast_to_fp8_kernel(uint8_t* out, const floatX* in, long n, const
 }
 
 // out (R,C) (NULL: not written) and out_t (C,R) = fp8(in (R,C) * *scale), amax and counts as
-// above; R and C multiples of 16. A block casts a 64x64 tile: each thread casts 16 consecutive
-// elements of a row and stages them in shared memory, then writes 16 consecutive rows of one
-// column as one 16-byte store. Each 16-row group of the tile sits 16 bytes further right, so
-// the column reads of a warp (4 row groups x 8 columns) fall into distinct banks.
-template <Fp8Format F, bool STATS>
+// above; R and C multiples of 16. A block casts a column of `tiles` 64x64 tiles: in each, each
+// thread casts 16 consecutive elements of a row and stages them in shared memory, then writes
+// 16 consecutive rows of one column as one 16-byte store. Each 16-row group of the tile sits
+// 16 bytes further right, so the column reads of a warp (4 row groups x 8 columns) fall into
+// distinct banks.
+// GELU: in holds GELU's input and the cast is of bf16(gelu(in)), as gelu_forward would write it.
+// COLSUM: colsum (R / (64 tiles), C) = per block, the FP32 sums of its rows' values per column
+// (a bias gradient's partials, summed in a fixed order: deterministic).
+template <Fp8Format F, bool STATS, bool COLSUM, bool GELU>
 __global__ void __launch_bounds__(FP8_CAST_THREADS)
-cast_transpose_to_fp8_kernel(uint8_t* out, uint8_t* out_t, const floatX* in, int R, int C, const float* scale,
-                             float* amax, unsigned long long* counts) {
+cast_transpose_to_fp8_kernel(uint8_t* out, uint8_t* out_t, const floatX* in, int R, int C, int tiles, const float* scale,
+                             float* amax, unsigned long long* counts, float* colsum) {
     __shared__ __align__(16) uint8_t tile[FP8_TILE][FP8_TILE + 48];
     float s = *scale;
-    int r0 = blockIdx.y * FP8_TILE, c0 = blockIdx.x * FP8_TILE;
+    int c0 = blockIdx.x * FP8_TILE;
     int tr = threadIdx.x / 4, tc = (threadIdx.x % 4) * 16;     // row, first column in the tile
+    int j = threadIdx.x / 4, k = threadIdx.x % 4;               // transposed store: tile column, row group
     CastAcc acc = {0u, 0u, 0u};
-    if (r0 + tr < R && c0 + tc < C) {
-        const floatX* p = in + (size_t)(r0 + tr) * C + c0 + tc;
-        x8 a = load16_cs(p), b = load16_cs(p + 8);
-        u8x16 o;
-        cast8<F, STATS>(o.v, a, s, acc);
-        cast8<F, STATS>(o.v + 8, b, s, acc);
-        if (out != NULL) { store16(out + (size_t)(r0 + tr) * C + c0 + tc, o); }
-        *reinterpret_cast<u8x16*>(&tile[tr][(tr / 16) * 16 + tc]) = o;
-    }
-    __syncthreads();
-    int j = threadIdx.x / 4, k = threadIdx.x % 4;               // tile column, row group
-    if (c0 + j < C && r0 + 16 * k < R) {
-        u8x16 o;
+    float sum[16];
+    if (COLSUM) {
 #pragma unroll
-        for (int q = 0; q < 16; q++) { o.v[q] = tile[16 * k + q][16 * k + j]; }
-        store16(out_t + (size_t)(c0 + j) * R + r0 + 16 * k, o);
+        for (int q = 0; q < 16; q++) { sum[q] = 0.0f; }
+    }
+    for (int t = 0; t < tiles; t++) {
+        int r0 = (blockIdx.y * tiles + t) * FP8_TILE;
+        if (r0 >= R) { break; }
+        if (t > 0) { __syncthreads(); }   // the previous tile's column reads are done
+        if (r0 + tr < R && c0 + tc < C) {
+            const floatX* p = in + (size_t)(r0 + tr) * C + c0 + tc;
+            x8 v[2] = {load16_cs(p), load16_cs(p + 8)};
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+#pragma unroll
+                for (int q = 0; q < 8; q++) {
+                    if (GELU) { v[h].v[q] = __float2bfloat16_rn(gelu_f(__bfloat162float(v[h].v[q]))); }
+                    if (COLSUM) { sum[8 * h + q] += __bfloat162float(v[h].v[q]); }
+                }
+            }
+            u8x16 o;
+            cast8<F, STATS>(o.v, v[0], s, acc);
+            cast8<F, STATS>(o.v + 8, v[1], s, acc);
+            if (out != NULL) { store16(out + (size_t)(r0 + tr) * C + c0 + tc, o); }
+            *reinterpret_cast<u8x16*>(&tile[tr][(tr / 16) * 16 + tc]) = o;
+        }
+        __syncthreads();
+        if (c0 + j < C && r0 + 16 * k < R) {
+            u8x16 o;
+#pragma unroll
+            for (int q = 0; q < 16; q++) { o.v[q] = tile[16 * k + q][16 * k + j]; }
+            store16(out_t + (size_t)(c0 + j) * R + r0 + 16 * k, o);
+        }
+    }
+    if (COLSUM) {   // the 64 row threads' sums of each column, added in row order
+        __shared__ float part[FP8_TILE][FP8_TILE + 1];
+#pragma unroll
+        for (int q = 0; q < 16; q++) { part[tr][tc + q] = sum[q]; }
+        __syncthreads();
+        if (threadIdx.x < FP8_TILE && c0 + threadIdx.x < C) {
+            float total = 0.0f;
+            for (int r = 0; r < FP8_TILE; r++) { total += part[r][threadIdx.x]; }
+            colsum[(size_t)blockIdx.y * C + c0 + threadIdx.x] = total;
+        }
     }
     if (amax != NULL || STATS) { cast_acc_commit<STATS>(acc, amax, counts); }
 }
@@ -188,18 +223,40 @@ static inline void cast_to_fp8(uint8_t* out, const floatX* in, long n, Fp8Format
     cudaCheckLaunch();
 }
 
+#define FP8_COLSUM_TILES (COLSUM_ROWS_PER_CHUNK / FP8_TILE)   // a column-sum block: bias_backward's chunk of rows
+
+template <bool COLSUM, bool GELU>
+static inline void cast_transpose_launch(uint8_t* out, uint8_t* out_t, const floatX* in, int R, int C, Fp8Format f,
+                                         const float* scale, float* amax, unsigned long long* counts, float* colsum,
+                                         cudaStream_t s) {
+    int tiles = COLSUM ? FP8_COLSUM_TILES : 1;
+    dim3 grid(ceil_div(C, FP8_TILE), ceil_div(R, FP8_TILE * tiles));
+    if (f == FP8_E4M3 && counts == NULL) {
+        cast_transpose_to_fp8_kernel<FP8_E4M3, false, COLSUM, GELU><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, tiles, scale, amax, counts, colsum);
+    } else if (f == FP8_E4M3) {
+        cast_transpose_to_fp8_kernel<FP8_E4M3, true, COLSUM, GELU><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, tiles, scale, amax, counts, colsum);
+    } else if (counts == NULL) {
+        cast_transpose_to_fp8_kernel<FP8_E5M2, false, COLSUM, GELU><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, tiles, scale, amax, counts, colsum);
+    } else {
+        cast_transpose_to_fp8_kernel<FP8_E5M2, true, COLSUM, GELU><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, tiles, scale, amax, counts, colsum);
+    }
+    cudaCheckLaunch();
+}
+
+// colsum (NULL: none): (colsum_num_chunks(R), C) floats, the column sums of each chunk of rows
+// of in, which add_partials turns into a bias gradient (the partials of bias_backward).
+// gelu: cast bf16(gelu(in)) instead of in.
 static inline void cast_transpose_to_fp8(uint8_t* out, uint8_t* out_t, const floatX* in, int R, int C, Fp8Format f,
-                                         const float* scale, float* amax, unsigned long long* counts, cudaStream_t s) {
+                                         const float* scale, float* amax, unsigned long long* counts, float* colsum,
+                                         int gelu, cudaStream_t s) {
     if (R % 16 != 0 || C % 16 != 0) { die("internal: FP8 transposed cast of (%d,%d), not multiples of 16", R, C); }
+    if (gelu && colsum != NULL) { die("internal: FP8 transposed cast with both GELU and column sums"); }
     fp8_check_aligned(in, "input");
     fp8_check_aligned(out_t, "transposed output");
     if (out != NULL) { fp8_check_aligned(out, "output"); }
-    dim3 grid(ceil_div(C, FP8_TILE), ceil_div(R, FP8_TILE));
-    if (f == FP8_E4M3 && counts == NULL) { cast_transpose_to_fp8_kernel<FP8_E4M3, false><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, scale, amax, counts); }
-    else if (f == FP8_E4M3) { cast_transpose_to_fp8_kernel<FP8_E4M3, true><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, scale, amax, counts); }
-    else if (counts == NULL) { cast_transpose_to_fp8_kernel<FP8_E5M2, false><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, scale, amax, counts); }
-    else { cast_transpose_to_fp8_kernel<FP8_E5M2, true><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, scale, amax, counts); }
-    cudaCheckLaunch();
+    if (colsum != NULL) { cast_transpose_launch<true, false>(out, out_t, in, R, C, f, scale, amax, counts, colsum, s); }
+    else if (gelu) { cast_transpose_launch<false, true>(out, out_t, in, R, C, f, scale, amax, counts, colsum, s); }
+    else { cast_transpose_launch<false, false>(out, out_t, in, R, C, f, scale, amax, counts, colsum, s); }
 }
 
 static inline void place_fp8(uint8_t* out, uint8_t* out_t, const Fp8Pieces* pieces, int R, int C, cudaStream_t s) {

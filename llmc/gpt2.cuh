@@ -116,6 +116,7 @@ typedef struct {
     int act_stats;      // 1: the next forward measures each block's residual kurtosis into kurt_dev
     float* kurt_dev;    // (L) residual-stream kurtosis after each block (llmc/act_stats.cuh)
     LinearContext lin;
+    Profiler prof;      // --profile: GPU time per section of the step (llmc/profile.h)
     cudaStream_t stream;
     // -z 0 on several ranks: each layer's gradients are averaged on comm_stream while the
     // backward pass goes on with the layer below (layer_done[l] orders the two streams)
@@ -170,6 +171,7 @@ static inline void gpt2_build(GPT2* m, const GPT2Config* cfg, const LinearOption
     for (int l = 0; l <= cfg->num_layers; l++) { cudaCheck(cudaEventCreateWithFlags(&m->layer_done[l], cudaEventDisableTiming)); }
     cudaCheck(cudaEventCreateWithFlags(&m->comm_done, cudaEventDisableTiming));
     linear_context_init(&m->lin, lopt, cfg->num_layers);
+    m->lin.prof = &m->prof;
     gpt2_plan_gather(m);
 }
 
@@ -262,15 +264,15 @@ static inline size_t gpt2_activation_bytes(const GPT2Config* c, int B, int T, in
 // Maps each layer to a slot of one of the per-layer inputs of a linear: its own slot when the
 // model must keep the BF16 input for backward, else the one transient slot after them (also
 // every layer's with `shared`). Returns the number of slots; sets inputs_dropped where the
-// linear keeps the input itself.
+// linear's backward does without it (it kept an FP8 copy, or re-makes it).
 static inline int gpt2_plan_slots(GPT2* m, int* slot, LinearKind kind, int IC, int OC, int shared) {
     int L = m->cfg.num_layers, N = m->B * m->T, n = 0, transient = 0;
     for (int l = 0; l < L; l++) {
-        int linear_keeps = linear_keeps_input(&m->lin, kind, l, N, IC, OC);
-        int keep = !shared && !linear_keeps;
+        int reads = linear_backward_reads_input(&m->lin, kind, l, N, IC, OC);
+        int keep = !shared && reads;
         slot[l] = keep ? n++ : -1;
         transient |= !keep;
-        m->inputs_dropped |= linear_keeps;
+        m->inputs_dropped |= !reads;
     }
     for (int l = 0; l < L; l++) { if (slot[l] < 0) { slot[l] = n; } }
     return n + transient;
@@ -395,24 +397,29 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
         cudaCheck(cudaMemcpyAsync(m->groups_dev.group_start, m->groups_host.group_start, (ng + 1) * sizeof(int), cudaMemcpyHostToDevice, s));
         cudaCheck(cudaMemcpyAsync(m->groups_dev.position, m->groups_host.position, N * sizeof(int), cudaMemcpyHostToDevice, s));
     }
+    Profiler* prof = &m->prof;
     encoder_forward(a->encoded, m->inputs_dev, m->p[P_WTE], m->p[P_WPE], B, T, C, s);
+    prof_mark(prof, "encoder", "forward");
     // Each LayerNorm writes its output in FP8 when the linear it feeds takes it so (q8).
     Fp8Out q8;
     LayerActs x0 = gpt2_layer_acts(m, 0);
     int f8 = linear_input_fp8(&m->lin, LINEAR_QKV, 0, N, C, 3 * C, &q8);
     layernorm_forward(x0.ln1, x0.ln1_mean, x0.ln1_rstd, a->encoded, m->p[P_LN1W], m->p[P_LN1B], N, C, f8 ? &q8 : NULL, s);
+    prof_mark(prof, "layernorm", "forward");
     for (int l = 0; l < L; l++) {
         LayerActs x = gpt2_layer_acts(m, l);
         linear_forward(&m->lin, LINEAR_QKV, l, x.qkv, NULL, x.ln1, gpt2_layer_param(m, m->p, P_QKVW, l),
                        gpt2_layer_param(m, m->p, P_QKVB, l), N, C, 3 * C, s);
-        if (m->qk_norm) { qk_norm_forward(x.qkv, x.qk_rstd, B, T, C, NH, s); }
+        if (m->qk_norm) { qk_norm_forward(x.qkv, x.qk_rstd, B, T, C, NH, s); prof_mark(prof, "qk-norm", "forward"); }
         attention_forward(x.atty, x.att, x.qkv, B, T, C, NH, m->att_scale, s);
+        prof_mark(prof, "attention", "forward");
         linear_forward(&m->lin, LINEAR_ATTPROJ, l, a->proj_out, NULL, x.atty, gpt2_layer_param(m, m->p, P_ATTPROJW, l),
                        gpt2_layer_param(m, m->p, P_ATTPROJB, l), N, C, C, s);
         f8 = linear_input_fp8(&m->lin, LINEAR_FC, l, N, C, 4 * C, &q8);
         residual_layernorm_forward(x.residual2, x.ln2, x.ln2_mean, x.ln2_rstd, x.residual, a->proj_out,
                                    gpt2_layer_param(m, m->p, P_LN2W, l), gpt2_layer_param(m, m->p, P_LN2B, l), N, C,
                                    f8 ? &q8 : NULL, s);
+        prof_mark(prof, "layernorm", "forward");
         linear_forward(&m->lin, LINEAR_FC, l, x.fch_gelu, x.fch, x.ln2, gpt2_layer_param(m, m->p, P_FCW, l),
                        gpt2_layer_param(m, m->p, P_FCB, l), N, C, 4 * C, s);
         linear_forward(&m->lin, LINEAR_FCPROJ, l, a->proj_out, NULL, x.fch_gelu, gpt2_layer_param(m, m->p, P_FCPROJW, l),
@@ -426,11 +433,13 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
                                    last ? m->p[P_LNFW] : gpt2_layer_param(m, m->p, P_LN1W, l + 1),
                                    last ? m->p[P_LNFB] : gpt2_layer_param(m, m->p, P_LN1B, l + 1), N, C,
                                    f8 ? &q8 : NULL, s);
-        if (m->act_stats) { residual_kurtosis(m->kurt_dev + l, x.residual3, N, C, a->reduce_scratch, s); }
+        prof_mark(prof, "layernorm", "forward");
+        if (m->act_stats) { residual_kurtosis(m->kurt_dev + l, x.residual3, N, C, a->reduce_scratch, s); prof_mark(prof, "statistics", "kurtosis"); }
     }
     linear_forward(&m->lin, LINEAR_LMHEAD, 0, a->logits, NULL, a->lnf, m->p[P_WTE], NULL, N, C, Vp, s);
     if (targets == NULL) { return 0.0f; }
     fused_classifier(a->logits, a->losses, m->targets_dev, dloss, N, c->vocab_size, Vp, dloss > 0.0f, s);
+    prof_mark(prof, "classifier", "loss + dlogits");
     cudaCheck(cudaMemcpyAsync(m->losses_host, a->losses, N * sizeof(float), cudaMemcpyDeviceToHost, s));
     cudaCheck(cudaStreamSynchronize(s));
     double sum = 0.0;
@@ -488,17 +497,23 @@ static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
     size_t S = m->act_stride;
     float* scratch = a->reduce_scratch;
     if (m->inputs_dropped && N % 16 != 0) { die("internal: backward over %d positions, not a multiple of 16, with FP8 inputs kept", N); }
+    Profiler* prof = &m->prof;
+    prof_mark(prof, "host", "loss sync gap");   // the GPU idles while the host reads the loss and queues the backward
 
     // LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf
     linear_backward(&m->lin, LINEAR_LMHEAD, 0, a->dln, m->g[P_WTE], NULL, scratch, a->logits, a->lnf, NULL, m->p[P_WTE], N, C, Vp, s);
     cudaCheck(cudaMemsetAsync(a->dresidual, 0, (size_t)N * C * sizeof(floatX), s));
     layernorm_backward(a->dresidual, m->g[P_LNFW], m->g[P_LNFB], scratch, a->dln, a->residual3 + (L - 1) * S,
                        m->p[P_LNFW], a->lnf_mean, a->lnf_rstd, N, C, s);
+    prof_mark(prof, "layernorm", "backward");
     for (int l = L - 1; l >= 0; l--) {
         LayerActs x = gpt2_layer_acts(m, l);
         // MLP: the residual stream's gradient flows into the projection unchanged; the projection's
         // input gradient comes out through GELU's backward (dbuf = dfch)
-        if (m->recompute && !linear_keeps_input(&m->lin, LINEAR_FCPROJ, l, N, 4 * C, C)) { gelu_forward(x.fch_gelu, x.fch, (long)N * 4 * C, s); }
+        if (m->recompute && linear_backward_reads_input(&m->lin, LINEAR_FCPROJ, l, N, 4 * C, C)) {
+            gelu_forward(x.fch_gelu, x.fch, (long)N * 4 * C, s);
+            prof_mark(prof, "gelu", "recompute");
+        }
         linear_backward(&m->lin, LINEAR_FCPROJ, l, a->dbuf, gpt2_layer_param(m, m->g, P_FCPROJW, l),
                         gpt2_layer_param(m, m->g, P_FCPROJB, l), scratch, a->dresidual, x.fch_gelu, x.fch,
                         gpt2_layer_param(m, m->p, P_FCPROJW, l), N, 4 * C, C, s);
@@ -507,20 +522,24 @@ static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
                         gpt2_layer_param(m, m->p, P_FCW, l), N, C, 4 * C, s);
         layernorm_backward(a->dresidual, gpt2_layer_param(m, m->g, P_LN2W, l), gpt2_layer_param(m, m->g, P_LN2B, l),
                            scratch, a->dln, x.residual2, gpt2_layer_param(m, m->p, P_LN2W, l), x.ln2_mean, x.ln2_rstd, N, C, s);
+        prof_mark(prof, "layernorm", "backward");
         // attention
         linear_backward(&m->lin, LINEAR_ATTPROJ, l, a->datty, gpt2_layer_param(m, m->g, P_ATTPROJW, l),
                         gpt2_layer_param(m, m->g, P_ATTPROJB, l), scratch, a->dresidual, x.atty, NULL,
                         gpt2_layer_param(m, m->p, P_ATTPROJW, l), N, C, C, s);
         attention_backward(a->dbuf, a->attn_scratch, a->datty, x.atty, x.qkv, x.att, B, T, C, NH, m->att_scale, s);
-        if (m->qk_norm) { qk_norm_backward(a->dbuf, x.qkv, x.qk_rstd, B, T, C, NH, s); }
+        prof_mark(prof, "attention", "backward");
+        if (m->qk_norm) { qk_norm_backward(a->dbuf, x.qkv, x.qk_rstd, B, T, C, NH, s); prof_mark(prof, "qk-norm", "backward"); }
         linear_backward(&m->lin, LINEAR_QKV, l, a->dln, gpt2_layer_param(m, m->g, P_QKVW, l),
                         gpt2_layer_param(m, m->g, P_QKVB, l), scratch, a->dbuf, x.ln1, NULL,
                         gpt2_layer_param(m, m->p, P_QKVW, l), N, C, 3 * C, s);
         layernorm_backward(a->dresidual, gpt2_layer_param(m, m->g, P_LN1W, l), gpt2_layer_param(m, m->g, P_LN1B, l),
                            scratch, a->dln, x.residual, gpt2_layer_param(m, m->p, P_LN1W, l), x.ln1_mean, x.ln1_rstd, N, C, s);
+        prof_mark(prof, "layernorm", "backward");
         if (overlap) { gpt2_reduce_grads_async(m, l); }
     }
     encoder_backward(m->g[P_WTE], m->g[P_WPE], a->dresidual, &m->groups_dev, B, T, C, s);
+    prof_mark(prof, "encoder", "backward");
     if (overlap) { gpt2_reduce_grads_async(m, -1); }
 }
 

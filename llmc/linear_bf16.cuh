@@ -10,14 +10,17 @@
 #include "train_args.h"
 #include "multi_gpu.h"
 #include "fp8_cast.cuh"
+#include "profile.h"
 
 #define LLMC_LINEAR_DEFINED 1
 
 typedef enum { LINEAR_QKV, LINEAR_ATTPROJ, LINEAR_FC, LINEAR_FCPROJ, LINEAR_LMHEAD, LINEAR_KINDS } LinearKind;
+static const char* const LINEAR_KIND_NAMES[LINEAR_KINDS] = {"qkv", "attproj", "fc", "fcproj", "lmhead"};
 
 // Interface every linear-layer header provides to llmc/gpt2.cuh and llmc/trainer.cuh:
 //   LinearOptions, linear_options_defaults/parse/help   the precision's own flags
-//   LinearContext (with a GemmContext `gemm` for BF16 work such as attention)
+//   LinearContext (with a GemmContext `gemm` for BF16 work such as attention, and a
+//                  Profiler* `prof` that the model sets when --profile is on)
 //   linear_context_init/free, linear_precision_name
 //   linear_reserve                                     allocate working memory up front
 //   linear_set_comm                                    the ranks to reduce per-step statistics over
@@ -27,6 +30,7 @@ typedef enum { LINEAR_QKV, LINEAR_ATTPROJ, LINEAR_FC, LINEAR_FCPROJ, LINEAR_LMHE
 //   linear_stats_log, linear_stats_due                per-step statistics into the run's log
 //   linear_forward, linear_backward
 //   linear_keeps_input                                 the layer keeps its input for backward itself
+//   linear_backward_reads_input                        backward reads the BF16 input it is given
 //   linear_input_fp8                                   the input's producer writes it in FP8 (Fp8Out)
 //   LinearWeightPart, linear_weight_gathers_fp8,       ZeRO-1 weights that travel in a low
 //   linear_weight_parts_cast,                          precision (see llmc/linear_fp8.cuh);
@@ -35,6 +39,7 @@ typedef struct { int unused; } LinearOptions;
 
 typedef struct {
     GemmContext gemm;
+    Profiler* prof;
 } LinearContext;
 
 static inline void linear_options_defaults(LinearOptions* o) { o->unused = 0; }
@@ -55,6 +60,7 @@ static inline const char* linear_precision_name(const LinearContext* lc) { (void
 
 static inline void linear_context_init(LinearContext* lc, const LinearOptions* o, int num_layers) {
     (void)o; (void)num_layers;
+    memset(lc, 0, sizeof(*lc));
     gemm_context_init(&lc->gemm);
 }
 
@@ -82,6 +88,9 @@ static inline void linear_weight_received(LinearContext* lc, LinearKind kind, in
 static inline int linear_keeps_input(const LinearContext* lc, LinearKind kind, int layer, int N, int IC, int OC) {
     (void)lc; (void)kind; (void)layer; (void)N; (void)IC; (void)OC; return 0;
 }
+static inline int linear_backward_reads_input(const LinearContext* lc, LinearKind kind, int layer, int N, int IC, int OC) {
+    (void)lc; (void)kind; (void)layer; (void)N; (void)IC; (void)OC; return 1;
+}
 static inline int linear_input_fp8(LinearContext* lc, LinearKind kind, int layer, int N, int IC, int OC, Fp8Out* out) {
     (void)lc; (void)kind; (void)layer; (void)N; (void)IC; (void)OC; (void)out; return 0;
 }
@@ -95,9 +104,10 @@ static inline void linear_state_load(LinearContext* lc, const void* src) { (void
 static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer, floatX* out, floatX* pre_gelu,
                                   const floatX* inp, const floatX* weight, const floatX* bias, int N, int IC, int OC,
                                   cudaStream_t s) {
-    (void)kind; (void)layer;
+    (void)layer;
     gemm_bf16(&lc->gemm, out, inp, weight, bias, N, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
               pre_gelu ? GEMM_GELU_FORWARD : GEMM_NO_GELU, pre_gelu, s);
+    prof_mark(lc->prof, LINEAR_KIND_NAMES[kind], "fprop gemm");
 }
 
 // dinp (N,IC) = dout (N,OC) @ weight (OC,IC)      (overwritten), times gelu'(pre_gelu (N,IC)) when
@@ -107,11 +117,14 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
 static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer, floatX* dinp, floatX* dweight,
                                    floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
                                    const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
-    (void)kind; (void)layer;
+    (void)layer;
+    const char* name = LINEAR_KIND_NAMES[kind];
     gemm_bf16(&lc->gemm, dinp, dout, weight, NULL, N, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
               pre_gelu ? GEMM_GELU_BACKWARD : GEMM_NO_GELU, (floatX*)pre_gelu, s);
+    prof_mark(lc->prof, name, "dgrad gemm");
     gemm_bf16(&lc->gemm, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);
-    if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
+    prof_mark(lc->prof, name, "wgrad gemm");
+    if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); prof_mark(lc->prof, name, "bias grad"); }
 }
 
 #endif // LLMC_LINEAR_BF16_CUH

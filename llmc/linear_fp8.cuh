@@ -32,6 +32,7 @@
 #include "fp8_scaling.h"
 #include "fp8_cast.cuh"
 #include "multi_gpu.h"
+#include "profile.h"
 #include "linear_mx.cuh"
 
 #define LLMC_LINEAR_DEFINED 1
@@ -69,6 +70,7 @@ typedef struct {
 
 typedef struct {
     GemmContext gemm;              // BF16 GEMMs (attention, BF16 layers) and the cuBLASLt workspace
+    Profiler* prof;                // --profile: marks of the layer's parts (NULL: off)
     LinearOptions opt;
     int num_layers;
     int num_linears;               // 4 per block + the LM head
@@ -251,6 +253,14 @@ static inline int linear_keeps_input(const LinearContext* lc, LinearKind kind, i
     return layernorm_input && lc->opt.fp8 && fp8_runs(lc, fp8_linear_index(lc, kind, layer), N, IC, OC);
 }
 
+// 1 when linear (kind, layer)'s backward over N rows reads its BF16 input: not when the layer
+// kept an FP8 copy, nor for the FC projection in FP8, whose input came out of a GELU and is
+// re-made from the pre_gelu its backward is given (no GELU recompute in the model).
+static inline int linear_backward_reads_input(const LinearContext* lc, LinearKind kind, int layer, int N, int IC, int OC) {
+    if (linear_keeps_input(lc, kind, layer, N, IC, OC)) { return 0; }
+    return !(kind == LINEAR_FCPROJ && lc->opt.fp8 && fp8_runs(lc, fp8_linear_index(lc, kind, layer), N, IC, OC));
+}
+
 // Scratch of a backward call over N rows: W^T (IC,OC), dy (N,OC), dy^T (OC,N), x^T (IC,N).
 static inline size_t fp8_arena_need(int N, int IC, int OC) {
     return align256((size_t)OC * IC) + 2 * align256((size_t)N * OC) + (size_t)N * IC;
@@ -332,21 +342,24 @@ static inline float* fp8_cast_begin(LinearContext* lc, int t, const floatX* in, 
 
 // Casts in (rows, cols) with tensor t's scale into out (rows, cols) and/or out_t (cols, rows)
 // (NULL: not wanted), raising amax (NULL: not) and, when record and a stats step, the counts.
+// With out_t: colsum (NULL: none) gets the column sums' partials (cast_transpose_to_fp8), and
+// gelu casts gelu(in).
 static inline void fp8_cast_rows(LinearContext* lc, int t, uint8_t* out, uint8_t* out_t, const floatX* in, int rows,
-                                 int cols, float* amax, int record, cudaStream_t s) {
+                                 int cols, float* amax, int record, float* colsum, int gelu, cudaStream_t s) {
     long n = (long)rows * cols;
     Fp8Format f = fp8_tensor_format(lc, t);
     unsigned long long* counts = NULL;
     if (record && lc->stats_step) { counts = lc->counts + 2 * t; lc->counted[t] += (double)n; }
     const float* scale = fp8_scale(lc->sc_block, lc->num_tensors) + t;
-    if (out_t != NULL) { cast_transpose_to_fp8(out, out_t, in, rows, cols, f, scale, amax, counts, s); }
+    if (out_t != NULL) { cast_transpose_to_fp8(out, out_t, in, rows, cols, f, scale, amax, counts, colsum, gelu, s); }
+    else if (colsum != NULL || gelu) { die("internal: column sums or GELU in a plain FP8 cast"); }
     else { cast_to_fp8(out, in, n, f, scale, amax, counts, s); }
 }
 
 static inline void fp8_quantize(LinearContext* lc, int t, uint8_t* out, uint8_t* out_t, const floatX* in, int rows,
                                 int cols, int record, cudaStream_t s) {
     float* amax = record ? fp8_cast_begin(lc, t, in, (long)rows * cols, s) : NULL;
-    fp8_cast_rows(lc, t, out, out_t, in, rows, cols, amax, record, s);
+    fp8_cast_rows(lc, t, out, out_t, in, rows, cols, amax, record, NULL, 0, s);
 }
 
 // The FP8 copies of a weight (OC,IC), cast when stale.
@@ -358,6 +371,7 @@ static inline Fp8Weight* fp8_weight_ready(LinearContext* lc, int linear, const f
     if (w->stale) {
         fp8_quantize(lc, fp8_tensor(linear, FP8_ROLE_W), w->w, NULL, weight, OC, IC, 1, s);
         w->stale = 0;
+        prof_mark(lc->prof, "fp8 weights", "cast w");
     }
     return w;
 }
@@ -723,20 +737,23 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
                                   const floatX* inp, const floatX* weight, const floatX* bias, int N, int IC, int OC,
                                   cudaStream_t s) {
     int id = fp8_linear_index(lc, kind, layer);
+    const char* name = LINEAR_KIND_NAMES[kind];
     if (lc->opt.mx && lc->use_fp8[id] && mx_runs(N, IC, OC)) {
         mx_linear_forward(&lc->mx, &lc->gemm, id, out, pre_gelu, inp, weight, bias, N, IC, OC, s);
+        prof_mark(lc->prof, name, "mx forward");
         return;
     }
     if (!fp8_runs(lc, id, N, IC, OC)) {
         gemm_bf16(&lc->gemm, out, inp, weight, bias, N, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
                   pre_gelu ? GEMM_GELU_FORWARD : GEMM_NO_GELU, pre_gelu, s);
+        prof_mark(lc->prof, name, "fprop gemm");
         return;
     }
     int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W);
     Fp8Weight* w = fp8_weight_ready(lc, id, weight, OC, IC, s);
     int keep = linear_keeps_input(lc, kind, layer, N, IC, OC);
     uint8_t* x8 = keep ? fp8_saved_x(lc, id, N, IC) : fp8_arena(lc, fp8_arena_need(N, IC, OC));   // (N,IC)
-    if (!lc->x_ready[id]) { fp8_quantize(lc, tx, x8, NULL, inp, N, IC, 1, s); }
+    if (!lc->x_ready[id]) { fp8_quantize(lc, tx, x8, NULL, inp, N, IC, 1, s); prof_mark(lc->prof, name, "cast x"); }
     lc->x_ready[id] = 0;
     const float* sx = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tx);
     const float* sw = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tw);
@@ -748,6 +765,7 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
         gelu_forward(out, pre_gelu, (long)N * OC, s);
         lc->unfused_gelu++;
     }
+    prof_mark(lc->prof, name, "fprop gemm");
 }
 
 // dinp (N,IC) = dout (N,OC) @ weight (OC,IC)      (overwritten), times gelu'(pre_gelu (N,IC)) when
@@ -755,20 +773,25 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
 // dweight (OC,IC) += dout^T @ inp (N,IC)          (accumulated over micro-batches)
 // dbias (OC) += column sums of dout, when dbias != NULL; scratch: colsum_num_chunks(N) * OC floats
 // inp must be what this micro-batch's forward read; in FP8 the weight gradient uses the FP8 copy
-// the forward kept (linear_keeps_input: inp is not read), or re-casts inp with the forward's scale.
+// the forward kept (linear_keeps_input: inp is not read), or re-casts inp with the forward's scale
+// (from gelu(pre_gelu) when pre_gelu is given: inp is not read, see linear_backward_reads_input).
 static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer, floatX* dinp, floatX* dweight,
                                    floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
                                    const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
     int id = fp8_linear_index(lc, kind, layer);
+    const char* name = LINEAR_KIND_NAMES[kind];
     if (lc->opt.mx && lc->use_fp8[id] && mx_runs(N, IC, OC)) {
         mx_linear_backward(&lc->mx, &lc->gemm, id, dinp, dweight, dbias, scratch, dout, inp, pre_gelu, weight, N, IC, OC, s);
+        prof_mark(lc->prof, name, "mx backward");
         return;
     }
     if (!fp8_runs(lc, id, N, IC, OC)) {
         gemm_bf16(&lc->gemm, dinp, dout, weight, NULL, N, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
                   pre_gelu ? GEMM_GELU_BACKWARD : GEMM_NO_GELU, (floatX*)pre_gelu, s);
+        prof_mark(lc->prof, name, "dgrad gemm");
         gemm_bf16(&lc->gemm, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);
-        if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
+        prof_mark(lc->prof, name, "wgrad gemm");
+        if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); prof_mark(lc->prof, name, "bias grad"); }
         return;
     }
     int keep = linear_keeps_input(lc, kind, layer, N, IC, OC);
@@ -785,30 +808,37 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
     // BF16 roundings of a few chunks (2^-9 relative each) are small beside the FP8 wgrad's own
     // error (~4%, dev/test_fp8), and save an FP32 accumulator of the LM head's size.
     int rows = fp8_chunk_rows(lc, N, IC, OC);
+    float* colsum = dbias != NULL && rows == N ? scratch : NULL;   // the bias gradient, summed by the dy cast
     float* amax = fp8_cast_begin(lc, tdy, dout, (long)N * OC, s);
+    if (amax == NULL) { prof_mark(lc->prof, name, "amax dy"); }
     uint8_t* wt8 = fp8_arena(lc, fp8_arena_need(rows, IC, OC)); // (IC,OC)
     uint8_t* dy8 = wt8 + align256((size_t)OC * IC);             // (n,OC)
     uint8_t* dyt8 = dy8 + align256((size_t)rows * OC);          // (OC,n)
     uint8_t* xt8 = dyt8 + align256((size_t)rows * OC);          // (IC,n)
     transpose_fp8(wt8, w->w, OC, IC, s);
+    prof_mark(lc->prof, name, "transpose w");
     for (int r0 = 0; r0 < N; r0 += rows) {
         int n = N - r0 < rows ? N - r0 : rows;
-        fp8_cast_rows(lc, tdy, dy8, dyt8, dout + (size_t)r0 * OC, n, OC, amax, 1, s);
-        if (keep) { transpose_fp8(xt8, x8 + (size_t)r0 * IC, n, IC, s); }
-        else { fp8_cast_rows(lc, tx, NULL, xt8, inp + (size_t)r0 * IC, n, IC, NULL, 0, s); }
-        floatX* di = dinp + (size_t)r0 * IC;
+        fp8_cast_rows(lc, tdy, dy8, dyt8, dout + (size_t)r0 * OC, n, OC, amax, 1, colsum, 0, s);
+        prof_mark(lc->prof, name, colsum ? "cast dy + dy^T + bias" : "cast dy + dy^T");
         const floatX* pg = pre_gelu != NULL ? pre_gelu + (size_t)r0 * IC : NULL;
-        if (pg == NULL) {
-            gemm_fp8(&lc->gemm, di, dy8, fdy, sdy, wt8, FP8_E4M3, sw, NULL, n, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
-        } else if (!(lc->fused_gelu && gemm_fp8(&lc->gemm, di, dy8, fdy, sdy, wt8, FP8_E4M3, sw, NULL, n, IC, OC,
-                                                0.0f, 0, GEMM_GELU_BACKWARD, (floatX*)pg, s))) {
-            gemm_fp8(&lc->gemm, di, dy8, fdy, sdy, wt8, FP8_E4M3, sw, NULL, n, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
-            gelu_backward_inplace(di, pg, (long)n * IC, s);
-            lc->unfused_gelu++;
+        if (keep) { transpose_fp8(xt8, x8 + (size_t)r0 * IC, n, IC, s); prof_mark(lc->prof, name, "transpose x"); }
+        else {
+            fp8_cast_rows(lc, tx, NULL, xt8, pg ? pg : inp + (size_t)r0 * IC, n, IC, NULL, 0, NULL, pg != NULL, s);
+            prof_mark(lc->prof, name, pg ? "gelu + cast x^T" : "cast x^T");
         }
+        floatX* di = dinp + (size_t)r0 * IC;
+        // cuBLASLt's FP8 kernels with the DGELU epilogue ran at a third of the plain ones' speed
+        // (H100, cuBLAS 12/13): GELU's backward is a separate pass
+        gemm_fp8(&lc->gemm, di, dy8, fdy, sdy, wt8, FP8_E4M3, sw, NULL, n, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
+        prof_mark(lc->prof, name, "dgrad gemm");
+        if (pg != NULL) { gelu_backward_inplace(di, pg, (long)n * IC, s); prof_mark(lc->prof, name, "dgelu"); }
         gemm_fp8(&lc->gemm, dweight, dyt8, fdy, sdy, xt8, FP8_E4M3, sx, NULL, OC, IC, n, 1.0f, 0, GEMM_NO_GELU, NULL, s);
+        prof_mark(lc->prof, name, "wgrad gemm");
     }
-    if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
+    if (colsum != NULL) { add_partials(dbias, colsum, colsum_num_chunks(N), OC, OC, s); }
+    else if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
+    if (dbias != NULL) { prof_mark(lc->prof, name, "bias grad"); }
     if (!lc->weights_hook) { w->stale = 1; }
 }
 

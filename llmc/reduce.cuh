@@ -7,7 +7,7 @@
 
 #include "cuda_common.h"
 
-#define COLSUM_ROWS_PER_CHUNK 1024
+#define COLSUM_ROWS_PER_CHUNK 256
 #define COLSUM_ROW_THREADS 8     // threads along rows in a block; 32 along columns, 8 columns each
 
 static inline int colsum_num_chunks(int N) { return ceil_div(N, COLSUM_ROWS_PER_CHUNK); }

@@ -42,6 +42,7 @@ typedef struct {
     int qk_norm;                // --qk-norm 0|1: RMSNorm on each head's q and k (frozen unit gains)
     float qk_scale;             // --qk-scale: the fixed softmax scale with --qk-norm
     int act_stats;              // --act-stats N: residual kurtosis per block every N steps (0: off)
+    int profile;                // --profile 0|1: GPU time per section of each step after the first
 } TrainArgs;
 
 static inline void train_args_defaults(TrainArgs* a) {
@@ -98,6 +99,8 @@ static inline void train_args_help(const char* prog, void (*extra_help)(void)) {
     printf("  --qk-scale F       softmax scale with --qk-norm            (default %g = 1/sqrt(64))\n", d.qk_scale);
     printf("  --act-stats N      every N steps, log each block's residual-stream kurtosis\n"
            "                     (outlier-feature signal); 0 = off, and on --fp8-stats steps (default %d)\n", d.act_stats);
+    printf("  --profile 0|1      time each section of the steps after the first (CUDA events) and\n"
+           "                     print where the GPU time goes at the end  (default %d)\n", d.profile);
     if (extra_help) { extra_help(); }
     printf("  -h, --help         this text\n");
 }
@@ -180,6 +183,7 @@ static inline int train_args_parse(TrainArgs* a, int argc, char** argv, ExtraFla
         else if (strcmp(f, "--qk-norm") == 0) { a->qk_norm = (int)parse_long_flag(f, v, 0, 1); }
         else if (strcmp(f, "--qk-scale") == 0) { a->qk_scale = parse_float_flag(f, v, 1e-3, 100.0); }
         else if (strcmp(f, "--act-stats") == 0) { a->act_stats = (int)parse_long_flag(f, v, 0, INT_MAX); }
+        else if (strcmp(f, "--profile") == 0) { a->profile = (int)parse_long_flag(f, v, 0, 1); }
         else if (extra == NULL || !extra(f, v, extra_ctx)) { flag_error(f, v, "unknown flag"); }
     }
     ScheduleKind k;

@@ -261,8 +261,10 @@ static inline StepResult trainer_step(Trainer* t, int step) {
     TrainArgs* a = &t->args;
     StepResult r;
     double t0 = now_seconds();
+    if (a->profile && step > t->start_step) { prof_step_begin(&m->prof, m->stream); }   // the first step warms up
     gpt2_step_begin(m);
     gpt2_zero_grad(m);
+    prof_mark(&m->prof, "step", "scales + zero grads");
     int stats = (a->act_stats > 0 && step % a->act_stats == 0) || linear_stats_due(&m->lin);
     r.stats = stats;
     float dloss = 1.0f / ((float)a->B * a->T * t->grad_accum);
@@ -275,8 +277,10 @@ static inline StepResult trainer_step(Trainer* t, int step) {
         gpt2_backward(m, a->B, a->T, micro == t->grad_accum - 1);
     }
     gpt2_reduce_grads(m);
+    prof_mark(&m->prof, "step", "gradient reduction");
     r.train_loss = (float)multi_gpu_mean_host(&t->mg, loss / t->grad_accum);
     r.norm = gpt2_grad_norm(m);
+    prof_mark(&m->prof, "step", "gradient norm");
     if (!isfinite(r.train_loss) || !isfinite(r.norm)) {
         fprintf(stderr, "error: non-finite %s at step %d (loss %f, grad norm %f); stopping without applying "
                 "this update.", !isfinite(r.train_loss) ? "loss" : "gradient norm", step, r.train_loss, r.norm);
@@ -288,6 +292,8 @@ static inline StepResult trainer_step(Trainer* t, int step) {
     float scale = (a->grad_clip > 0.0f && r.norm > a->grad_clip) ? a->grad_clip / r.norm : 1.0f;
     r.lr = schedule_lr(&t->sched, step);
     gpt2_update(m, r.lr, a->beta1, a->beta2, a->eps, a->weight_decay, scale, step + 1, a->seed);
+    prof_mark(&m->prof, "step", "adamw");
+    prof_step_end(&m->prof);
     multi_gpu_wait(&t->mg, m->stream, "optimizer step");
     r.ms = (now_seconds() - t0) * 1000.0;
     return r;
@@ -385,6 +391,7 @@ static inline void trainer_setup_device(Trainer* t) {
     gpt2_build(m, &t->cfg, &t->lopt, &t->mg, t->args.zero_stage);
     linear_set_comm(&m->lin, &t->mg);
     m->qk_norm = t->args.qk_norm;
+    m->prof.enabled = t->args.profile;
     if (m->qk_norm) { m->att_scale = t->args.qk_scale; }
     gpt2_alloc_activations(m, t->args.B, t->args.T, t->args.recompute);
     if (t->model_file_version != 0) { trainer_load_model_file(t, t->args.model, t->model_file_version); }
@@ -474,6 +481,8 @@ static inline int train_main(int argc, char** argv) {
         tprintf(t, "average over %d steps (first excluded): %.1f ms/step, %.0f tok/s, GPU memory %.2f GiB\n",
                 timed_steps, ms, tokens_per_step / (ms / 1000.0), t->mem_used / 1073741824.0);
     }
+    if (t->rank == 0) { prof_report(&m->prof, stdout, t->log); }
+    prof_free(&m->prof);
     if (t->log) { fclose(t->log); }
     multi_gpu_finalize(&t->mg);
     return 0;
