@@ -113,7 +113,7 @@ static void test_cast_all_bf16() {
             cudaCheck(cudaMemset(d_counts, 0, 16));
             cudaCheck(cudaMemset(d_out, 0xAA, n)); cudaCheck(cudaMemset(d_out2, 0xAA, n)); cudaCheck(cudaMemset(d_outT, 0xAA, n));
             cast_to_fp8(d_out, d_in, n, f, d_scale, d_amax, d_counts, 0);
-            cast_transpose_to_fp8(d_out2, d_outT, d_in, 256, 256, f, d_scale, d_amax + 1, NULL, NULL, 0, 0);
+            cast_transpose_to_fp8(d_out2, d_outT, d_in, 256, 256, f, d_scale, d_amax + 1, NULL, NULL, CAST_PLAIN, NULL, 0);
             device_sync();
             Codes want(n), got = get_codes(d_out, n), got2 = get_codes(d_out2, n), gotT = get_codes(d_outT, n);
             long bad_nan = 0, bad = 0, bad2 = 0, badT = 0;
@@ -164,8 +164,8 @@ static void test_cast_shapes() {
         put_f32(d_scale, 25.0f);
         cudaCheck(cudaMemset(d_amax, 0, 12));
         cudaCheck(cudaMemset(d_t2, 0xAA, n));
-        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E4M3, d_scale, d_amax, NULL, NULL, 0, 0);
-        cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E5M2, d_scale, NULL, NULL, NULL, 0, 0);
+        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E4M3, d_scale, d_amax, NULL, NULL, CAST_PLAIN, NULL, 0);
+        cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E5M2, d_scale, NULL, NULL, NULL, CAST_PLAIN, NULL, 0);
         absmax_bf16(d_amax + 1, d_x, (long)n, 0);
         cast_to_fp8(d_p, d_x, (long)n, FP8_E4M3, d_scale, d_amax + 2, NULL, 0);
         device_sync();
@@ -196,11 +196,11 @@ static void test_cast_colsum_gelu() {
         float* d_scratch = dev_alloc<float>((size_t)chunks * C);
         put_f32(d_scale, 25.0f);
         cudaCheck(cudaMemset(d_amax, 0, 4));
-        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E5M2, d_scale, d_amax, NULL, d_part, 0, 0);
+        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E5M2, d_scale, d_amax, NULL, d_part, CAST_PLAIN, NULL, 0);
         add_partials(d_b1, d_part, chunks, C, C, 0);
         bias_backward(d_b2, d_x, d_scratch, R, C, 0);
         gelu_forward(d_g, d_x, (long)n, 0);
-        cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E4M3, d_scale, NULL, NULL, NULL, 1, 0);
+        cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E4M3, d_scale, NULL, NULL, NULL, CAST_GELU, NULL, 0);
         device_sync();
         Codes q5 = quantize(x, 25.0f, FP8_E5M2);
         long bad = count_diff(get_codes(d_o, n), q5) + count_diff(get_codes(d_t, n), transpose(q5, R, C));
@@ -220,8 +220,68 @@ static void test_cast_colsum_gelu() {
         Codes qg = quantize(get(d_g, n), 25.0f, FP8_E4M3);
         check_count(fmt("cast_transpose of gelu(x) (%d,%d): codes of gelu_forward's output, transposed", R, C),
                     count_diff(get_codes(d_t2, n), transpose(qg, R, C)));
+        // x * gelu'(pre) with column sums vs gelu_backward_inplace, then the plain cast with them
+        VF pre = randn(n, 1.5);
+        floatX *d_pre = to_dev(pre), *d_gx = to_dev(x);
+        float* d_part2 = dev_alloc<float>((size_t)chunks * C);
+        uint8_t *d_o3 = dev_alloc<uint8_t>(n), *d_t3 = dev_alloc<uint8_t>(n);
+        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E5M2, d_scale, d_amax, NULL, d_part, CAST_DGELU, d_pre, 0);
+        gelu_backward_inplace(d_gx, d_pre, (long)n, 0);
+        cast_transpose_to_fp8(d_o3, d_t3, d_gx, R, C, FP8_E5M2, d_scale, d_amax, NULL, d_part2, CAST_PLAIN, NULL, 0);
+        device_sync();
+        bad = count_diff(get_codes(d_o, n), get_codes(d_o3, n)) + count_diff(get_codes(d_t, n), get_codes(d_t3, n));
+        VF p1 = get_f32(d_part, (size_t)chunks * C), p2 = get_f32(d_part2, (size_t)chunks * C);
+        for (size_t i = 0; i < p1.size(); i++) { bad += fp8_float_bits(p1[i]) != fp8_float_bits(p2[i]); }
+        check_count(fmt("cast_transpose of x * gelu'(pre) + column sums (%d,%d): bit for bit gelu_backward_inplace then the cast", R, C), bad);
         dev_free_all();
     }
+}
+
+// linear_backward_mlp with GELU's backward moved into the FC's gradient cast (delayed scaling,
+// second step): every gradient bit for bit that of the two linear_backward calls; and a CAST_DGELU
+// transposed cast equal to gelu_backward_inplace then a plain cast.
+static void test_backward_mlp_fused() {
+    const int N = 512, C = 128;
+    LinearContext lc;
+    LinearOptions o = fp8_options();
+    linear_context_init(&lc, &o, 1);
+    VF x = randn((size_t)N * C, 1.0), wfc = randn((size_t)4 * C * C, 0.05), wpr = randn((size_t)C * 4 * C, 0.03);
+    VF bfc = randn(4 * C, 0.1), bpr = randn(C, 0.1), dproj = randn((size_t)N * C, 1e-2);
+    floatX *d_x = to_dev(x), *d_wfc = to_dev(wfc), *d_wpr = to_dev(wpr), *d_bfc = to_dev(bfc), *d_bpr = to_dev(bpr);
+    floatX* d_dproj = to_dev(dproj);
+    floatX *fch = dev_alloc<floatX>((size_t)N * 4 * C), *fchg = dev_alloc<floatX>((size_t)N * 4 * C), *out = dev_alloc<floatX>((size_t)N * C);
+    floatX* dfch = dev_alloc<floatX>((size_t)N * 4 * C);
+    float* scratch = dev_alloc<float>((size_t)colsum_num_chunks(N) * 4 * C);
+    VF g0 = randn((size_t)4 * C * C, 1e-3), gb0 = randn(4 * C, 1e-3);
+    floatX *dln[3], *dwfc[3], *dbfc[3], *dwpr[3], *dbpr[3];   // fused, two calls, step 1
+    for (int k = 0; k < 3; k++) {
+        dln[k] = dev_alloc<floatX>((size_t)N * C);
+        dwfc[k] = to_dev(g0); dwpr[k] = to_dev(g0); dbfc[k] = to_dev(gb0); dbpr[k] = to_dev(VF(gb0.begin(), gb0.begin() + C));
+    }
+    auto forward = [&]() {
+        linear_forward(&lc, LINEAR_FC, 0, fchg, fch, d_x, d_wfc, d_bfc, N, C, 4 * C, 0);
+        linear_forward(&lc, LINEAR_FCPROJ, 0, out, NULL, fchg, d_wpr, d_bpr, N, 4 * C, C, 0);
+    };
+    linear_step_begin(&lc);   // step 1: own amaxes, the fused path is not taken
+    forward();
+    linear_backward_mlp(&lc, 0, dln[2], dfch, dwfc[2], dbfc[2], dwpr[2], dbpr[2], scratch, d_dproj, d_x, fch, fchg, d_wfc, d_wpr, N, C, 0);
+    long first = lc.fused_mlp;
+    linear_step_begin(&lc);   // step 2: scales from the history
+    forward();
+    linear_backward_mlp(&lc, 0, dln[0], dfch, dwfc[0], dbfc[0], dwpr[0], dbpr[0], scratch, d_dproj, d_x, fch, fchg, d_wfc, d_wpr, N, C, 0);
+    long second = lc.fused_mlp;
+    linear_backward(&lc, LINEAR_FCPROJ, 0, dfch, dwpr[1], dbpr[1], scratch, d_dproj, fchg, fch, d_wpr, N, 4 * C, C, 0);
+    linear_backward(&lc, LINEAR_FC, 0, dln[1], dwfc[1], dbfc[1], scratch, dfch, d_x, NULL, d_wfc, N, C, 4 * C, 0);
+    device_sync();
+    check_count("mlp backward: fused on the delayed-scaling step only", (first != 0) + (second != 1));
+    long bad = count_diff(get_bits(dln[0], (size_t)N * C), get_bits(dln[1], (size_t)N * C)) +
+               count_diff(get_bits(dwfc[0], g0.size()), get_bits(dwfc[1], g0.size())) +
+               count_diff(get_bits(dwpr[0], g0.size()), get_bits(dwpr[1], g0.size())) +
+               count_diff(get_bits(dbfc[0], 4 * C), get_bits(dbfc[1], 4 * C)) +
+               count_diff(get_bits(dbpr[0], C), get_bits(dbpr[1], C));
+    check_count("mlp backward fused: dln, both weight and bias gradients bit for bit the two calls'", bad);
+    dev_free_all();
+    linear_context_free(&lc);
 }
 
 // LayerNorms writing their output in FP8 (Fp8Out): the codes of the BF16 output they would
@@ -959,6 +1019,7 @@ int main(int argc, char** argv) {
     test_weight_cache();
     test_layernorm_fp8_out();
     test_cast_colsum_gelu();
+    test_backward_mlp_fused();
     test_stats();
     test_scaling_steps(FP8_SCALING_DELAYED, FP8_AMAX_MAX);
     test_scaling_steps(FP8_SCALING_DELAYED, FP8_AMAX_MOST_RECENT);

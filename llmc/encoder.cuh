@@ -47,16 +47,28 @@ static inline void token_groups_build(TokenGroups* g, const int* tokens, int BT,
     for (int i = 0; i < BT; i++) { g->position[count[tokens[i]]++] = i; }
 }
 
-// dwte[token] += sum over the group's positions of dout; grid (num_groups, ceil(C/8/blockDim))
+#define ENC_ROW_THREADS 8   // a group's positions are split among 8 rows of threads (frequent tokens are long groups)
+
+// dwte[token] += sum over the group's positions of dout; grid (num_groups, ceil(C/256)), block
+// (32, ENC_ROW_THREADS): each thread sums every 8th position of the group for 8 channels, and
+// the 8 partial sums are added in a fixed order.
 __global__ void encoder_backward_wte_kernel(floatX* dwte, const floatX* dout, const int* group_token,
                                             const int* group_start, const int* position, int C) {
+    __shared__ float part[ENC_ROW_THREADS][256];
     int g = blockIdx.x;
-    int c = (blockIdx.y * blockDim.x + threadIdx.x) * 8;
-    if (c >= C) { return; }
+    int c = blockIdx.y * 256 + threadIdx.x * 8;
     float acc[8] = {0};
-    for (int p = group_start[g]; p < group_start[g + 1]; p++) {
-        x8 d = load16(dout + (long)position[p] * C + c);
-        for (int k = 0; k < 8; k++) { acc[k] += __bfloat162float(d.v[k]); }
+    if (c < C) {
+        for (int p = group_start[g] + threadIdx.y; p < group_start[g + 1]; p += ENC_ROW_THREADS) {
+            x8 d = load16(dout + (long)position[p] * C + c);
+            for (int k = 0; k < 8; k++) { acc[k] += __bfloat162float(d.v[k]); }
+        }
+    }
+    for (int k = 0; k < 8; k++) { part[threadIdx.y][threadIdx.x * 8 + k] = acc[k]; }
+    __syncthreads();
+    if (threadIdx.y != 0 || c >= C) { return; }
+    for (int y = 1; y < ENC_ROW_THREADS; y++) {
+        for (int k = 0; k < 8; k++) { acc[k] += part[y][threadIdx.x * 8 + k]; }
     }
     floatX* w = dwte + (long)group_token[g] * C + c;
     x8 cur = load16(w);
@@ -88,9 +100,8 @@ static inline void encoder_forward(floatX* out, const int* inp, const floatX* wt
 // groups_dev: device copies of a TokenGroups built for this micro-batch
 static inline void encoder_backward(floatX* dwte, floatX* dwpe, const floatX* dout, const TokenGroups* groups_dev,
                                     int B, int T, int C, cudaStream_t s) {
-    int threads = 128;
-    dim3 grid(groups_dev->num_groups, ceil_div(C / 8, threads));
-    encoder_backward_wte_kernel<<<grid, threads, 0, s>>>(dwte, dout, groups_dev->group_token,
+    dim3 grid(groups_dev->num_groups, ceil_div(C, 256));
+    encoder_backward_wte_kernel<<<grid, dim3(32, ENC_ROW_THREADS), 0, s>>>(dwte, dout, groups_dev->group_token,
                                                          groups_dev->group_start, groups_dev->position, C);
     cudaCheckLaunch();
     encoder_backward_wpe_kernel<<<ceil_div((long)T * C / 8, 256), 256, 0, s>>>(dwpe, dout, B, T, C);

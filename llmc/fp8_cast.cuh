@@ -25,6 +25,8 @@ typedef struct {
     float* amax;
 } Fp8Out;
 
+typedef enum { CAST_PLAIN, CAST_GELU, CAST_DGELU } CastXform;   // what a transposed cast casts (see below)
+
 #define FP8_TILE 64             // transposed cast: 64x64 tiles, 256 threads of 16 elements
 #define FP8_CAST_THREADS 256
 
@@ -98,13 +100,15 @@ __global__ void cast_to_fp8_kernel(uint8_t* out, const floatX* in, long n, const
 // 16 consecutive rows of one column as one 16-byte store. Each 16-row group of the tile sits
 // 16 bytes further right, so the column reads of a warp (4 row groups x 8 columns) fall into
 // distinct banks.
-// GELU: in holds GELU's input and the cast is of bf16(gelu(in)), as gelu_forward would write it.
+// XF: what is cast, bit for bit as the BF16 tensor the unfused kernels would write:
+//   CAST_PLAIN in;  CAST_GELU bf16(gelu(in)) (gelu_forward);  CAST_DGELU bf16(in * gelu'(aux))
+//   with aux (R,C) (gelu_backward_inplace).
 // COLSUM: colsum (R / (64 tiles), C) = per block, the FP32 sums of its rows' values per column
 // (a bias gradient's partials, summed in a fixed order: deterministic).
-template <Fp8Format F, bool STATS, bool COLSUM, bool GELU>
+template <Fp8Format F, bool STATS, bool COLSUM, CastXform XF>
 __global__ void __launch_bounds__(FP8_CAST_THREADS)
-cast_transpose_to_fp8_kernel(uint8_t* out, uint8_t* out_t, const floatX* in, int R, int C, int tiles, const float* scale,
-                             float* amax, unsigned long long* counts, float* colsum) {
+cast_transpose_to_fp8_kernel(uint8_t* out, uint8_t* out_t, const floatX* in, const floatX* aux, int R, int C, int tiles,
+                             const float* scale, float* amax, unsigned long long* counts, float* colsum) {
     __shared__ __align__(16) uint8_t tile[FP8_TILE][FP8_TILE + 48];
     float s = *scale;
     int c0 = blockIdx.x * FP8_TILE;
@@ -121,13 +125,16 @@ cast_transpose_to_fp8_kernel(uint8_t* out, uint8_t* out_t, const floatX* in, int
         if (r0 >= R) { break; }
         if (t > 0) { __syncthreads(); }   // the previous tile's column reads are done
         if (r0 + tr < R && c0 + tc < C) {
-            const floatX* p = in + (size_t)(r0 + tr) * C + c0 + tc;
-            x8 v[2] = {load16_cs(p), load16_cs(p + 8)};
+            size_t at = (size_t)(r0 + tr) * C + c0 + tc;
+            x8 v[2] = {load16_cs(in + at), load16_cs(in + at + 8)}, a[2];
+            if (XF == CAST_DGELU) { a[0] = load16_cs(aux + at); a[1] = load16_cs(aux + at + 8); }
 #pragma unroll
             for (int h = 0; h < 2; h++) {
 #pragma unroll
                 for (int q = 0; q < 8; q++) {
-                    if (GELU) { v[h].v[q] = __float2bfloat16_rn(gelu_f(__bfloat162float(v[h].v[q]))); }
+                    float f = __bfloat162float(v[h].v[q]);
+                    if (XF == CAST_GELU) { v[h].v[q] = __float2bfloat16_rn(gelu_f(f)); }
+                    if (XF == CAST_DGELU) { v[h].v[q] = __float2bfloat16_rn(f * gelu_grad_f(__bfloat162float(a[h].v[q]))); }
                     if (COLSUM) { sum[8 * h + q] += __bfloat162float(v[h].v[q]); }
                 }
             }
@@ -225,38 +232,41 @@ static inline void cast_to_fp8(uint8_t* out, const floatX* in, long n, Fp8Format
 
 #define FP8_COLSUM_TILES (COLSUM_ROWS_PER_CHUNK / FP8_TILE)   // a column-sum block: bias_backward's chunk of rows
 
-template <bool COLSUM, bool GELU>
-static inline void cast_transpose_launch(uint8_t* out, uint8_t* out_t, const floatX* in, int R, int C, Fp8Format f,
-                                         const float* scale, float* amax, unsigned long long* counts, float* colsum,
-                                         cudaStream_t s) {
+template <bool COLSUM, CastXform XF>
+static inline void cast_transpose_launch(uint8_t* out, uint8_t* out_t, const floatX* in, const floatX* aux, int R, int C,
+                                         Fp8Format f, const float* scale, float* amax, unsigned long long* counts,
+                                         float* colsum, cudaStream_t s) {
     int tiles = COLSUM ? FP8_COLSUM_TILES : 1;
     dim3 grid(ceil_div(C, FP8_TILE), ceil_div(R, FP8_TILE * tiles));
     if (f == FP8_E4M3 && counts == NULL) {
-        cast_transpose_to_fp8_kernel<FP8_E4M3, false, COLSUM, GELU><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, tiles, scale, amax, counts, colsum);
+        cast_transpose_to_fp8_kernel<FP8_E4M3, false, COLSUM, XF><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, aux, R, C, tiles, scale, amax, counts, colsum);
     } else if (f == FP8_E4M3) {
-        cast_transpose_to_fp8_kernel<FP8_E4M3, true, COLSUM, GELU><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, tiles, scale, amax, counts, colsum);
+        cast_transpose_to_fp8_kernel<FP8_E4M3, true, COLSUM, XF><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, aux, R, C, tiles, scale, amax, counts, colsum);
     } else if (counts == NULL) {
-        cast_transpose_to_fp8_kernel<FP8_E5M2, false, COLSUM, GELU><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, tiles, scale, amax, counts, colsum);
+        cast_transpose_to_fp8_kernel<FP8_E5M2, false, COLSUM, XF><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, aux, R, C, tiles, scale, amax, counts, colsum);
     } else {
-        cast_transpose_to_fp8_kernel<FP8_E5M2, true, COLSUM, GELU><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, R, C, tiles, scale, amax, counts, colsum);
+        cast_transpose_to_fp8_kernel<FP8_E5M2, true, COLSUM, XF><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, aux, R, C, tiles, scale, amax, counts, colsum);
     }
     cudaCheckLaunch();
 }
 
 // colsum (NULL: none): (colsum_num_chunks(R), C) floats, the column sums of each chunk of rows
-// of in, which add_partials turns into a bias gradient (the partials of bias_backward).
-// gelu: cast bf16(gelu(in)) instead of in.
+// of what is cast, which add_partials turns into a bias gradient (bias_backward's partials).
+// xf, aux (R,C): what is cast (see the kernel); aux is read by CAST_DGELU only.
 static inline void cast_transpose_to_fp8(uint8_t* out, uint8_t* out_t, const floatX* in, int R, int C, Fp8Format f,
                                          const float* scale, float* amax, unsigned long long* counts, float* colsum,
-                                         int gelu, cudaStream_t s) {
+                                         CastXform xf, const floatX* aux, cudaStream_t s) {
     if (R % 16 != 0 || C % 16 != 0) { die("internal: FP8 transposed cast of (%d,%d), not multiples of 16", R, C); }
-    if (gelu && colsum != NULL) { die("internal: FP8 transposed cast with both GELU and column sums"); }
     fp8_check_aligned(in, "input");
     fp8_check_aligned(out_t, "transposed output");
     if (out != NULL) { fp8_check_aligned(out, "output"); }
-    if (colsum != NULL) { cast_transpose_launch<true, false>(out, out_t, in, R, C, f, scale, amax, counts, colsum, s); }
-    else if (gelu) { cast_transpose_launch<false, true>(out, out_t, in, R, C, f, scale, amax, counts, colsum, s); }
-    else { cast_transpose_launch<false, false>(out, out_t, in, R, C, f, scale, amax, counts, colsum, s); }
+    if (xf == CAST_DGELU) { fp8_check_aligned(aux, "GELU input"); }
+    if (xf == CAST_PLAIN && colsum == NULL) { cast_transpose_launch<false, CAST_PLAIN>(out, out_t, in, aux, R, C, f, scale, amax, counts, colsum, s); }
+    else if (xf == CAST_PLAIN) { cast_transpose_launch<true, CAST_PLAIN>(out, out_t, in, aux, R, C, f, scale, amax, counts, colsum, s); }
+    else if (xf == CAST_GELU && colsum == NULL) { cast_transpose_launch<false, CAST_GELU>(out, out_t, in, aux, R, C, f, scale, amax, counts, colsum, s); }
+    else if (xf == CAST_DGELU && colsum != NULL) { cast_transpose_launch<true, CAST_DGELU>(out, out_t, in, aux, R, C, f, scale, amax, counts, colsum, s); }
+    else if (xf == CAST_DGELU) { cast_transpose_launch<false, CAST_DGELU>(out, out_t, in, aux, R, C, f, scale, amax, counts, colsum, s); }
+    else { die("internal: FP8 transposed cast of gelu(x) with column sums"); }
 }
 
 static inline void place_fp8(uint8_t* out, uint8_t* out_t, const Fp8Pieces* pieces, int R, int C, cudaStream_t s) {

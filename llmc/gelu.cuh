@@ -13,6 +13,13 @@ __device__ __forceinline__ float gelu_f(float x) {
     return 0.5f * x * (1.0f + tanhf(u));
 }
 
+// d gelu(x) / dx
+__device__ __forceinline__ float gelu_grad_f(float x) {
+    float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+    float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);   // d/dx of tanh's argument
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+}
+
 // out (n) = gelu(inp (n)); n % 8 == 0
 __global__ void gelu_forward_kernel(floatX* out, const floatX* inp, long n) {
     long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
@@ -27,19 +34,13 @@ static inline void gelu_forward(floatX* out, const floatX* inp, long n, cudaStre
     cudaCheckLaunch();
 }
 
-// d (n) *= gelu'(pre (n)), n % 8 == 0: the GELU backward of a low-precision GEMM that has no
-// DGELU epilogue.
+// d (n) = bf16(d * gelu'(pre (n))), n % 8 == 0: the GELU backward of a low-precision GEMM that
+// has no (fast) DGELU epilogue.
 __global__ void gelu_backward_inplace_kernel(floatX* d, const floatX* pre, long n) {
     long i = ((long)blockIdx.x * blockDim.x + threadIdx.x) * 8;
     if (i >= n) { return; }
     x8 g = load16(d + i), x = load16(pre + i);
-    for (int k = 0; k < 8; k++) {
-        float v = __bfloat162float(x.v[k]);
-        float th = tanhf(GELU_SCALE * (v + 0.044715f * v * v * v));
-        float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * v * v);   // d/dv of tanh's argument
-        float grad = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * du;
-        g.v[k] = __float2bfloat16_rn(__bfloat162float(g.v[k]) * grad);
-    }
+    for (int k = 0; k < 8; k++) { g.v[k] = __float2bfloat16_rn(__bfloat162float(g.v[k]) * gelu_grad_f(__bfloat162float(x.v[k]))); }
     store16(d + i, g);
 }
 

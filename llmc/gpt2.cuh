@@ -514,12 +514,10 @@ static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
             gelu_forward(x.fch_gelu, x.fch, (long)N * 4 * C, s);
             prof_mark(prof, "gelu", "recompute");
         }
-        linear_backward(&m->lin, LINEAR_FCPROJ, l, a->dbuf, gpt2_layer_param(m, m->g, P_FCPROJW, l),
-                        gpt2_layer_param(m, m->g, P_FCPROJB, l), scratch, a->dresidual, x.fch_gelu, x.fch,
-                        gpt2_layer_param(m, m->p, P_FCPROJW, l), N, 4 * C, C, s);
-        linear_backward(&m->lin, LINEAR_FC, l, a->dln, gpt2_layer_param(m, m->g, P_FCW, l),
-                        gpt2_layer_param(m, m->g, P_FCB, l), scratch, a->dbuf, x.ln2, NULL,
-                        gpt2_layer_param(m, m->p, P_FCW, l), N, C, 4 * C, s);
+        linear_backward_mlp(&m->lin, l, a->dln, a->dbuf, gpt2_layer_param(m, m->g, P_FCW, l), gpt2_layer_param(m, m->g, P_FCB, l),
+                            gpt2_layer_param(m, m->g, P_FCPROJW, l), gpt2_layer_param(m, m->g, P_FCPROJB, l), scratch,
+                            a->dresidual, x.ln2, x.fch, x.fch_gelu, gpt2_layer_param(m, m->p, P_FCW, l),
+                            gpt2_layer_param(m, m->p, P_FCPROJW, l), N, C, s);
         layernorm_backward(a->dresidual, gpt2_layer_param(m, m->g, P_LN2W, l), gpt2_layer_param(m, m->g, P_LN2B, l),
                            scratch, a->dln, x.residual2, gpt2_layer_param(m, m->p, P_LN2W, l), x.ln2_mean, x.ln2_rstd, N, C, s);
         prof_mark(prof, "layernorm", "backward");

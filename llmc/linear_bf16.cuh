@@ -29,6 +29,7 @@ static const char* const LINEAR_KIND_NAMES[LINEAR_KINDS] = {"qkv", "attproj", "f
 //   linear_state_bytes/save/load                       extra checkpoint state (e.g. FP8 scales)
 //   linear_stats_log, linear_stats_due                per-step statistics into the run's log
 //   linear_forward, linear_backward
+//   linear_backward_mlp                                the FC projection's and FC's backward together
 //   linear_keeps_input                                 the layer keeps its input for backward itself
 //   linear_backward_reads_input                        backward reads the BF16 input it is given
 //   linear_input_fp8                                   the input's producer writes it in FP8 (Fp8Out)
@@ -125,6 +126,17 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
     gemm_bf16(&lc->gemm, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);
     prof_mark(lc->prof, name, "wgrad gemm");
     if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); prof_mark(lc->prof, name, "bias grad"); }
+}
+
+// The MLP's backward, the FC projection's then the FC's (the model's (N,C) -> (N,4C) -> (N,C)):
+// dfch (N,4C) = GELU's backward of dproj (N,C) @ fcproj_w (C,4C), dln (N,C) = dfch @ fc_w (4C,C),
+// and the weight and bias gradients. A low-precision layer may move GELU's backward between them.
+static inline void linear_backward_mlp(LinearContext* lc, int layer, floatX* dln, floatX* dfch, floatX* dw_fc, floatX* db_fc,
+                                       floatX* dw_proj, floatX* db_proj, float* scratch, const floatX* dproj,
+                                       const floatX* ln2, const floatX* fch, const floatX* fch_gelu, const floatX* w_fc,
+                                       const floatX* w_proj, int N, int C, cudaStream_t s) {
+    linear_backward(lc, LINEAR_FCPROJ, layer, dfch, dw_proj, db_proj, scratch, dproj, fch_gelu, fch, w_proj, N, 4 * C, C, s);
+    linear_backward(lc, LINEAR_FC, layer, dln, dw_fc, db_fc, scratch, dfch, ln2, NULL, w_fc, N, C, 4 * C, s);
 }
 
 #endif // LLMC_LINEAR_BF16_CUH

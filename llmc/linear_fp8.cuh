@@ -85,7 +85,8 @@ typedef struct {
     int weights_hook;              // 1: linear_weights_changed marks weights stale (else each backward does)
     int fused_gelu;                // 1: try cuBLASLt's GELU epilogues in FP8 (tests clear it to cover the other path)
     int fused_inputs;              // 1: producers write inputs in FP8 (linear_input_fp8; tests clear it to compare)
-    long unfused_gelu;             // GEMMs whose GELU ran as a separate pass: no FP8 kernel with the epilogue
+    long unfused_gelu;             // forward GEMMs whose GELU ran as a separate pass: no FP8 kernel with the epilogue
+    long fused_mlp;                // MLP backwards with GELU's backward in the FC's gradient cast
     uint8_t* arena;                // fp8 gradients and transposed copies of one call
     size_t arena_bytes;
     size_t arena_budget;           // chunks of a backward call fit in this (0: whole calls)
@@ -342,24 +343,25 @@ static inline float* fp8_cast_begin(LinearContext* lc, int t, const floatX* in, 
 
 // Casts in (rows, cols) with tensor t's scale into out (rows, cols) and/or out_t (cols, rows)
 // (NULL: not wanted), raising amax (NULL: not) and, when record and a stats step, the counts.
-// With out_t: colsum (NULL: none) gets the column sums' partials (cast_transpose_to_fp8), and
-// gelu casts gelu(in).
+// With out_t: colsum (NULL: none) gets the column sums' partials, and xf (with aux) says what
+// is cast (cast_transpose_to_fp8).
 static inline void fp8_cast_rows(LinearContext* lc, int t, uint8_t* out, uint8_t* out_t, const floatX* in, int rows,
-                                 int cols, float* amax, int record, float* colsum, int gelu, cudaStream_t s) {
+                                 int cols, float* amax, int record, float* colsum, CastXform xf, const floatX* aux,
+                                 cudaStream_t s) {
     long n = (long)rows * cols;
     Fp8Format f = fp8_tensor_format(lc, t);
     unsigned long long* counts = NULL;
     if (record && lc->stats_step) { counts = lc->counts + 2 * t; lc->counted[t] += (double)n; }
     const float* scale = fp8_scale(lc->sc_block, lc->num_tensors) + t;
-    if (out_t != NULL) { cast_transpose_to_fp8(out, out_t, in, rows, cols, f, scale, amax, counts, colsum, gelu, s); }
-    else if (colsum != NULL || gelu) { die("internal: column sums or GELU in a plain FP8 cast"); }
+    if (out_t != NULL) { cast_transpose_to_fp8(out, out_t, in, rows, cols, f, scale, amax, counts, colsum, xf, aux, s); }
+    else if (colsum != NULL || xf != CAST_PLAIN) { die("internal: column sums or GELU in a plain FP8 cast"); }
     else { cast_to_fp8(out, in, n, f, scale, amax, counts, s); }
 }
 
 static inline void fp8_quantize(LinearContext* lc, int t, uint8_t* out, uint8_t* out_t, const floatX* in, int rows,
                                 int cols, int record, cudaStream_t s) {
     float* amax = record ? fp8_cast_begin(lc, t, in, (long)rows * cols, s) : NULL;
-    fp8_cast_rows(lc, t, out, out_t, in, rows, cols, amax, record, NULL, 0, s);
+    fp8_cast_rows(lc, t, out, out_t, in, rows, cols, amax, record, NULL, CAST_PLAIN, NULL, s);
 }
 
 // The FP8 copies of a weight (OC,IC), cast when stale.
@@ -768,6 +770,69 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
     prof_mark(lc->prof, name, "fprop gemm");
 }
 
+// The FP8 backward of linear_backward, with GELU's two backward halves movable between calls:
+// dout_pre (N,OC) (NULL: none): the output gradient is dout * gelu'(dout_pre), applied by the
+// cast; dgelu_dinp: dinp gets its gelu'(pre_gelu) here (else the caller passes it on as the
+// next call's dout_pre).
+static inline void fp8_linear_backward(LinearContext* lc, LinearKind kind, int layer, floatX* dinp, floatX* dweight,
+                                       floatX* dbias, float* scratch, const floatX* dout, const floatX* dout_pre,
+                                       const floatX* inp, const floatX* pre_gelu, int dgelu_dinp, const floatX* weight,
+                                       int N, int IC, int OC, cudaStream_t s) {
+    int id = fp8_linear_index(lc, kind, layer);
+    const char* name = LINEAR_KIND_NAMES[kind];
+    int keep = linear_keeps_input(lc, kind, layer, N, IC, OC);
+    if (keep && lc->saved_rows[id] < N) { die("internal: FP8 backward of %s.%d over %d rows without its forward", LINEAR_KIND_NAMES[kind], layer, N); }
+    int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W), tdy = fp8_tensor(id, FP8_ROLE_DY);
+    Fp8Format fdy = fp8_tensor_format(lc, tdy);
+    const float* sdy = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tdy);
+    const float* sw = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tw);
+    const float* sx = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tx);
+    Fp8Weight* w = fp8_weight_ready(lc, id, weight, OC, IC, s);
+    const uint8_t* x8 = keep ? lc->saved_x[id] : NULL;         // (N,IC) the forward's FP8 input
+    // Chunks of rows (one chunk but for the LM head): each casts its rows of dout, computes
+    // their input gradient, and adds their share of the weight gradient into dweight. The extra
+    // BF16 roundings of a few chunks (2^-9 relative each) are small beside the FP8 wgrad's own
+    // error (~4%, dev/test_fp8), and save an FP32 accumulator of the LM head's size.
+    int rows = fp8_chunk_rows(lc, N, IC, OC);
+    float* colsum = dbias != NULL && rows == N ? scratch : NULL;   // the bias gradient, summed by the dy cast
+    if (dout_pre != NULL && (fp8_needs_own_amax(&lc->sc, tdy) || fp8_chunk_rows(lc, N, IC, OC) < N)) {
+        die("internal: GELU's backward moved into a cast that needs its amax first, or runs in chunks");
+    }
+    float* amax = fp8_cast_begin(lc, tdy, dout, (long)N * OC, s);
+    if (amax == NULL) { prof_mark(lc->prof, name, "amax dy"); }
+    uint8_t* wt8 = fp8_arena(lc, fp8_arena_need(rows, IC, OC)); // (IC,OC)
+    uint8_t* dy8 = wt8 + align256((size_t)OC * IC);             // (n,OC)
+    uint8_t* dyt8 = dy8 + align256((size_t)rows * OC);          // (OC,n)
+    uint8_t* xt8 = dyt8 + align256((size_t)rows * OC);          // (IC,n)
+    transpose_fp8(wt8, w->w, OC, IC, s);
+    prof_mark(lc->prof, name, "transpose w");
+    for (int r0 = 0; r0 < N; r0 += rows) {
+        int n = N - r0 < rows ? N - r0 : rows;
+        const floatX* dp = dout_pre != NULL ? dout_pre + (size_t)r0 * OC : NULL;
+        fp8_cast_rows(lc, tdy, dy8, dyt8, dout + (size_t)r0 * OC, n, OC, amax, 1, colsum, dp ? CAST_DGELU : CAST_PLAIN, dp, s);
+        prof_mark(lc->prof, name, dp ? "dgelu + cast dy + dy^T + bias" : colsum ? "cast dy + dy^T + bias" : "cast dy + dy^T");
+        const floatX* pg = pre_gelu != NULL ? pre_gelu + (size_t)r0 * IC : NULL;
+        if (keep) { transpose_fp8(xt8, x8 + (size_t)r0 * IC, n, IC, s); prof_mark(lc->prof, name, "transpose x"); }
+        else {
+            fp8_cast_rows(lc, tx, NULL, xt8, pg ? pg : inp + (size_t)r0 * IC, n, IC, NULL, 0, NULL, pg ? CAST_GELU : CAST_PLAIN, NULL, s);
+            prof_mark(lc->prof, name, pg ? "gelu + cast x^T" : "cast x^T");
+        }
+        floatX* di = dinp + (size_t)r0 * IC;
+        // cuBLASLt's FP8 kernels with the DGELU epilogue ran at a third of the plain ones' speed
+        // (H100, cuBLAS 12/13): GELU's backward is a separate pass
+        gemm_fp8(&lc->gemm, di, dy8, fdy, sdy, wt8, FP8_E4M3, sw, NULL, n, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
+        prof_mark(lc->prof, name, "dgrad gemm");
+        if (pg != NULL && dgelu_dinp) { gelu_backward_inplace(di, pg, (long)n * IC, s); prof_mark(lc->prof, name, "dgelu"); }
+        gemm_fp8(&lc->gemm, dweight, dyt8, fdy, sdy, xt8, FP8_E4M3, sx, NULL, OC, IC, n, 1.0f, 0, GEMM_NO_GELU, NULL, s);
+        prof_mark(lc->prof, name, "wgrad gemm");
+    }
+    if (colsum != NULL) { add_partials(dbias, colsum, colsum_num_chunks(N), OC, OC, s); }
+    else if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
+    if (dbias != NULL) { prof_mark(lc->prof, name, "bias grad"); }
+    if (!lc->weights_hook) { w->stale = 1; }
+}
+
+
 // dinp (N,IC) = dout (N,OC) @ weight (OC,IC)      (overwritten), times gelu'(pre_gelu (N,IC)) when
 //                                                 pre_gelu is given: the input came out of a GELU
 // dweight (OC,IC) += dout^T @ inp (N,IC)          (accumulated over micro-batches)
@@ -794,52 +859,30 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
         if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); prof_mark(lc->prof, name, "bias grad"); }
         return;
     }
-    int keep = linear_keeps_input(lc, kind, layer, N, IC, OC);
-    if (keep && lc->saved_rows[id] < N) { die("internal: FP8 backward of %s.%d over %d rows without its forward", LINEAR_KIND_NAMES[kind], layer, N); }
-    int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W), tdy = fp8_tensor(id, FP8_ROLE_DY);
-    Fp8Format fdy = fp8_tensor_format(lc, tdy);
-    const float* sdy = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tdy);
-    const float* sw = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tw);
-    const float* sx = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tx);
-    Fp8Weight* w = fp8_weight_ready(lc, id, weight, OC, IC, s);
-    const uint8_t* x8 = keep ? lc->saved_x[id] : NULL;         // (N,IC) the forward's FP8 input
-    // Chunks of rows (one chunk but for the LM head): each casts its rows of dout, computes
-    // their input gradient, and adds their share of the weight gradient into dweight. The extra
-    // BF16 roundings of a few chunks (2^-9 relative each) are small beside the FP8 wgrad's own
-    // error (~4%, dev/test_fp8), and save an FP32 accumulator of the LM head's size.
-    int rows = fp8_chunk_rows(lc, N, IC, OC);
-    float* colsum = dbias != NULL && rows == N ? scratch : NULL;   // the bias gradient, summed by the dy cast
-    float* amax = fp8_cast_begin(lc, tdy, dout, (long)N * OC, s);
-    if (amax == NULL) { prof_mark(lc->prof, name, "amax dy"); }
-    uint8_t* wt8 = fp8_arena(lc, fp8_arena_need(rows, IC, OC)); // (IC,OC)
-    uint8_t* dy8 = wt8 + align256((size_t)OC * IC);             // (n,OC)
-    uint8_t* dyt8 = dy8 + align256((size_t)rows * OC);          // (OC,n)
-    uint8_t* xt8 = dyt8 + align256((size_t)rows * OC);          // (IC,n)
-    transpose_fp8(wt8, w->w, OC, IC, s);
-    prof_mark(lc->prof, name, "transpose w");
-    for (int r0 = 0; r0 < N; r0 += rows) {
-        int n = N - r0 < rows ? N - r0 : rows;
-        fp8_cast_rows(lc, tdy, dy8, dyt8, dout + (size_t)r0 * OC, n, OC, amax, 1, colsum, 0, s);
-        prof_mark(lc->prof, name, colsum ? "cast dy + dy^T + bias" : "cast dy + dy^T");
-        const floatX* pg = pre_gelu != NULL ? pre_gelu + (size_t)r0 * IC : NULL;
-        if (keep) { transpose_fp8(xt8, x8 + (size_t)r0 * IC, n, IC, s); prof_mark(lc->prof, name, "transpose x"); }
-        else {
-            fp8_cast_rows(lc, tx, NULL, xt8, pg ? pg : inp + (size_t)r0 * IC, n, IC, NULL, 0, NULL, pg != NULL, s);
-            prof_mark(lc->prof, name, pg ? "gelu + cast x^T" : "cast x^T");
-        }
-        floatX* di = dinp + (size_t)r0 * IC;
-        // cuBLASLt's FP8 kernels with the DGELU epilogue ran at a third of the plain ones' speed
-        // (H100, cuBLAS 12/13): GELU's backward is a separate pass
-        gemm_fp8(&lc->gemm, di, dy8, fdy, sdy, wt8, FP8_E4M3, sw, NULL, n, IC, OC, 0.0f, 0, GEMM_NO_GELU, NULL, s);
-        prof_mark(lc->prof, name, "dgrad gemm");
-        if (pg != NULL) { gelu_backward_inplace(di, pg, (long)n * IC, s); prof_mark(lc->prof, name, "dgelu"); }
-        gemm_fp8(&lc->gemm, dweight, dyt8, fdy, sdy, xt8, FP8_E4M3, sx, NULL, OC, IC, n, 1.0f, 0, GEMM_NO_GELU, NULL, s);
-        prof_mark(lc->prof, name, "wgrad gemm");
+    fp8_linear_backward(lc, kind, layer, dinp, dweight, dbias, scratch, dout, NULL, inp, pre_gelu, 1, weight, N, IC, OC, s);
+}
+
+// The MLP's backward, the FC projection's then the FC's (the model's (N,C) -> (N,4C) -> (N,C)):
+//   dfch (N,4C) = GELU's backward of dproj (N,C) @ fcproj_w (C,4C)   (scratch the FC reads)
+//   dln (N,C) = dfch @ fc_w (4C,C), and both weight and bias gradients, as two linear_backward
+// calls would. In FP8 with the FC's gradient scale known ahead (delayed scaling), GELU's backward
+// rides in the FC's gradient cast instead of a pass of its own: dfch holds the projection's raw
+// input gradient, and the FP8 copies are those of the two calls, bit for bit.
+static inline void linear_backward_mlp(LinearContext* lc, int layer, floatX* dln, floatX* dfch, floatX* dw_fc, floatX* db_fc,
+                                       floatX* dw_proj, floatX* db_proj, float* scratch, const floatX* dproj,
+                                       const floatX* ln2, const floatX* fch, const floatX* fch_gelu, const floatX* w_fc,
+                                       const floatX* w_proj, int N, int C, cudaStream_t s) {
+    int fc = fp8_linear_index(lc, LINEAR_FC, layer), proj = fp8_linear_index(lc, LINEAR_FCPROJ, layer);
+    int fuse = fp8_runs(lc, fc, N, C, 4 * C) && fp8_runs(lc, proj, N, 4 * C, C) &&
+               !fp8_needs_own_amax(&lc->sc, fp8_tensor(fc, FP8_ROLE_DY)) && fp8_chunk_rows(lc, N, C, 4 * C) == N;
+    if (!fuse) {
+        linear_backward(lc, LINEAR_FCPROJ, layer, dfch, dw_proj, db_proj, scratch, dproj, fch_gelu, fch, w_proj, N, 4 * C, C, s);
+        linear_backward(lc, LINEAR_FC, layer, dln, dw_fc, db_fc, scratch, dfch, ln2, NULL, w_fc, N, C, 4 * C, s);
+        return;
     }
-    if (colsum != NULL) { add_partials(dbias, colsum, colsum_num_chunks(N), OC, OC, s); }
-    else if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
-    if (dbias != NULL) { prof_mark(lc->prof, name, "bias grad"); }
-    if (!lc->weights_hook) { w->stale = 1; }
+    fp8_linear_backward(lc, LINEAR_FCPROJ, layer, dfch, dw_proj, db_proj, scratch, dproj, NULL, fch_gelu, fch, 0, w_proj, N, 4 * C, C, s);
+    fp8_linear_backward(lc, LINEAR_FC, layer, dln, dw_fc, db_fc, scratch, dfch, fch, ln2, NULL, 1, w_fc, N, C, 4 * C, s);
+    lc->fused_mlp++;
 }
 
 // ------------------------------------------------------------------------------------------
