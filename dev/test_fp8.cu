@@ -113,7 +113,7 @@ static void test_cast_all_bf16() {
             cudaCheck(cudaMemset(d_counts, 0, 16));
             cudaCheck(cudaMemset(d_out, 0xAA, n)); cudaCheck(cudaMemset(d_out2, 0xAA, n)); cudaCheck(cudaMemset(d_outT, 0xAA, n));
             cast_to_fp8(d_out, d_in, n, f, d_scale, d_amax, d_counts, 0);
-            cast_transpose_to_fp8(d_out2, d_outT, d_in, 256, 256, f, d_scale, d_amax + 1, NULL, NULL, CAST_PLAIN, NULL, 0);
+            cast_transpose_to_fp8(d_out2, d_outT, d_in, 256, 256, f, d_scale, d_amax + 1, NULL, NULL, CAST_PLAIN, NULL, NULL, 0);
             device_sync();
             Codes want(n), got = get_codes(d_out, n), got2 = get_codes(d_out2, n), gotT = get_codes(d_outT, n);
             long bad_nan = 0, bad = 0, bad2 = 0, badT = 0;
@@ -164,8 +164,8 @@ static void test_cast_shapes() {
         put_f32(d_scale, 25.0f);
         cudaCheck(cudaMemset(d_amax, 0, 12));
         cudaCheck(cudaMemset(d_t2, 0xAA, n));
-        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E4M3, d_scale, d_amax, NULL, NULL, CAST_PLAIN, NULL, 0);
-        cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E5M2, d_scale, NULL, NULL, NULL, CAST_PLAIN, NULL, 0);
+        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E4M3, d_scale, d_amax, NULL, NULL, CAST_PLAIN, NULL, NULL, 0);
+        cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E5M2, d_scale, NULL, NULL, NULL, CAST_PLAIN, NULL, NULL, 0);
         absmax_bf16(d_amax + 1, d_x, (long)n, 0);
         cast_to_fp8(d_p, d_x, (long)n, FP8_E4M3, d_scale, d_amax + 2, NULL, 0);
         device_sync();
@@ -196,11 +196,11 @@ static void test_cast_colsum_gelu() {
         float* d_scratch = dev_alloc<float>((size_t)chunks * C);
         put_f32(d_scale, 25.0f);
         cudaCheck(cudaMemset(d_amax, 0, 4));
-        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E5M2, d_scale, d_amax, NULL, d_part, CAST_PLAIN, NULL, 0);
+        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E5M2, d_scale, d_amax, NULL, d_part, CAST_PLAIN, NULL, NULL, 0);
         add_partials(d_b1, d_part, chunks, C, C, 0);
         bias_backward(d_b2, d_x, d_scratch, R, C, 0);
         gelu_forward(d_g, d_x, (long)n, 0);
-        cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E4M3, d_scale, NULL, NULL, NULL, CAST_GELU, NULL, 0);
+        cast_transpose_to_fp8(NULL, d_t2, d_x, R, C, FP8_E4M3, d_scale, NULL, NULL, NULL, CAST_GELU, NULL, NULL, 0);
         device_sync();
         Codes q5 = quantize(x, 25.0f, FP8_E5M2);
         long bad = count_diff(get_codes(d_o, n), q5) + count_diff(get_codes(d_t, n), transpose(q5, R, C));
@@ -225,9 +225,9 @@ static void test_cast_colsum_gelu() {
         floatX *d_pre = to_dev(pre), *d_gx = to_dev(x);
         float* d_part2 = dev_alloc<float>((size_t)chunks * C);
         uint8_t *d_o3 = dev_alloc<uint8_t>(n), *d_t3 = dev_alloc<uint8_t>(n);
-        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E5M2, d_scale, d_amax, NULL, d_part, CAST_DGELU, d_pre, 0);
+        cast_transpose_to_fp8(d_o, d_t, d_x, R, C, FP8_E5M2, d_scale, d_amax, NULL, d_part, CAST_DGELU, d_pre, NULL, 0);
         gelu_backward_inplace(d_gx, d_pre, (long)n, 0);
-        cast_transpose_to_fp8(d_o3, d_t3, d_gx, R, C, FP8_E5M2, d_scale, d_amax, NULL, d_part2, CAST_PLAIN, NULL, 0);
+        cast_transpose_to_fp8(d_o3, d_t3, d_gx, R, C, FP8_E5M2, d_scale, d_amax, NULL, d_part2, CAST_PLAIN, NULL, NULL, 0);
         device_sync();
         bad = count_diff(get_codes(d_o, n), get_codes(d_o3, n)) + count_diff(get_codes(d_t, n), get_codes(d_t3, n));
         VF p1 = get_f32(d_part, (size_t)chunks * C), p2 = get_f32(d_part2, (size_t)chunks * C);
@@ -282,6 +282,68 @@ static void test_backward_mlp_fused() {
     check_count("mlp backward fused: dln, both weight and bias gradients bit for bit the two calls'", bad);
     dev_free_all();
     linear_context_free(&lc);
+}
+
+// The logits' gradient made inside the transposed cast (CAST_SOFTMAX_GRAD) from the logits and
+// the classifier's log-normalisers: codes and amax bit for bit those of casting the gradient
+// fused_classifier writes, padded columns included. Then the LM head's backward made that way
+// (in chunks of rows, delayed scaling) against the classifier's gradient through linear_backward.
+static void test_softmax_grad_cast() {
+    const int N = 512, C = 128, V = 1000, Vp = 1024;
+    const float dloss = 1.0f / 4096;
+    VF logits = randn((size_t)N * Vp, 2.0);
+    std::vector<int> tgt(N);
+    for (int i = 0; i < N; i++) { tgt[i] = rand_int(V); }
+    floatX *d_logits = to_dev(logits), *d_grad = to_dev(logits);
+    int* d_tgt = to_dev_int(tgt);
+    float *d_loss = dev_alloc<float>(N), *d_lse = dev_alloc<float>(N), *d_scale = dev_alloc<float>(1), *d_amax = dev_alloc<float>(2);
+    uint8_t *d_o = dev_alloc<uint8_t>((size_t)N * Vp), *d_t = dev_alloc<uint8_t>((size_t)N * Vp);
+    uint8_t *d_o2 = dev_alloc<uint8_t>((size_t)N * Vp), *d_t2 = dev_alloc<uint8_t>((size_t)N * Vp);
+    put_f32(d_scale, 57344.0f / 1e-3f);
+    cudaCheck(cudaMemset(d_amax, 0, 8));
+    fused_classifier(d_logits, d_loss, d_lse, d_tgt, dloss, N, V, Vp, 0, 0);
+    fused_classifier(d_grad, d_loss, NULL, d_tgt, dloss, N, V, Vp, 1, 0);
+    SoftmaxGrad sg = {d_lse, d_tgt, dloss, V};
+    cast_transpose_to_fp8(d_o, d_t, d_logits, N, Vp, FP8_E5M2, d_scale, d_amax, NULL, NULL, CAST_SOFTMAX_GRAD, NULL, &sg, 0);
+    cast_transpose_to_fp8(d_o2, d_t2, d_grad, N, Vp, FP8_E5M2, d_scale, d_amax + 1, NULL, NULL, CAST_PLAIN, NULL, NULL, 0);
+    device_sync();
+    size_t n = (size_t)N * Vp;
+    VF am = get_f32(d_amax, 2);
+    long bad = count_diff(get_codes(d_o, n), get_codes(d_o2, n)) + count_diff(get_codes(d_t, n), get_codes(d_t2, n)) +
+               (fp8_float_bits(am[0]) != fp8_float_bits(am[1]));
+    check_count("cast of the softmax gradient made from logits: codes, transposed codes, amax of the classifier's", bad);
+
+    // the LM head's backward from the logits vs from the classifier's gradient (step 2, delayed)
+    LinearContext lc;
+    LinearOptions o = fp8_options();
+    linear_context_init(&lc, &o, 1);
+    lc.arena_budget = fp8_arena_need(128, C, Vp);
+    VF x = randn((size_t)N * C, 1.0), w = randn((size_t)Vp * C, 0.05), g0 = randn((size_t)Vp * C, 1e-3);
+    floatX *d_x = to_dev(x), *d_w = to_dev(w), *d_out = dev_alloc<floatX>(n), *d_outg = dev_alloc<floatX>(n);
+    floatX *dx[2] = {dev_alloc<floatX>((size_t)N * C), dev_alloc<floatX>((size_t)N * C)}, *dw[2] = {to_dev(g0), to_dev(g0)};
+    for (int step = 0; step < 2; step++) {
+        linear_step_begin(&lc);
+        linear_forward(&lc, LINEAR_LMHEAD, 0, d_out, NULL, d_x, d_w, NULL, N, C, Vp, 0);
+        cudaCheck(cudaMemcpy(d_outg, d_out, n * sizeof(floatX), cudaMemcpyDeviceToDevice));
+        fused_classifier(d_outg, d_loss, NULL, d_tgt, dloss, N, V, Vp, 1, 0);
+        if (step == 0) {   // first step: own amaxes, the gradient comes from the classifier
+            check_count("LM head makes its logits' gradient: not on the first step", linear_lmhead_makes_dlogits(&lc, N, C, Vp));
+            linear_backward_lmhead(&lc, dx[0], dw[0], NULL, d_outg, NULL, d_x, d_w, N, C, Vp, 0);
+            cudaCheck(cudaMemcpy(dw[0], dw[1], g0.size() * sizeof(floatX), cudaMemcpyDeviceToDevice));
+            continue;
+        }
+        check_count("LM head makes its logits' gradient: on the delayed-scaling step", !linear_lmhead_makes_dlogits(&lc, N, C, Vp));
+        fused_classifier(d_out, d_loss, d_lse, d_tgt, dloss, N, V, Vp, 0, 0);
+        linear_backward_lmhead(&lc, dx[0], dw[0], NULL, d_out, &sg, d_x, d_w, N, C, Vp, 0);
+        linear_backward_lmhead(&lc, dx[1], dw[1], NULL, d_outg, NULL, d_x, d_w, N, C, Vp, 0);
+    }
+    device_sync();
+    bad = count_diff(get_bits(dx[0], (size_t)N * C), get_bits(dx[1], (size_t)N * C)) +
+          count_diff(get_bits(dw[0], g0.size()), get_bits(dw[1], g0.size()));
+    check_count(fmt("LM head backward from the logits (chunks of %d rows): dx and dW bit for bit those from the classifier's gradient",
+                    fp8_chunk_rows(&lc, N, C, Vp)), bad);
+    linear_context_free(&lc);
+    dev_free_all();
 }
 
 // LayerNorms writing their output in FP8 (Fp8Out): the codes of the BF16 output they would
@@ -1020,6 +1082,7 @@ int main(int argc, char** argv) {
     test_layernorm_fp8_out();
     test_cast_colsum_gelu();
     test_backward_mlp_fused();
+    test_softmax_grad_cast();
     test_stats();
     test_scaling_steps(FP8_SCALING_DELAYED, FP8_AMAX_MAX);
     test_scaling_steps(FP8_SCALING_DELAYED, FP8_AMAX_MOST_RECENT);

@@ -40,16 +40,10 @@
 // ------------------------------------------------------------------------------------------
 // host helpers beyond dev/test_util.cuh
 
-static int rand_int(int n) { return (int)(rng_u64(&rng) % (uint64_t)n); }
 
 template <typename T> static void poison(T* d, size_t n) { cudaCheck(cudaMemset(d, 0xFF, n * sizeof(T))); }
 template <typename T> static void copy_dev(T* dst, const T* src, size_t n) {
     cudaCheck(cudaMemcpy(dst, src, n * sizeof(T), cudaMemcpyDeviceToDevice));
-}
-static int* to_dev_int(const std::vector<int>& h) {
-    int* d = dev_alloc<int>(h.size());
-    cudaCheck(cudaMemcpy(d, h.data(), h.size() * sizeof(int), cudaMemcpyHostToDevice));
-    return d;
 }
 // the elements i of x for which keep(i)
 template <typename V, typename F> static V pick(const V& x, F keep) {
@@ -346,14 +340,14 @@ static void test_classifier(int N, int V, int Vp, double logit_std) {
 
     // losses only: the logits must stay untouched
     poison(d_losses, N);
-    fused_classifier(d_logits, d_losses, d_target, dloss, N, V, Vp, 0, 0);
+    fused_classifier(d_logits, d_losses, NULL, d_target, dloss, N, V, Vp, 0, 0);
     device_sync();
     check_close(fmt("%s.losses_no_grad", name), get_f32(d_losses, N), loss, TOL_F32);
     check_count(fmt("%s.logits_unchanged_no_grad", name), count_diff(before, get_bits(d_logits, n)));
 
     // losses and dlogits in place
     poison(d_losses, N);
-    fused_classifier(d_logits, d_losses, d_target, dloss, N, V, Vp, 1, 0);
+    fused_classifier(d_logits, d_losses, NULL, d_target, dloss, N, V, Vp, 1, 0);
     device_sync();
     check_close(fmt("%s.losses", name), get_f32(d_losses, N), loss, TOL_F32);
     VF dl = get(d_logits, n);
@@ -634,7 +628,7 @@ static void run_timing(LinearContext* lc) {
     timing_row("gelu_forward (B,T,4C)", ms, 2 * (2 * n4), 0);
     ms = time_ms([&] { bias_backward(dbias, d, scratch, N, 4 * C, 0); });
     timing_row("bias_backward (B*T,4C)", ms, 2 * n4, 0);
-    ms = time_ms([&] { fused_classifier(logits, losses, d_tgt, 1.0f / N, N, V, Vp, 1, 0); });
+    ms = time_ms([&] { fused_classifier(logits, losses, NULL, d_tgt, 1.0f / N, N, V, Vp, 1, 0); });
     timing_row("fused_classifier (write_grad)", ms, 2 * (2.0 * N * Vp) + 8.0 * N, 0);
 
     struct { const char* name; int IC, OC; bool bias; } lin[5] = {

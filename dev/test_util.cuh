@@ -54,6 +54,12 @@ template <typename T> static T* dev_alloc(size_t n) {
     dev_allocs.push_back(p);
     return p;
 }
+static int* to_dev_int(const std::vector<int>& h) {
+    int* d = dev_alloc<int>(h.size());
+    cudaCheck(cudaMemcpy(d, h.data(), h.size() * sizeof(int), cudaMemcpyHostToDevice));
+    return d;
+}
+static int rand_int(int n) { return (int)(rng_u64(&rng) % (uint64_t)n); }
 static void dev_free_all() {
     for (void* p : dev_allocs) { cudaCheck(cudaFree(p)); }
     dev_allocs.clear();

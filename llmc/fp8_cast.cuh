@@ -11,6 +11,7 @@
 #include "cuda_common.h"
 #include "reduce.cuh"
 #include "gelu.cuh"
+#include "classifier.cuh"
 #include "fp8.h"
 
 typedef Vec16<uint8_t> u8x16;   // 16 fp8 codes
@@ -25,7 +26,16 @@ typedef struct {
     float* amax;
 } Fp8Out;
 
-typedef enum { CAST_PLAIN, CAST_GELU, CAST_DGELU } CastXform;   // what a transposed cast casts (see below)
+typedef enum { CAST_PLAIN, CAST_GELU, CAST_DGELU, CAST_SOFTMAX_GRAD } CastXform;   // what a transposed cast casts (see below)
+
+// The logits' gradient made from the logits by CAST_SOFTMAX_GRAD, as fused_classifier writes it
+// (llmc/classifier.cuh), for rows [0, R) of the cast
+typedef struct {
+    const float* lse;      // (R) log of each row's softmax normaliser
+    const int* targets;    // (R)
+    float dloss;           // gradient of the total loss per position's loss
+    int V;                 // real vocabulary: columns from V on get 0
+} SoftmaxGrad;
 
 #define FP8_TILE 64             // transposed cast: 64x64 tiles, 256 threads of 16 elements
 #define FP8_CAST_THREADS 256
@@ -102,13 +112,13 @@ __global__ void cast_to_fp8_kernel(uint8_t* out, const floatX* in, long n, const
 // distinct banks.
 // XF: what is cast, bit for bit as the BF16 tensor the unfused kernels would write:
 //   CAST_PLAIN in;  CAST_GELU bf16(gelu(in)) (gelu_forward);  CAST_DGELU bf16(in * gelu'(aux))
-//   with aux (R,C) (gelu_backward_inplace).
+//   with aux (R,C) (gelu_backward_inplace);  CAST_SOFTMAX_GRAD the gradient of logits in, sg.
 // COLSUM: colsum (R / (64 tiles), C) = per block, the FP32 sums of its rows' values per column
 // (a bias gradient's partials, summed in a fixed order: deterministic).
 template <Fp8Format F, bool STATS, bool COLSUM, CastXform XF>
 __global__ void __launch_bounds__(FP8_CAST_THREADS)
-cast_transpose_to_fp8_kernel(uint8_t* out, uint8_t* out_t, const floatX* in, const floatX* aux, int R, int C, int tiles,
-                             const float* scale, float* amax, unsigned long long* counts, float* colsum) {
+cast_transpose_to_fp8_kernel(uint8_t* out, uint8_t* out_t, const floatX* in, const floatX* aux, SoftmaxGrad sg, int R,
+                             int C, int tiles, const float* scale, float* amax, unsigned long long* counts, float* colsum) {
     __shared__ __align__(16) uint8_t tile[FP8_TILE][FP8_TILE + 48];
     float s = *scale;
     int c0 = blockIdx.x * FP8_TILE;
@@ -128,6 +138,9 @@ cast_transpose_to_fp8_kernel(uint8_t* out, uint8_t* out_t, const floatX* in, con
             size_t at = (size_t)(r0 + tr) * C + c0 + tc;
             x8 v[2] = {load16_cs(in + at), load16_cs(in + at + 8)}, a[2];
             if (XF == CAST_DGELU) { a[0] = load16_cs(aux + at); a[1] = load16_cs(aux + at + 8); }
+            float log_z = 0.0f;
+            int target = 0;
+            if (XF == CAST_SOFTMAX_GRAD) { log_z = sg.lse[r0 + tr]; target = sg.targets[r0 + tr]; }
 #pragma unroll
             for (int h = 0; h < 2; h++) {
 #pragma unroll
@@ -135,6 +148,9 @@ cast_transpose_to_fp8_kernel(uint8_t* out, uint8_t* out_t, const floatX* in, con
                     float f = __bfloat162float(v[h].v[q]);
                     if (XF == CAST_GELU) { v[h].v[q] = __float2bfloat16_rn(gelu_f(f)); }
                     if (XF == CAST_DGELU) { v[h].v[q] = __float2bfloat16_rn(f * gelu_grad_f(__bfloat162float(a[h].v[q]))); }
+                    if (XF == CAST_SOFTMAX_GRAD) {
+                        v[h].v[q] = __float2bfloat16_rn(softmax_grad(f, log_z, c0 + tc + 8 * h + q, target, sg.V, sg.dloss));
+                    }
                     if (COLSUM) { sum[8 * h + q] += __bfloat162float(v[h].v[q]); }
                 }
             }
@@ -233,40 +249,45 @@ static inline void cast_to_fp8(uint8_t* out, const floatX* in, long n, Fp8Format
 #define FP8_COLSUM_TILES (COLSUM_ROWS_PER_CHUNK / FP8_TILE)   // a column-sum block: bias_backward's chunk of rows
 
 template <bool COLSUM, CastXform XF>
-static inline void cast_transpose_launch(uint8_t* out, uint8_t* out_t, const floatX* in, const floatX* aux, int R, int C,
-                                         Fp8Format f, const float* scale, float* amax, unsigned long long* counts,
-                                         float* colsum, cudaStream_t s) {
+static inline void cast_transpose_launch(uint8_t* out, uint8_t* out_t, const floatX* in, const floatX* aux, SoftmaxGrad sg,
+                                         int R, int C, Fp8Format f, const float* scale, float* amax,
+                                         unsigned long long* counts, float* colsum, cudaStream_t s) {
     int tiles = COLSUM ? FP8_COLSUM_TILES : 1;
     dim3 grid(ceil_div(C, FP8_TILE), ceil_div(R, FP8_TILE * tiles));
     if (f == FP8_E4M3 && counts == NULL) {
-        cast_transpose_to_fp8_kernel<FP8_E4M3, false, COLSUM, XF><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, aux, R, C, tiles, scale, amax, counts, colsum);
+        cast_transpose_to_fp8_kernel<FP8_E4M3, false, COLSUM, XF><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, aux, sg, R, C, tiles, scale, amax, counts, colsum);
     } else if (f == FP8_E4M3) {
-        cast_transpose_to_fp8_kernel<FP8_E4M3, true, COLSUM, XF><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, aux, R, C, tiles, scale, amax, counts, colsum);
+        cast_transpose_to_fp8_kernel<FP8_E4M3, true, COLSUM, XF><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, aux, sg, R, C, tiles, scale, amax, counts, colsum);
     } else if (counts == NULL) {
-        cast_transpose_to_fp8_kernel<FP8_E5M2, false, COLSUM, XF><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, aux, R, C, tiles, scale, amax, counts, colsum);
+        cast_transpose_to_fp8_kernel<FP8_E5M2, false, COLSUM, XF><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, aux, sg, R, C, tiles, scale, amax, counts, colsum);
     } else {
-        cast_transpose_to_fp8_kernel<FP8_E5M2, true, COLSUM, XF><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, aux, R, C, tiles, scale, amax, counts, colsum);
+        cast_transpose_to_fp8_kernel<FP8_E5M2, true, COLSUM, XF><<<grid, FP8_CAST_THREADS, 0, s>>>(out, out_t, in, aux, sg, R, C, tiles, scale, amax, counts, colsum);
     }
     cudaCheckLaunch();
 }
 
 // colsum (NULL: none): (colsum_num_chunks(R), C) floats, the column sums of each chunk of rows
 // of what is cast, which add_partials turns into a bias gradient (bias_backward's partials).
-// xf, aux (R,C): what is cast (see the kernel); aux is read by CAST_DGELU only.
+// xf, aux (R,C), sg: what is cast (see the kernel); aux is read by CAST_DGELU only, sg (NULL
+// otherwise) by CAST_SOFTMAX_GRAD.
 static inline void cast_transpose_to_fp8(uint8_t* out, uint8_t* out_t, const floatX* in, int R, int C, Fp8Format f,
                                          const float* scale, float* amax, unsigned long long* counts, float* colsum,
-                                         CastXform xf, const floatX* aux, cudaStream_t s) {
+                                         CastXform xf, const floatX* aux, const SoftmaxGrad* sgp, cudaStream_t s) {
     if (R % 16 != 0 || C % 16 != 0) { die("internal: FP8 transposed cast of (%d,%d), not multiples of 16", R, C); }
     fp8_check_aligned(in, "input");
     fp8_check_aligned(out_t, "transposed output");
     if (out != NULL) { fp8_check_aligned(out, "output"); }
     if (xf == CAST_DGELU) { fp8_check_aligned(aux, "GELU input"); }
-    if (xf == CAST_PLAIN && colsum == NULL) { cast_transpose_launch<false, CAST_PLAIN>(out, out_t, in, aux, R, C, f, scale, amax, counts, colsum, s); }
-    else if (xf == CAST_PLAIN) { cast_transpose_launch<true, CAST_PLAIN>(out, out_t, in, aux, R, C, f, scale, amax, counts, colsum, s); }
-    else if (xf == CAST_GELU && colsum == NULL) { cast_transpose_launch<false, CAST_GELU>(out, out_t, in, aux, R, C, f, scale, amax, counts, colsum, s); }
-    else if (xf == CAST_DGELU && colsum != NULL) { cast_transpose_launch<true, CAST_DGELU>(out, out_t, in, aux, R, C, f, scale, amax, counts, colsum, s); }
-    else if (xf == CAST_DGELU) { cast_transpose_launch<false, CAST_DGELU>(out, out_t, in, aux, R, C, f, scale, amax, counts, colsum, s); }
-    else { die("internal: FP8 transposed cast of gelu(x) with column sums"); }
+    if ((xf == CAST_SOFTMAX_GRAD) != (sgp != NULL)) { die("internal: FP8 cast of a softmax gradient without its rows' data"); }
+    SoftmaxGrad sg = {NULL, NULL, 0.0f, 0};
+    if (sgp != NULL) { sg = *sgp; }
+    if (xf == CAST_PLAIN && colsum == NULL) { cast_transpose_launch<false, CAST_PLAIN>(out, out_t, in, aux, sg, R, C, f, scale, amax, counts, colsum, s); }
+    else if (xf == CAST_PLAIN) { cast_transpose_launch<true, CAST_PLAIN>(out, out_t, in, aux, sg, R, C, f, scale, amax, counts, colsum, s); }
+    else if (xf == CAST_GELU && colsum == NULL) { cast_transpose_launch<false, CAST_GELU>(out, out_t, in, aux, sg, R, C, f, scale, amax, counts, colsum, s); }
+    else if (xf == CAST_DGELU && colsum != NULL) { cast_transpose_launch<true, CAST_DGELU>(out, out_t, in, aux, sg, R, C, f, scale, amax, counts, colsum, s); }
+    else if (xf == CAST_DGELU) { cast_transpose_launch<false, CAST_DGELU>(out, out_t, in, aux, sg, R, C, f, scale, amax, counts, colsum, s); }
+    else if (xf == CAST_SOFTMAX_GRAD && colsum == NULL) { cast_transpose_launch<false, CAST_SOFTMAX_GRAD>(out, out_t, in, aux, sg, R, C, f, scale, amax, counts, colsum, s); }
+    else { die("internal: FP8 transposed cast of gelu(x) or a softmax gradient with column sums"); }
 }
 
 static inline void place_fp8(uint8_t* out, uint8_t* out_t, const Fp8Pieces* pieces, int R, int C, cudaStream_t s) {

@@ -8,14 +8,22 @@
 
 #define GELU_SCALE 0.7978845608028654f   // sqrt(2/pi)
 
+// The hardware tanh (one MUFU op, max relative error ~2^-11, below the BF16 rounding every
+// result gets): tanhf's ~20 instructions made the GELU casts compute-bound.
+__device__ __forceinline__ float tanh_fast(float x) {
+    float y;
+    asm("tanh.approx.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 __device__ __forceinline__ float gelu_f(float x) {
     float u = GELU_SCALE * (x + 0.044715f * x * x * x);
-    return 0.5f * x * (1.0f + tanhf(u));
+    return 0.5f * x * (1.0f + tanh_fast(u));
 }
 
 // d gelu(x) / dx
 __device__ __forceinline__ float gelu_grad_f(float x) {
-    float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+    float th = tanh_fast(GELU_SCALE * (x + 0.044715f * x * x * x));
     float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);   // d/dx of tanh's argument
     return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
 }

@@ -45,8 +45,9 @@ typedef struct {
     floatX* lnf;        // (B,T,C)
     float* lnf_mean;    // (B,T)
     float* lnf_rstd;    // (B,T)
-    floatX* logits;     // (B,T,Vp), replaced by their gradient in training
+    floatX* logits;     // (B,T,Vp), replaced by their gradient in training (unless dlogits_deferred)
     float* losses;      // (B,T)
+    float* lse;         // (B,T) log of each position's softmax normaliser, when dlogits_deferred
     // scratch, reused across layers
     floatX* proj_out;   // (B,T,C) output of a projection before its residual add
     floatX* dresidual;  // (B,T,C) gradient of the residual stream
@@ -113,6 +114,8 @@ typedef struct {
     float* norm_dev;    // (1) squared gradient norm
     int qk_norm;        // 1: RMSNorm (unit gains, frozen) on each head's q and k before attention
     float att_scale;    // softmax scale: 1/sqrt(head size), or the fixed scale chosen with qk_norm
+    int dlogits_deferred; // 1: the last forward left the logits, whose gradient the LM head's backward makes
+    float dloss;        // the last forward's gradient of the total loss per position's loss
     int act_stats;      // 1: the next forward measures each block's residual kurtosis into kurt_dev
     float* kurt_dev;    // (L) residual-stream kurtosis after each block (llmc/act_stats.cuh)
     LinearContext lin;
@@ -256,7 +259,7 @@ static inline size_t gpt2_activation_bytes(const GPT2Config* c, int B, int T, in
     x += BTC * (1 + 1 + 4 + 1 + 1);                                       // proj_out, dresidual, dbuf, dln, datty
     x *= sizeof(floatX);
     x += L * attention_saved_bytes(B, T, c->num_heads) + attention_scratch_bytes(B, T, c->num_heads);
-    x += sizeof(float) * (BT * (4 * L + 2 + 1) + gpt2_reduce_scratch_floats((int)BT, (int)C));
+    x += sizeof(float) * (BT * (4 * L + 2 + 1 + 1) + gpt2_reduce_scratch_floats((int)BT, (int)C));
     if (qk_norm) { x += L * qk_norm_saved_floats(B, T, c->num_heads) * sizeof(float); }
     return x + 32 * 256;                                                  // alignment of the pieces
 }
@@ -317,6 +320,7 @@ static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) 
     CARVE(a->lnf_rstd, float, BT);
     CARVE(a->logits, floatX, BT * c->padded_vocab_size);
     CARVE(a->losses, float, BT);
+    CARVE(a->lse, float, BT);
     CARVE(a->proj_out, floatX, BTC);
     CARVE(a->dresidual, floatX, BTC);
     CARVE(a->dbuf, floatX, 4 * BTC);
@@ -378,7 +382,8 @@ static inline floatX* gpt2_layer_param(const GPT2* m, floatX* const* views, int 
 
 // Forward pass over inputs (B,T) (host ints). With targets, returns the mean loss over the
 // B*T positions; when dloss > 0 it also leaves in the logits buffer the gradient of
-// dloss * (sum of the positions' losses), for gpt2_backward. Without targets only the
+// dloss * (sum of the positions' losses), for gpt2_backward (or, where the LM head makes that
+// gradient itself, the logits and each position's log-normaliser). Without targets only the
 // logits are computed.
 static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets, int B, int T, float dloss) {
     const GPT2Config* c = &m->cfg;
@@ -438,8 +443,12 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
     }
     linear_forward(&m->lin, LINEAR_LMHEAD, 0, a->logits, NULL, a->lnf, m->p[P_WTE], NULL, N, C, Vp, s);
     if (targets == NULL) { return 0.0f; }
-    fused_classifier(a->logits, a->losses, m->targets_dev, dloss, N, c->vocab_size, Vp, dloss > 0.0f, s);
-    prof_mark(prof, "classifier", "loss + dlogits");
+    // where the LM head's backward makes the logits' gradient from the logits, only the loss here
+    m->dlogits_deferred = dloss > 0.0f && linear_lmhead_makes_dlogits(&m->lin, N, C, Vp);
+    m->dloss = dloss;
+    fused_classifier(a->logits, a->losses, m->dlogits_deferred ? a->lse : NULL, m->targets_dev, dloss, N, c->vocab_size, Vp,
+                     dloss > 0.0f && !m->dlogits_deferred, s);
+    prof_mark(prof, "classifier", m->dlogits_deferred ? "loss" : "loss + dlogits");
     cudaCheck(cudaMemcpyAsync(m->losses_host, a->losses, N * sizeof(float), cudaMemcpyDeviceToHost, s));
     cudaCheck(cudaStreamSynchronize(s));
     double sum = 0.0;
@@ -501,7 +510,9 @@ static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
     prof_mark(prof, "host", "loss sync gap");   // the GPU idles while the host reads the loss and queues the backward
 
     // LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf
-    linear_backward(&m->lin, LINEAR_LMHEAD, 0, a->dln, m->g[P_WTE], NULL, scratch, a->logits, a->lnf, NULL, m->p[P_WTE], N, C, Vp, s);
+    SoftmaxGrad sg = {a->lse, m->targets_dev, m->dloss, c->vocab_size};
+    linear_backward_lmhead(&m->lin, a->dln, m->g[P_WTE], scratch, a->logits, m->dlogits_deferred ? &sg : NULL, a->lnf,
+                           m->p[P_WTE], N, C, Vp, s);
     cudaCheck(cudaMemsetAsync(a->dresidual, 0, (size_t)N * C * sizeof(floatX), s));
     layernorm_backward(a->dresidual, m->g[P_LNFW], m->g[P_LNFB], scratch, a->dln, a->residual3 + (L - 1) * S,
                        m->p[P_LNFW], a->lnf_mean, a->lnf_rstd, N, C, s);

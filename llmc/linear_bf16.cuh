@@ -30,6 +30,8 @@ static const char* const LINEAR_KIND_NAMES[LINEAR_KINDS] = {"qkv", "attproj", "f
 //   linear_stats_log, linear_stats_due                per-step statistics into the run's log
 //   linear_forward, linear_backward
 //   linear_backward_mlp                                the FC projection's and FC's backward together
+//   linear_lmhead_makes_dlogits, linear_backward_lmhead   the LM head's backward, from the logits
+//                                                      themselves where the layer can (FP8)
 //   linear_keeps_input                                 the layer keeps its input for backward itself
 //   linear_backward_reads_input                        backward reads the BF16 input it is given
 //   linear_input_fp8                                   the input's producer writes it in FP8 (Fp8Out)
@@ -126,6 +128,18 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
     gemm_bf16(&lc->gemm, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);
     prof_mark(lc->prof, name, "wgrad gemm");
     if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); prof_mark(lc->prof, name, "bias grad"); }
+}
+
+static inline int linear_lmhead_makes_dlogits(const LinearContext* lc, int N, int C, int Vp) {
+    (void)lc; (void)N; (void)C; (void)Vp; return 0;
+}
+
+// The LM head's backward, dout = dlogits (N,Vp) (sg: only where linear_lmhead_makes_dlogits).
+static inline void linear_backward_lmhead(LinearContext* lc, floatX* dinp, floatX* dweight, float* scratch,
+                                          const floatX* dout, const SoftmaxGrad* sg, const floatX* inp,
+                                          const floatX* weight, int N, int C, int Vp, cudaStream_t s) {
+    if (sg != NULL) { die("internal: the BF16 LM head takes the logits' gradient, not the logits"); }
+    linear_backward(lc, LINEAR_LMHEAD, 0, dinp, dweight, NULL, scratch, dout, inp, NULL, weight, N, C, Vp, s);
 }
 
 // The MLP's backward, the FC projection's then the FC's (the model's (N,C) -> (N,4C) -> (N,C)):

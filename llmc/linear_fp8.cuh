@@ -343,17 +343,17 @@ static inline float* fp8_cast_begin(LinearContext* lc, int t, const floatX* in, 
 
 // Casts in (rows, cols) with tensor t's scale into out (rows, cols) and/or out_t (cols, rows)
 // (NULL: not wanted), raising amax (NULL: not) and, when record and a stats step, the counts.
-// With out_t: colsum (NULL: none) gets the column sums' partials, and xf (with aux) says what
-// is cast (cast_transpose_to_fp8).
+// With out_t: colsum (NULL: none) gets the column sums' partials, and xf (with aux or sg) says
+// what is cast (cast_transpose_to_fp8).
 static inline void fp8_cast_rows(LinearContext* lc, int t, uint8_t* out, uint8_t* out_t, const floatX* in, int rows,
                                  int cols, float* amax, int record, float* colsum, CastXform xf, const floatX* aux,
-                                 cudaStream_t s) {
+                                 const SoftmaxGrad* sg, cudaStream_t s) {
     long n = (long)rows * cols;
     Fp8Format f = fp8_tensor_format(lc, t);
     unsigned long long* counts = NULL;
     if (record && lc->stats_step) { counts = lc->counts + 2 * t; lc->counted[t] += (double)n; }
     const float* scale = fp8_scale(lc->sc_block, lc->num_tensors) + t;
-    if (out_t != NULL) { cast_transpose_to_fp8(out, out_t, in, rows, cols, f, scale, amax, counts, colsum, xf, aux, s); }
+    if (out_t != NULL) { cast_transpose_to_fp8(out, out_t, in, rows, cols, f, scale, amax, counts, colsum, xf, aux, sg, s); }
     else if (colsum != NULL || xf != CAST_PLAIN) { die("internal: column sums or GELU in a plain FP8 cast"); }
     else { cast_to_fp8(out, in, n, f, scale, amax, counts, s); }
 }
@@ -361,7 +361,7 @@ static inline void fp8_cast_rows(LinearContext* lc, int t, uint8_t* out, uint8_t
 static inline void fp8_quantize(LinearContext* lc, int t, uint8_t* out, uint8_t* out_t, const floatX* in, int rows,
                                 int cols, int record, cudaStream_t s) {
     float* amax = record ? fp8_cast_begin(lc, t, in, (long)rows * cols, s) : NULL;
-    fp8_cast_rows(lc, t, out, out_t, in, rows, cols, amax, record, NULL, CAST_PLAIN, NULL, s);
+    fp8_cast_rows(lc, t, out, out_t, in, rows, cols, amax, record, NULL, CAST_PLAIN, NULL, NULL, s);
 }
 
 // The FP8 copies of a weight (OC,IC), cast when stale.
@@ -773,11 +773,12 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
 // The FP8 backward of linear_backward, with GELU's two backward halves movable between calls:
 // dout_pre (N,OC) (NULL: none): the output gradient is dout * gelu'(dout_pre), applied by the
 // cast; dgelu_dinp: dinp gets its gelu'(pre_gelu) here (else the caller passes it on as the
-// next call's dout_pre).
+// next call's dout_pre). dout_sg (NULL: none): dout holds logits, and the output gradient is
+// their softmax's, made by the cast.
 static inline void fp8_linear_backward(LinearContext* lc, LinearKind kind, int layer, floatX* dinp, floatX* dweight,
                                        floatX* dbias, float* scratch, const floatX* dout, const floatX* dout_pre,
-                                       const floatX* inp, const floatX* pre_gelu, int dgelu_dinp, const floatX* weight,
-                                       int N, int IC, int OC, cudaStream_t s) {
+                                       const SoftmaxGrad* dout_sg, const floatX* inp, const floatX* pre_gelu,
+                                       int dgelu_dinp, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
     int id = fp8_linear_index(lc, kind, layer);
     const char* name = LINEAR_KIND_NAMES[kind];
     int keep = linear_keeps_input(lc, kind, layer, N, IC, OC);
@@ -798,6 +799,9 @@ static inline void fp8_linear_backward(LinearContext* lc, LinearKind kind, int l
     if (dout_pre != NULL && (fp8_needs_own_amax(&lc->sc, tdy) || fp8_chunk_rows(lc, N, IC, OC) < N)) {
         die("internal: GELU's backward moved into a cast that needs its amax first, or runs in chunks");
     }
+    if (dout_sg != NULL && (fp8_needs_own_amax(&lc->sc, tdy) || dbias != NULL)) {
+        die("internal: a softmax gradient made by a cast that needs its amax first, or with a bias");
+    }
     float* amax = fp8_cast_begin(lc, tdy, dout, (long)N * OC, s);
     if (amax == NULL) { prof_mark(lc->prof, name, "amax dy"); }
     uint8_t* wt8 = fp8_arena(lc, fp8_arena_need(rows, IC, OC)); // (IC,OC)
@@ -809,12 +813,16 @@ static inline void fp8_linear_backward(LinearContext* lc, LinearKind kind, int l
     for (int r0 = 0; r0 < N; r0 += rows) {
         int n = N - r0 < rows ? N - r0 : rows;
         const floatX* dp = dout_pre != NULL ? dout_pre + (size_t)r0 * OC : NULL;
-        fp8_cast_rows(lc, tdy, dy8, dyt8, dout + (size_t)r0 * OC, n, OC, amax, 1, colsum, dp ? CAST_DGELU : CAST_PLAIN, dp, s);
-        prof_mark(lc->prof, name, dp ? "dgelu + cast dy + dy^T + bias" : colsum ? "cast dy + dy^T + bias" : "cast dy + dy^T");
+        SoftmaxGrad sg;
+        if (dout_sg != NULL) { sg = *dout_sg; sg.lse += r0; sg.targets += r0; }
+        CastXform xf = dp ? CAST_DGELU : dout_sg ? CAST_SOFTMAX_GRAD : CAST_PLAIN;
+        fp8_cast_rows(lc, tdy, dy8, dyt8, dout + (size_t)r0 * OC, n, OC, amax, 1, colsum, xf, dp, dout_sg ? &sg : NULL, s);
+        prof_mark(lc->prof, name, dp ? "dgelu + cast dy + dy^T + bias" : dout_sg ? "softmax grad + cast dy + dy^T" :
+                                  colsum ? "cast dy + dy^T + bias" : "cast dy + dy^T");
         const floatX* pg = pre_gelu != NULL ? pre_gelu + (size_t)r0 * IC : NULL;
         if (keep) { transpose_fp8(xt8, x8 + (size_t)r0 * IC, n, IC, s); prof_mark(lc->prof, name, "transpose x"); }
         else {
-            fp8_cast_rows(lc, tx, NULL, xt8, pg ? pg : inp + (size_t)r0 * IC, n, IC, NULL, 0, NULL, pg ? CAST_GELU : CAST_PLAIN, NULL, s);
+            fp8_cast_rows(lc, tx, NULL, xt8, pg ? pg : inp + (size_t)r0 * IC, n, IC, NULL, 0, NULL, pg ? CAST_GELU : CAST_PLAIN, NULL, NULL, s);
             prof_mark(lc->prof, name, pg ? "gelu + cast x^T" : "cast x^T");
         }
         floatX* di = dinp + (size_t)r0 * IC;
@@ -859,7 +867,26 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
         if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); prof_mark(lc->prof, name, "bias grad"); }
         return;
     }
-    fp8_linear_backward(lc, kind, layer, dinp, dweight, dbias, scratch, dout, NULL, inp, pre_gelu, 1, weight, N, IC, OC, s);
+    fp8_linear_backward(lc, kind, layer, dinp, dweight, dbias, scratch, dout, NULL, NULL, inp, pre_gelu, 1, weight, N, IC, OC, s);
+}
+
+// 1 when the LM head's backward over N rows makes the logits' gradient itself from the logits
+// (linear_backward_lmhead with a SoftmaxGrad), so the classifier need only measure the loss:
+// in FP8 with the gradient's scale known ahead (delayed scaling). That saves writing the BF16
+// gradient (N,Vp) and reading it back.
+static inline int linear_lmhead_makes_dlogits(const LinearContext* lc, int N, int C, int Vp) {
+    int id = fp8_linear_index(lc, LINEAR_LMHEAD, 0);
+    return fp8_runs(lc, id, N, C, Vp) && !fp8_needs_own_amax(&lc->sc, fp8_tensor(id, FP8_ROLE_DY));
+}
+
+// The LM head's backward: linear_backward of (N,C) -> (N,Vp) with no bias, dout = dlogits; or,
+// with sg (when linear_lmhead_makes_dlogits), dout = the logits and the gradient made from them.
+static inline void linear_backward_lmhead(LinearContext* lc, floatX* dinp, floatX* dweight, float* scratch,
+                                          const floatX* dout, const SoftmaxGrad* sg, const floatX* inp,
+                                          const floatX* weight, int N, int C, int Vp, cudaStream_t s) {
+    if (sg == NULL) { linear_backward(lc, LINEAR_LMHEAD, 0, dinp, dweight, NULL, scratch, dout, inp, NULL, weight, N, C, Vp, s); return; }
+    if (!linear_lmhead_makes_dlogits(lc, N, C, Vp)) { die("internal: LM head backward from logits where it cannot make their gradient"); }
+    fp8_linear_backward(lc, LINEAR_LMHEAD, 0, dinp, dweight, NULL, scratch, dout, NULL, sg, inp, NULL, 1, weight, N, C, Vp, s);
 }
 
 // The MLP's backward, the FC projection's then the FC's (the model's (N,C) -> (N,4C) -> (N,C)):
@@ -880,8 +907,8 @@ static inline void linear_backward_mlp(LinearContext* lc, int layer, floatX* dln
         linear_backward(lc, LINEAR_FC, layer, dln, dw_fc, db_fc, scratch, dfch, ln2, NULL, w_fc, N, C, 4 * C, s);
         return;
     }
-    fp8_linear_backward(lc, LINEAR_FCPROJ, layer, dfch, dw_proj, db_proj, scratch, dproj, NULL, fch_gelu, fch, 0, w_proj, N, 4 * C, C, s);
-    fp8_linear_backward(lc, LINEAR_FC, layer, dln, dw_fc, db_fc, scratch, dfch, fch, ln2, NULL, 1, w_fc, N, C, 4 * C, s);
+    fp8_linear_backward(lc, LINEAR_FCPROJ, layer, dfch, dw_proj, db_proj, scratch, dproj, NULL, NULL, fch_gelu, fch, 0, w_proj, N, 4 * C, C, s);
+    fp8_linear_backward(lc, LINEAR_FC, layer, dln, dw_fc, db_fc, scratch, dfch, fch, NULL, ln2, NULL, 1, w_fc, N, C, 4 * C, s);
     lc->fused_mlp++;
 }
 
