@@ -45,6 +45,7 @@ expect 2 "flag -e.*neither" -- "${ok[@]}" -e d13
 expect 2 "flag --qk-norm" -- "${ok[@]}" --qk-norm 2
 expect 2 "flag --qk-scale" -- "${ok[@]}" --qk-norm 1 --qk-scale 0
 expect 2 "flag --act-stats" -- "${ok[@]}" --act-stats -1
+expect 2 "flag --profile" -- "${ok[@]}" --profile 2
 if [[ "$bin" == *fp8* ]]; then
     expect 2 "flag --mx-gemm.*nvfp4" -- "${ok[@]}" --precision nvfp4 --mx-gemm native
     expect 2 "flag --precision.*nvfp4" -- "${ok[@]}" --mx-gemm native --precision nvfp4

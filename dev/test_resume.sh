@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU test of the trainer as a whole: same flags give bit-identical runs, and a run
 # resumed from a checkpoint continues bit for bit (losses and final weights) like the
-# uninterrupted one. Also: a resume with another batch shape is refused; --qk-norm and
-# --act-stats runs.
+# uninterrupted one. Also: a resume with another batch shape is refused; --qk-norm,
+# --act-stats and --profile runs.
 # usage: dev/test_resume.sh TRAINER MODEL_FILE   (MODEL_FILE: a small model, maxT >= 64)
 set -u
 bin=${1:?usage: test_resume.sh TRAINER MODEL_FILE}
@@ -25,6 +25,13 @@ desc="uninterrupted run exits 0"; ok test $rcA = 0
 desc="same flags, same seed: identical final model file"; ok cmp -s "$tmp/A/model_00000012.bin" "$tmp/A2/model_00000012.bin"
 desc="same flags, same seed: identical log of losses"
 ok cmp -s <(grep -v '"ms"' "$tmp/A/log.jsonl" | grep -v checkpoint) <(grep -v '"ms"' "$tmp/A2/log.jsonl" | grep -v checkpoint)
+
+"$bin" "${args[@]}" --profile 1 -o "$tmp/P" > "$tmp/P.txt" 2>&1; rcP=$?
+desc="--profile 1: exits 0 and prints the per-section table of the 11 steps after the first"
+ok sh -c "[ $rcP = 0 ] && grep -q '^GPU time per step over 11 profiled steps' '$tmp/P.txt' &&
+          grep -q '^attention  *forward' '$tmp/P.txt' && grep -q '^qkv  *fprop gemm' '$tmp/P.txt'"
+desc="--profile 1: identical final model file (timing changes no result)"
+ok cmp -s "$tmp/A/model_00000012.bin" "$tmp/P/model_00000012.bin"
 
 mkdir -p "$tmp/B"
 cp "$tmp/A/model_00000006.bin" "$tmp/A/state_00000006_00000.bin" "$tmp/A/DONE_00000006" "$tmp/B/"
