@@ -5,12 +5,10 @@
 #ifndef LLMC_LINEAR_BF16_CUH
 #define LLMC_LINEAR_BF16_CUH
 
-#include "matmul.cuh"
-#include "reduce.cuh"
+#include "linear_gemms_bf16.cuh"
 #include "train_args.h"
 #include "multi_gpu.h"
 #include "fp8_cast.cuh"
-#include "profile.h"
 
 #define LLMC_LINEAR_DEFINED 1
 
@@ -108,9 +106,7 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
                                   const floatX* inp, const floatX* weight, const floatX* bias, int N, int IC, int OC,
                                   cudaStream_t s) {
     (void)layer;
-    gemm_bf16(&lc->gemm, out, inp, weight, bias, N, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
-              pre_gelu ? GEMM_GELU_FORWARD : GEMM_NO_GELU, pre_gelu, s);
-    prof_mark(lc->prof, LINEAR_KIND_NAMES[kind], "fprop gemm");
+    bf16_linear_forward(&lc->gemm, lc->prof, LINEAR_KIND_NAMES[kind], out, pre_gelu, inp, weight, bias, N, IC, OC, s);
 }
 
 // dinp (N,IC) = dout (N,OC) @ weight (OC,IC)      (overwritten), times gelu'(pre_gelu (N,IC)) when
@@ -121,13 +117,8 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
                                    floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
                                    const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
     (void)layer;
-    const char* name = LINEAR_KIND_NAMES[kind];
-    gemm_bf16(&lc->gemm, dinp, dout, weight, NULL, N, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
-              pre_gelu ? GEMM_GELU_BACKWARD : GEMM_NO_GELU, (floatX*)pre_gelu, s);
-    prof_mark(lc->prof, name, "dgrad gemm");
-    gemm_bf16(&lc->gemm, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);
-    prof_mark(lc->prof, name, "wgrad gemm");
-    if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); prof_mark(lc->prof, name, "bias grad"); }
+    bf16_linear_backward(&lc->gemm, lc->prof, LINEAR_KIND_NAMES[kind], dinp, dweight, dbias, scratch, dout, inp, pre_gelu,
+                         weight, N, IC, OC, s);
 }
 
 static inline int linear_lmhead_makes_dlogits(const LinearContext* lc, int N, int C, int Vp) {

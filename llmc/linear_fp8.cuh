@@ -24,15 +24,13 @@
 #define LLMC_LINEAR_FP8_CUH
 
 #include <limits.h>
-#include "matmul.cuh"
-#include "reduce.cuh"
+#include "linear_gemms_bf16.cuh"
 #include "gelu.cuh"
 #include "train_args.h"
 #include "fp8.h"
 #include "fp8_scaling.h"
 #include "fp8_cast.cuh"
 #include "multi_gpu.h"
-#include "profile.h"
 #include "linear_mx.cuh"
 
 #define LLMC_LINEAR_DEFINED 1
@@ -746,9 +744,7 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
         return;
     }
     if (!fp8_runs(lc, id, N, IC, OC)) {
-        gemm_bf16(&lc->gemm, out, inp, weight, bias, N, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
-                  pre_gelu ? GEMM_GELU_FORWARD : GEMM_NO_GELU, pre_gelu, s);
-        prof_mark(lc->prof, name, "fprop gemm");
+        bf16_linear_forward(&lc->gemm, lc->prof, name, out, pre_gelu, inp, weight, bias, N, IC, OC, s);
         return;
     }
     int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W);
@@ -859,12 +855,7 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
         return;
     }
     if (!fp8_runs(lc, id, N, IC, OC)) {
-        gemm_bf16(&lc->gemm, dinp, dout, weight, NULL, N, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
-                  pre_gelu ? GEMM_GELU_BACKWARD : GEMM_NO_GELU, (floatX*)pre_gelu, s);
-        prof_mark(lc->prof, name, "dgrad gemm");
-        gemm_bf16(&lc->gemm, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);
-        prof_mark(lc->prof, name, "wgrad gemm");
-        if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); prof_mark(lc->prof, name, "bias grad"); }
+        bf16_linear_backward(&lc->gemm, lc->prof, name, dinp, dweight, dbias, scratch, dout, inp, pre_gelu, weight, N, IC, OC, s);
         return;
     }
     fp8_linear_backward(lc, kind, layer, dinp, dweight, dbias, scratch, dout, NULL, NULL, inp, pre_gelu, 1, weight, N, IC, OC, s);
