@@ -989,6 +989,57 @@ static void test_model_fused_inputs() {
 // ------------------------------------------------------------------------------------------
 // timings
 
+// The transposed casts of a d12 step (B=64, T=1024), each with what is fused into it, in GB/s
+// of the bytes each must move; and the dgrad GEMM of the FC projection with cuBLASLt's FP8 DGELU
+// epilogue against the plain GEMM plus GELU' fused into the next cast (why the layer does not
+// use the epilogue).
+static void run_cast_timing() {
+    const int N = 65536, C = 768, V = 50257, Vp = 50304, LM_ROWS = 4352;
+    size_t big = (size_t)N * 4 * C;
+    floatX *in = dev_alloc<floatX>(std::max(big, (size_t)LM_ROWS * Vp)), *aux = dev_alloc<floatX>(big);
+    uint8_t *o = dev_alloc<uint8_t>(std::max(big, (size_t)LM_ROWS * Vp)), *ot = dev_alloc<uint8_t>(std::max(big, (size_t)LM_ROWS * Vp));
+    float *scale = dev_alloc<float>(1), *amax = dev_alloc<float>(1), *part = dev_alloc<float>((size_t)colsum_num_chunks(N) * 4 * C);
+    float* lse = dev_alloc<float>(LM_ROWS);
+    int* tgt = dev_alloc<int>(LM_ROWS);
+    cudaCheck(cudaMemset(in, 0x3C, std::max(big, (size_t)LM_ROWS * Vp) * 2)); cudaCheck(cudaMemset(aux, 0x3C, big * 2));
+    cudaCheck(cudaMemset(lse, 0, LM_ROWS * 4)); cudaCheck(cudaMemset(tgt, 0, LM_ROWS * 4));
+    put_f32(scale, 1.0f);
+    SoftmaxGrad sg = {lse, tgt, 1.0f / N, V};
+    printf("\nTransposed casts of a d12 step (B=64, T=1024; median of 30):\n");
+    auto row = [&](const char* what, int R, int Cc, double bytes_per_elem, auto fn) {
+        float ms = time_ms(fn);
+        printf("  %-44s (%6d,%6d) %8.3f ms %8.1f GB/s\n", what, R, Cc, ms, bytes_per_elem * R * Cc / ms / 1e6);
+    };
+    row("plain cast + transpose (bf16 -> 2 x fp8)", N, 3 * C, 4.0,
+        [&] { cast_transpose_to_fp8(o, ot, in, N, 3 * C, FP8_E5M2, scale, amax, NULL, NULL, CAST_PLAIN, NULL, NULL, 0); });
+    row("+ bias column sums (qkv dy)", N, 3 * C, 4.0,
+        [&] { cast_transpose_to_fp8(o, ot, in, N, 3 * C, FP8_E5M2, scale, amax, NULL, part, CAST_PLAIN, NULL, NULL, 0); });
+    row("+ GELU' and column sums (fc dy)", N, 4 * C, 6.0,
+        [&] { cast_transpose_to_fp8(o, ot, in, N, 4 * C, FP8_E5M2, scale, amax, NULL, part, CAST_DGELU, aux, NULL, 0); });
+    row("GELU, transposed only (fcproj x^T)", N, 4 * C, 3.0,
+        [&] { cast_transpose_to_fp8(NULL, ot, in, N, 4 * C, FP8_E4M3, scale, NULL, NULL, NULL, CAST_GELU, NULL, NULL, 0); });
+    row("softmax gradient from logits (LM head chunk)", LM_ROWS, Vp, 4.0,
+        [&] { cast_transpose_to_fp8(o, ot, in, LM_ROWS, Vp, FP8_E5M2, scale, amax, NULL, NULL, CAST_SOFTMAX_GRAD, NULL, &sg, 0); });
+    row("fp8 transpose (kept x8 -> x^T8)", N, C, 2.0, [&] { transpose_fp8(ot, o, N, C, 0); });
+    // the FC projection's dgrad: dx (N,4C) = dy (N,C) @ W (C,4C), GELU' with pre (N,4C)
+    GemmContext g;
+    gemm_context_init(&g);
+    uint8_t *dy8 = dev_alloc<uint8_t>((size_t)N * C), *wt8 = dev_alloc<uint8_t>((size_t)4 * C * C);
+    cudaCheck(cudaMemset(dy8, 0x38, (size_t)N * C)); cudaCheck(cudaMemset(wt8, 0x38, (size_t)4 * C * C));
+    float* one = dev_alloc<float>(1);
+    put_f32(one, 1.0f);
+    float t_epi = -1.0f;
+    if (gemm_fp8(&g, in, dy8, FP8_E5M2, one, wt8, FP8_E4M3, one, NULL, N, 4 * C, C, 0.0f, 0, GEMM_GELU_BACKWARD, aux, 0)) {
+        t_epi = time_ms([&] { gemm_fp8(&g, in, dy8, FP8_E5M2, one, wt8, FP8_E4M3, one, NULL, N, 4 * C, C, 0.0f, 0, GEMM_GELU_BACKWARD, aux, 0); });
+    }
+    float t_plain = time_ms([&] { gemm_fp8(&g, in, dy8, FP8_E5M2, one, wt8, FP8_E4M3, one, NULL, N, 4 * C, C, 0.0f, 0, GEMM_NO_GELU, NULL, 0); });
+    double tf = 2.0 * N * 4 * C * C / 1e9;
+    printf("  fcproj dgrad (%d,%d,%d): FP8 GEMM with cuBLASLt's DGELU epilogue %.3f ms (%.0f TFLOP/s); plain %.3f ms (%.0f TFLOP/s)\n",
+           N, 4 * C, C, t_epi, t_epi > 0 ? tf / t_epi : 0.0, t_plain, tf / t_plain);
+    gemm_context_free(&g);
+    dev_free_all();
+}
+
 static void run_timing() {
     const int M = 16384;
     struct { const char* model; int C; } models[2] = {{"d12", 768}, {"d48", 1600}};
@@ -1090,7 +1141,7 @@ int main(int argc, char** argv) {
     test_linear_fp8();
     test_model_grads();
     test_model_fused_inputs();
-    if (timing) { run_timing(); }
+    if (timing) { run_cast_timing(); run_timing(); }
     printf("%d passed, %d failed\n", n_passed, n_failed);
     return n_failed == 0 ? 0 : 1;
 }
