@@ -12,12 +12,14 @@
 // and LM-head linears) are kept in FP8 from forward to backward, which transposes them for the
 // weight gradient, so the model keeps no BF16 copy of them (linear_keeps_input); under delayed
 // scaling the LayerNorm writes them in FP8 directly (linear_input_fp8), with no separate cast.
-// The other inputs (attention's output, GELU's) the model keeps or recomputes in BF16 anyway:
-// they are cast in forward and re-cast, transposed, in backward. Output gradients are cast, with
-// their transposes, into a scratch arena in chunks of rows small enough that the LM head's
-// (N,Vp) gradient needs little more scratch than the other linears. Biases stay BF16:
-// the GEMM epilogue adds them, the deterministic bias_backward sums their gradients. GELU
-// rides in the FP8 GEMM's epilogue where cuBLASLt has such a kernel, else in a separate pass.
+// Attention's output is cast in forward and re-cast, transposed, in backward; GELU's is cast in
+// forward and re-made from pre-GELU, transposed, in backward (linear_backward_reads_input).
+// Output gradients are cast, with their transposes, into a scratch arena in chunks of rows
+// small enough that the LM head's (N,Vp) gradient needs little more scratch than the other
+// linears; the same pass sums the bias gradient (biases stay BF16, added by the fprop epilogue).
+// GELU rides in the FC's fprop epilogue; GELU's backward in the FC's gradient cast
+// (linear_backward_mlp), and the LM head's softmax gradient in its own (linear_backward_lmhead),
+// where the scale is known ahead (delayed scaling); else they are passes of their own.
 // --precision bf16 runs the plain BF16 path of llmc/linear_bf16.cuh through this binary;
 // --precision mxfp8|nvfp4 the block-scaled formats of llmc/linear_mx.cuh (included below).
 #ifndef LLMC_LINEAR_FP8_CUH
