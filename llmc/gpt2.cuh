@@ -520,7 +520,8 @@ static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
     for (int l = L - 1; l >= 0; l--) {
         LayerActs x = gpt2_layer_acts(m, l);
         // MLP: the residual stream's gradient flows into the projection unchanged; the projection's
-        // input gradient comes out through GELU's backward (dbuf = dfch)
+        // input gradient goes through GELU's backward into the FC's (dbuf: dfch, or in FP8 the
+        // projection's raw input gradient, GELU's backward then riding in the FC's cast)
         if (m->recompute && linear_backward_reads_input(&m->lin, LINEAR_FCPROJ, l, N, 4 * C, C)) {
             gelu_forward(x.fch_gelu, x.fch, (long)N * 4 * C, s);
             prof_mark(prof, "gelu", "recompute");

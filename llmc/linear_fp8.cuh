@@ -83,7 +83,7 @@ typedef struct {
     double* counted;               // (NT) elements cast in a stats step
     int stats_step;                // 1: the current step counts saturation and flushes
     int weights_hook;              // 1: linear_weights_changed marks weights stale (else each backward does)
-    int fused_gelu;                // 1: try cuBLASLt's GELU epilogues in FP8 (tests clear it to cover the other path)
+    int fused_gelu;                // 1: try cuBLASLt's GELU epilogue in FP8 forward (tests clear it to cover the other path)
     int fused_inputs;              // 1: producers write inputs in FP8 (linear_input_fp8; tests clear it to compare)
     long unfused_gelu;             // forward GEMMs whose GELU ran as a separate pass: no FP8 kernel with the epilogue
     long fused_mlp;                // MLP backwards with GELU's backward in the FC's gradient cast

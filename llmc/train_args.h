@@ -84,7 +84,8 @@ static inline void train_args_help(const char* prog, void (*extra_help)(void)) {
     printf("  -n N         checkpoint every N steps (and at the end)     (default %d)\n", d.ckpt_every);
     printf("  -y 0|1       resume from the latest checkpoint in -o       (default %d)\n", d.resume);
     printf("  -z 0|1       ZeRO stage (optimizer sharding across ranks)  (default %d)\n", d.zero_stage);
-    printf("  -r 0|1       recompute GELU in backward to save memory     (default %d)\n", d.recompute);
+    printf("  -r 0|1       recompute GELU in backward to save memory     (default %d)\n"
+           "               (FP8 layers re-make it from pre-GELU either way)\n", d.recompute);
     printf("  --seed N           initialisation, shuffling, rounding seed (default %llu)\n", d.seed);
     printf("  --tokenizer FILE   GPT-2 decoding file for samples         (default %s)\n", d.tokenizer);
     printf("  --decay-frac F     WSD: fraction of steps spent decaying   (default %g)\n", d.decay_frac);
