@@ -30,7 +30,7 @@ endif
 
 LLMC_HEADERS = $(wildcard llmc/*.h llmc/*.cuh)
 TRAINERS = train_gpt2_bf16 train_gpt2_fp8
-GPU_TESTS = dev/test_kernels dev/test_model dev/test_fp8 dev/test_act dev/test_mx dev/test_mx_gemm dev/test_mx_linear
+GPU_TESTS = dev/test_kernels dev/test_attention_fp8 dev/test_model dev/test_fp8 dev/test_act dev/test_mx dev/test_mx_gemm dev/test_mx_linear
 # needs MPI + NCCL and >= 2 GPUs: run by dev/test_multi_gpu.sh, not by make test
 MULTI_GPU_TESTS = $(if $(MULTI_GPU_FLAGS),dev/test_zero_gather)
 CPU_TESTS = dev/test_gpt2_cpu dev/test_dataloader dev/test_schedule dev/test_fp8_host dev/test_mx_host $(if $(MPICC),dev/test_sharding_mpi)
@@ -54,6 +54,9 @@ train_gpt2_%: train_gpt2_%.cu $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS) $(MULTI_GPU_FLAGS)
 
 dev/test_kernels: dev/test_kernels.cu dev/test_util.cuh $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
+
+dev/test_attention_fp8: dev/test_attention_fp8.cu dev/test_util.cuh $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
 dev/test_model: dev/test_model.cu $(LLMC_HEADERS)

@@ -49,6 +49,7 @@ suite "tokenizer and shards" make --no-print-directory test-data
 
 if nvidia-smi -L >/dev/null 2>&1; then
     suite "kernels vs CPU reference" ./dev/test_kernels
+    suite "FP8 attention vs fp64 reference and the BF16 kernel" ./dev/test_attention_fp8 --no-timing
     suite "QK-norm and residual kurtosis vs CPU reference" ./dev/test_act --no-timing
     out=$(mktemp -d)
     if python3 -c "import torch" >/dev/null 2>&1; then
@@ -77,7 +78,7 @@ if nvidia-smi -L >/dev/null 2>&1; then
 else
     echo "=== GPU tests SKIPPED: no GPU on this machine (nvidia-smi -L failed)."
     echo "    Run 'make test' on a GPU machine for the kernel, model, PyTorch and resume tests."
-    skipped=$((skipped + 13))   # the GPU suites above
+    skipped=$((skipped + 14))   # the GPU suites above
 fi
 echo
 echo "$total_pass passed, $total_fail failed, $skipped skipped"

@@ -49,6 +49,7 @@ expect 2 "flag --profile" -- "${ok[@]}" --profile 2
 if [[ "$bin" == *fp8* ]]; then
     expect 2 "flag --mx-gemm.*nvfp4" -- "${ok[@]}" --precision nvfp4 --mx-gemm native
     expect 2 "flag --precision.*nvfp4" -- "${ok[@]}" --mx-gemm native --precision nvfp4
+    expect 2 "flag --attention" -- "${ok[@]}" --attention fp4
 fi
 expect 1 "no data file matches" -- "${ok[@]}" -i "$tmp/none_*.bin"
 expect 1 "magic.bin" -- "${ok[@]}" -i "$tmp/magic.bin"

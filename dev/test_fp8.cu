@@ -598,8 +598,9 @@ static void test_bf16_paths() {
 struct HostScaling {
     Fp8Scaling sc;
     std::vector<float> blk;
-    int hybrid;
-    void init(const LinearOptions& o, int NT) {
+    int hybrid, att0;
+    void init(const LinearOptions& o, int NT, int first_att_tensor) {
+        att0 = first_att_tensor;
         fp8_scaling_init(&sc, NT, o.scaling, o.amax_algo, o.amax_history, o.margin);
         blk.resize(fp8_block_floats(NT, o.amax_history));
         fp8_block_init(blk.data(), NT, o.amax_history);
@@ -608,7 +609,7 @@ struct HostScaling {
     void step_begin() {
         int NT = sc.num_tensors;
         for (int t = 0; t < NT; t++) {
-            float fmax = t % FP8_ROLES == FP8_ROLE_DY && hybrid ? FP8_E5M2_MAX : FP8_E4M3_MAX;
+            float fmax = fp8_tensor_is_grad(t, att0) && hybrid ? FP8_E5M2_MAX : FP8_E4M3_MAX;
             fp8_fold_tensor(blk.data(), NT, sc.history_len, t, fp8_fold_pos(&sc), fp8_fold_filled(&sc), sc.algo, fmax, sc.margin);
         }
         fp8_scaling_end_fold(&sc);
@@ -643,7 +644,7 @@ static void test_scaling_steps(Fp8Recipe recipe, Fp8AmaxAlgo algo) {
     LinearContext lc, lc2;
     linear_context_init(&lc, &o, 1);
     HostScaling hs;
-    hs.init(o, lc.num_tensors);
+    hs.init(o, lc.num_tensors, lc.att_tensor0);
     int id = fp8_linear_index(&lc, LINEAR_QKV, 0);
     int tx = fp8_tensor(id, FP8_ROLE_X), tw = fp8_tensor(id, FP8_ROLE_W);
     VF base = randn((size_t)N * IC, 0.3), w = randn((size_t)OC * IC, 0.02);
@@ -901,10 +902,11 @@ static void test_model_grads() {
     motif_batch(in.data(), tg.data(), B, T, cfg.vocab_size, 42);
     tg2 = tg;
     for (int t = 0; t < T; t++) { tg2[3 * T + t] = (tg[3 * T + t] + 1 + t) % cfg.vocab_size; }
-    LinearOptions bf16 = fp8_options(), hyb = fp8_options(), hyb_cur = fp8_options(), e4m3 = fp8_options();
+    LinearOptions bf16 = fp8_options(), hyb = fp8_options(), hyb_cur = fp8_options(), e4m3 = fp8_options(), hyb_att = fp8_options();
     bf16.fp8 = 0;
     hyb_cur.scaling = FP8_SCALING_CURRENT;
     e4m3.hybrid = 0;
+    hyb_att.att_fp8 = 1;
     MultiGpu one_rank;
     memset(&one_rank, 0, sizeof(one_rank));
     one_rank.nranks = one_rank.local_nranks = 1;
@@ -912,18 +914,19 @@ static void test_model_grads() {
     gpt2_build(&m, &cfg, &bf16, &one_rank, 0);
     gpt2_alloc_activations(&m, B, T, 1);
     gpt2_init_random(&m, 1234);
-    VF g_ref, g_hyb, g_cur, g_e4, g_scaled, g_tg2;
+    VF g_ref, g_hyb, g_cur, g_e4, g_att, g_scaled, g_tg2;
     float l_ref = model_grads(&m, bf16, in.data(), tg.data(), 1.0f, &g_ref);
     float l_hyb = model_grads(&m, hyb, in.data(), tg.data(), 1.0f, &g_hyb);
     float l_cur = model_grads(&m, hyb_cur, in.data(), tg.data(), 1.0f, &g_cur);
     float l_e4 = model_grads(&m, e4m3, in.data(), tg.data(), 1.0f, &g_e4);
+    float l_att = model_grads(&m, hyb_att, in.data(), tg.data(), 1.0f, &g_att);
     model_grads(&m, bf16, in.data(), tg.data(), 1.25f, &g_scaled);
     model_grads(&m, bf16, in.data(), tg2.data(), 1.0f, &g_tg2);
     check_count("model fp8 hybrid: delayed scaling's first step gives current scaling's gradients bit for bit",
                 count_diff(g_hyb, g_cur) + (l_hyb != l_cur));
     struct { const char* name; GradDiff d; float loss; } runs[] = {
         {"fp8 hybrid", grad_diff(m, g_hyb, g_ref), l_hyb}, {"fp8 e4m3", grad_diff(m, g_e4, g_ref), l_e4},
-        {"control x1.25", grad_diff(m, g_scaled, g_ref), l_ref}, {"control targets", grad_diff(m, g_tg2, g_ref), l_ref}};
+        {"fp8 hybrid, fp8 att", grad_diff(m, g_att, g_ref), l_att}, {"control x1.25", grad_diff(m, g_scaled, g_ref), l_ref}, {"control targets", grad_diff(m, g_tg2, g_ref), l_ref}};
     printf("     model gradients vs bf16 (loss %.5f), per tensor: rel L2 / 1 - cosine\n     %-9s", l_ref, "tensor");
     for (auto& r : runs) { printf(" | %-21s", r.name); }
     for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
@@ -931,7 +934,7 @@ static void test_model_grads() {
         for (auto& r : runs) { printf(" | %9.3e %11.3e", r.d.rel[i], 1.0 - r.d.cos[i]); }
     }
     printf("\n");
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         const GradDiff& d = runs[k].d;
         double dl = fabs((double)runs[k].loss - l_ref) / l_ref;
         report(grads_close(d) && dl <= MODEL_LOSS,
@@ -939,7 +942,7 @@ static void test_model_grads() {
                    PARAM_NAMES[d.worst], d.min_cos, MODEL_COS),
                d.max_rel, MODEL_REL, fmt("(loss %.5f vs %.5f: rel %.1e, tol %.0e)", runs[k].loss, l_ref, dl, MODEL_LOSS));
     }
-    for (int k = 2; k < 4; k++) {
+    for (int k = 3; k < 5; k++) {
         const GradDiff& d = runs[k].d;
         report(!grads_close(d), fmt("model grads: the comparison flags %s (max rel L2 %.3f, worst %s; min cosine %.5f)",
                                     runs[k].name, d.max_rel, PARAM_NAMES[d.worst], d.min_cos), grads_close(d) ? 1.0 : 0.0, 0.0);

@@ -79,6 +79,34 @@ desc="--qk-norm 1: resumed run's final model bit-identical"; ok cmp -s "$tmp/Q/m
 desc="resume of a --qk-norm run without it is refused with a message"
 ok sh -c "[ $rcQ3 != 0 ] && grep -q 'resume:.*--qk-norm 1' '$tmp/Q3.txt'"
 
+# FP8 attention (FP8 trainer): finite losses, not the BF16-attention run's; per-layer attention
+# tensors in the --fp8-stats lines; resumes bit for bit; a resume without it is refused
+if [[ "$bin" == *fp8* ]]; then
+    att=(--attention fp8 --fp8-stats 3)
+    "$bin" "${args[@]}" "${att[@]}" -o "$tmp/F" > "$tmp/F.txt" 2>&1; rcF=$?
+    grep -o '"train_loss":[^,]*' "$tmp/F/log.jsonl" | cut -d: -f2 > "$tmp/f_losses"
+    desc="--attention fp8: run exits 0 with 12 finite losses, not the BF16-attention run's"
+    ok sh -c "[ $rcF = 0 ] && [ \$(grep -cE '^-?[0-9.]+(e[-+]?[0-9]+)?$' '$tmp/f_losses') = 12 ] && ! cmp -s '$tmp/f_losses' '$tmp/a_losses'"
+    desc="--attention fp8 --fp8-stats 3: amax and scale of every layer's q, k, v, dout, ds in a stats step"
+    ok python3 - "$tmp/F/log.jsonl" <<'PY'
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"fp8_tensor":"att.' in l]
+first = {r["fp8_tensor"] for r in rows if r["step"] == min(r["step"] for r in rows)} if rows else set()
+layers = {n.split(".")[1] for n in first}
+ok = len(layers) >= 1 and first == {"att.%s.%s" % (l, t) for l in layers for t in ("q", "k", "v", "dout", "ds")}
+ok = ok and all(math.isfinite(r["amax"]) and r["amax"] > 0 and r["scale"] > 0 for r in rows)
+ok = ok and all(("saturated" in r) == (not r["fp8_tensor"].endswith(".ds")) for r in rows)
+sys.exit(0 if ok else 1)
+PY
+    mkdir -p "$tmp/F2"
+    cp "$tmp/F/model_00000006.bin" "$tmp/F/state_00000006_00000.bin" "$tmp/F/DONE_00000006" "$tmp/F2/"
+    "$bin" "${args[@]}" "${att[@]}" -o "$tmp/F2" -y 1 > "$tmp/F2.txt" 2>&1
+    desc="--attention fp8: resumed run's final model bit-identical"; ok cmp -s "$tmp/F/model_00000012.bin" "$tmp/F2/model_00000012.bin"
+    "$bin" "${args[@]}" -o "$tmp/F2" -y 1 > "$tmp/F3.txt" 2>&1; rcF3=$?
+    desc="resume of an --attention fp8 run without it is refused with a message"
+    ok sh -c "[ $rcF3 != 0 ] && grep -q 'resume:.*--attention' '$tmp/F3.txt'"
+fi
+
 # a NaN in the weights: the run stops at the first step with a message, before any update
 python3 - "$model" "$tmp/nan_model.bin" <<'PY'
 import struct, sys

@@ -139,6 +139,60 @@ __device__ __forceinline__ void att_store_rows(floatX* g, long ld, int row0, int
     }
 }
 
+// One key tile of the forward's online softmax for a warp's 16 query rows (row[2]: the two rows
+// this lane holds): s (16 x 64 scores of keys key0..) becomes the probabilities relative to the
+// running row max m (log2 units, scores times sl2), whose change rescales the row sums l and the
+// output accumulator o. With `masked`, keys after the row or at/after T get probability 0.
+__device__ __forceinline__ void att_online_softmax(float s[8][4], float m[2], float l[2], float o[8][4], int masked,
+                                                   const int row[2], int key0, int T, float sl2, int lane) {
+    float mx[2] = {-INFINITY, -INFINITY};
+    for (int nt = 0; nt < 8; nt++) {
+        for (int e = 0; e < 4; e++) {
+            int key = key0 + nt * 8 + (lane % 4) * 2 + (e % 2);
+            float x = (masked && (key > row[e / 2] || key >= T)) ? -INFINITY : s[nt][e] * sl2;
+            s[nt][e] = x;
+            mx[e / 2] = fmaxf(mx[e / 2], x);
+        }
+    }
+    float corr[2];
+    for (int i = 0; i < 2; i++) {   // the 4 lanes of a quad share a row
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+        float mn = fmaxf(m[i], mx[i]);
+        corr[i] = exp2f(m[i] - mn);   // 0 on the first tile (m = -inf); key 0 is never masked, so mn is finite
+        m[i] = mn;
+        l[i] *= corr[i];
+    }
+    for (int nt = 0; nt < 8; nt++) {
+        for (int e = 0; e < 4; e++) {
+            float p = exp2f(s[nt][e] - m[e / 2]);
+            s[nt][e] = p;
+            l[e / 2] += p;
+            o[nt][e] *= corr[e / 2];
+        }
+    }
+}
+
+// The end of a forward: row sums over the quad's lanes, the output normalised by them (times
+// o_scale, which undoes operand scales) written to rows row0.. of out (row stride ld), and each
+// row's log-sum-exp (natural log) of the scaled scores to lse (T).
+__device__ __forceinline__ void att_finish_rows(floatX* out, float* lse, float o[8][4], const float m[2], float l[2],
+                                                const int row[2], int row0, int T, long ld, float o_scale, int lane) {
+    for (int i = 0; i < 2; i++) {
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
+        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
+    }
+    for (int nt = 0; nt < 8; nt++) {
+        for (int e = 0; e < 4; e++) { o[nt][e] = o[nt][e] / l[e / 2] * o_scale; }
+    }
+    att_store_rows(out, ld, row0, T, o, 1.0f, lane);
+    if (lane % 4 == 0) {
+        for (int i = 0; i < 2; i++) {
+            if (row[i] < T) { lse[row[i]] = (m[i] + log2f(l[i])) / ATT_LOG2E; }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Forward. grid (T/64 query tiles, NH, B), longest (last) query tiles first.
 // out (B,T,C); lse (B,NH,T) natural-log sum of exp of the scaled scores of each row.
@@ -171,51 +225,14 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
         att_zero(s);
         att_mma_abt(s, qf, sk[buf], lane);
         // only the diagonal tile and the tile holding T need masks
-        int masked = kt == qt || (kt + 1) * ATT_TILE > T;
-        float mx[2] = {-INFINITY, -INFINITY};
-        for (int nt = 0; nt < 8; nt++) {
-            for (int e = 0; e < 4; e++) {
-                int key = kt * ATT_TILE + nt * 8 + (lane % 4) * 2 + (e % 2);
-                float x = (masked && (key > row[e / 2] || key >= T)) ? -INFINITY : s[nt][e] * sl2;
-                s[nt][e] = x;
-                mx[e / 2] = fmaxf(mx[e / 2], x);
-            }
-        }
-        float corr[2];
-        for (int i = 0; i < 2; i++) {   // the 4 lanes of a quad share a row
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-            mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-            float mn = fmaxf(m[i], mx[i]);
-            corr[i] = exp2f(m[i] - mn);   // 0 on the first tile (m = -inf); key 0 is never masked, so mn is finite
-            m[i] = mn;
-            l[i] *= corr[i];
-        }
-        for (int nt = 0; nt < 8; nt++) {
-            for (int e = 0; e < 4; e++) {
-                float p = exp2f(s[nt][e] - m[e / 2]);
-                s[nt][e] = p;
-                l[e / 2] += p;
-                o[nt][e] *= corr[e / 2];
-            }
-        }
+        att_online_softmax(s, m, l, o, kt == qt || (kt + 1) * ATT_TILE > T, row, kt * ATT_TILE, T, sl2, lane);
         uint32_t pf[4][4];
         att_c_to_a(pf, s);
         att_mma_ab(o, pf, sv[buf], lane);
         __syncthreads();   // this buffer is refilled two tiles from now
     }
-    for (int i = 0; i < 2; i++) {
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-    }
-    for (int nt = 0; nt < 8; nt++) {
-        for (int e = 0; e < 4; e++) { o[nt][e] /= l[e / 2]; }
-    }
-    att_store_rows(out + (long)b * T * C + h * ATT_HS, C, qt * ATT_TILE + warp * 16, T, o, 1.0f, lane);
-    if (lane % 4 == 0) {
-        for (int i = 0; i < 2; i++) {
-            if (row[i] < T) { lse[((long)b * NH + h) * T + row[i]] = (m[i] + log2f(l[i])) / ATT_LOG2E; }
-        }
-    }
+    att_finish_rows(out + (long)b * T * C + h * ATT_HS, lse + ((long)b * NH + h) * T, o, m, l, row, qt * ATT_TILE + warp * 16,
+                    T, C, 1.0f, lane);
 }
 
 // ---------------------------------------------------------------------------------------

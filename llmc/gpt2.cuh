@@ -342,6 +342,7 @@ static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) 
     m->groups_dev.group_start = (int*)cuda_malloc_or_die((BT + 1) * sizeof(int), "token groups");
     m->groups_dev.position = (int*)cuda_malloc_or_die(BT * sizeof(int), "token groups");
     linear_reserve(&m->lin, (int)BT, (int)C, c->padded_vocab_size);
+    linear_reserve_attention(&m->lin, B, T, c->num_heads);
 }
 
 // Layer l's views of the per-layer activations.
@@ -416,8 +417,7 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
         linear_forward(&m->lin, LINEAR_QKV, l, x.qkv, NULL, x.ln1, gpt2_layer_param(m, m->p, P_QKVW, l),
                        gpt2_layer_param(m, m->p, P_QKVB, l), N, C, 3 * C, s);
         if (m->qk_norm) { qk_norm_forward(x.qkv, x.qk_rstd, B, T, C, NH, s); prof_mark(prof, "qk-norm", "forward"); }
-        attention_forward(x.atty, x.att, x.qkv, B, T, C, NH, m->att_scale, s);
-        prof_mark(prof, "attention", "forward");
+        linear_attention_forward(&m->lin, l, x.atty, x.att, x.qkv, B, T, C, NH, m->att_scale, s);
         linear_forward(&m->lin, LINEAR_ATTPROJ, l, a->proj_out, NULL, x.atty, gpt2_layer_param(m, m->p, P_ATTPROJW, l),
                        gpt2_layer_param(m, m->p, P_ATTPROJB, l), N, C, C, s);
         f8 = linear_input_fp8(&m->lin, LINEAR_FC, l, N, C, 4 * C, &q8);
@@ -537,8 +537,8 @@ static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
         linear_backward(&m->lin, LINEAR_ATTPROJ, l, a->datty, gpt2_layer_param(m, m->g, P_ATTPROJW, l),
                         gpt2_layer_param(m, m->g, P_ATTPROJB, l), scratch, a->dresidual, x.atty, NULL,
                         gpt2_layer_param(m, m->p, P_ATTPROJW, l), N, C, C, s);
-        attention_backward(a->dbuf, a->attn_scratch, a->datty, x.atty, x.qkv, x.att, B, T, C, NH, m->att_scale, s);
-        prof_mark(prof, "attention", "backward");
+        linear_attention_backward(&m->lin, l, a->dbuf, a->attn_scratch, a->datty, x.atty, x.qkv, x.att, B, T, C, NH,
+                                  m->att_scale, s);
         if (m->qk_norm) { qk_norm_backward(a->dbuf, x.qkv, x.qk_rstd, B, T, C, NH, s); prof_mark(prof, "qk-norm", "backward"); }
         linear_backward(&m->lin, LINEAR_QKV, l, a->dln, gpt2_layer_param(m, m->g, P_QKVW, l),
                         gpt2_layer_param(m, m->g, P_QKVB, l), scratch, a->dbuf, x.ln1, NULL,

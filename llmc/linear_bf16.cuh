@@ -9,6 +9,7 @@
 #include "train_args.h"
 #include "multi_gpu.h"
 #include "fp8_cast.cuh"
+#include "attention.cuh"
 
 #define LLMC_LINEAR_DEFINED 1
 
@@ -33,6 +34,8 @@ static const char* const LINEAR_KIND_NAMES[LINEAR_KINDS] = {"qkv", "attproj", "f
 //   linear_keeps_input                                 the layer keeps its input for backward itself
 //   linear_backward_reads_input                        backward reads the BF16 input it is given
 //   linear_input_fp8                                   the input's producer writes it in FP8 (Fp8Out)
+//   linear_reserve_attention, linear_attention_forward/backward
+//                                                      attention, in the layer's precision
 //   LinearWeightPart, linear_weight_gathers_fp8,       ZeRO-1 weights that travel in a low
 //   linear_weight_parts_cast,                          precision (see llmc/linear_fp8.cuh);
 //   linear_weight_received                             none here
@@ -69,6 +72,7 @@ static inline void linear_context_free(LinearContext* lc) { gemm_context_free(&l
 
 static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp) { (void)lc; (void)max_rows; (void)C; (void)Vp; }
 static inline void linear_set_comm(LinearContext* lc, const MultiGpu* mg) { (void)lc; (void)mg; }
+static inline void linear_reserve_attention(LinearContext* lc, int B, int T, int NH) { (void)lc; (void)B; (void)T; (void)NH; }
 static inline void linear_step_begin(LinearContext* lc) { (void)lc; }
 static inline void linear_weights_changed(LinearContext* lc) { (void)lc; }
 static inline void linear_stats_log(const LinearContext* lc, FILE* log) { (void)lc; (void)log; }
@@ -142,6 +146,22 @@ static inline void linear_backward_mlp(LinearContext* lc, int layer, floatX* dln
                                        const floatX* w_proj, int N, int C, cudaStream_t s) {
     linear_backward(lc, LINEAR_FCPROJ, layer, dfch, dw_proj, db_proj, scratch, dproj, fch_gelu, fch, w_proj, N, 4 * C, C, s);
     linear_backward(lc, LINEAR_FC, layer, dln, dw_fc, db_fc, scratch, dfch, ln2, NULL, w_fc, N, C, 4 * C, s);
+}
+
+// Attention (llmc/attention.cuh), BF16 here; a low-precision layer may run it in its format.
+static inline void linear_attention_forward(LinearContext* lc, int layer, floatX* out, void* saved, const floatX* qkv, int B,
+                                            int T, int C, int NH, float sm_scale, cudaStream_t s) {
+    (void)layer;
+    attention_forward(out, saved, qkv, B, T, C, NH, sm_scale, s);
+    prof_mark(lc->prof, "attention", "forward");
+}
+
+static inline void linear_attention_backward(LinearContext* lc, int layer, floatX* dqkv, void* scratch, const floatX* dout,
+                                             const floatX* out, const floatX* qkv, const void* saved, int B, int T, int C,
+                                             int NH, float sm_scale, cudaStream_t s) {
+    (void)layer;
+    attention_backward(dqkv, scratch, dout, out, qkv, saved, B, T, C, NH, sm_scale, s);
+    prof_mark(lc->prof, "attention", "backward");
 }
 
 #endif // LLMC_LINEAR_BF16_CUH

@@ -34,6 +34,7 @@
 #include "fp8_cast.cuh"
 #include "multi_gpu.h"
 #include "linear_mx.cuh"
+#include "attention_fp8.cuh"
 
 #define LLMC_LINEAR_DEFINED 1
 
@@ -59,6 +60,7 @@ typedef struct {
     const char* bf16_layers;  // --bf16-layers SPEC, resolved against the layer count at init
     int stats_every;          // --fp8-stats N, 0 = off
     int zero_fp8_gather;      // --zero-fp8-gather 1|0: under -z 1, weights travel as FP8 codes
+    int att_fp8;              // --attention fp8|bf16: attention's products in FP8 (--precision fp8 only)
 } LinearOptions;
 
 typedef struct {
@@ -74,7 +76,8 @@ typedef struct {
     LinearOptions opt;
     int num_layers;
     int num_linears;               // 4 per block + the LM head
-    int num_tensors;               // FP8_ROLES per linear
+    int num_tensors;               // FP8_ROLES per linear, then ATT8_TENSORS per layer with FP8 attention
+    int att_tensor0;               // the first attention tensor: FP8_ROLES * num_linears
     unsigned char* use_fp8;        // (num_linears) 1: the linear runs in FP8
     Fp8Weight* weights;            // (num_linears)
     Fp8Scaling sc;                 // host half of the scaling state
@@ -107,7 +110,7 @@ static inline void linear_options_defaults(LinearOptions* o) {
     memset(o, 0, sizeof(*o));
     o->fp8 = 1; o->scaling = FP8_SCALING_DELAYED; o->amax_history = 1024; o->amax_algo = FP8_AMAX_MAX;
     o->margin = 0; o->hybrid = 1; o->lm_head_fp8 = 1; o->bf16_layers = "none"; o->stats_every = 0;
-    o->zero_fp8_gather = 1;
+    o->zero_fp8_gather = 1; o->att_fp8 = 0;
 }
 
 // Applies an --bf16-layers SPEC ("none", "0,10,11", "first:1,last:2", items mixed freely) to
@@ -180,6 +183,10 @@ static inline int linear_options_parse(LinearOptions* o, const char* flag, const
         o->bf16_layers_set = 1;
     } else if (strcmp(flag, "--fp8-stats") == 0) {
         o->stats_every = (int)parse_long_flag(flag, value, 0, INT_MAX);
+    } else if (strcmp(flag, "--attention") == 0) {
+        if (strcmp(value, "fp8") == 0) { o->att_fp8 = 1; }
+        else if (strcmp(value, "bf16") == 0) { o->att_fp8 = 0; }
+        else { flag_error(flag, value, "expected fp8 or bf16"); }
     } else if (strcmp(flag, "--zero-fp8-gather") == 0) {
         o->zero_fp8_gather = (int)parse_long_flag(flag, value, 0, 1);
     } else {
@@ -208,6 +215,10 @@ static inline void linear_options_help(void) {
            "                                 first:1,last:2         (default none; last:2 in nvfp4)\n");
     printf("  --fp8-stats N                  every N steps, per FP8 tensor: amax, scale, saturated\n"
            "                                 and flushed fractions; 0 = off       (default 0)\n");
+    printf("  --attention fp8|bf16           under --precision fp8: QK^T, PV and their backward\n"
+           "                                 in FP8 (all GEMMs FP8; on Hopper ~1.45x slower than\n"
+           "                                 BF16 attention, see README), or BF16 (default bf16;\n"
+           "                                 always bf16 in other modes and --bf16-layers blocks)\n");
     printf("  --zero-fp8-gather 1|0          with -z 1, gather the updated weights as\n"
            "                                 FP8 codes (half the bytes) instead of BF16 (default %d)\n", d.zero_fp8_gather);
 }
@@ -223,12 +234,24 @@ static inline int fp8_linear_index(const LinearContext* lc, LinearKind kind, int
 
 static inline int fp8_tensor(int linear, Fp8Role role) { return linear * FP8_ROLES + role; }
 
-static inline Fp8Format fp8_tensor_format(const LinearContext* lc, int t) {
-    return t % FP8_ROLES == FP8_ROLE_DY && lc->opt.hybrid ? FP8_E5M2 : FP8_E4M3;
+// 1: tensor t is a gradient (a linear's dy, attention's dO and dS), cast to the gradient format.
+// att0: the first attention tensor (tensors from it on are ATT8_TENSORS per layer).
+static inline FP8_HD int fp8_tensor_is_grad(int t, int att0) {
+    return t < att0 ? t % FP8_ROLES == FP8_ROLE_DY : (t - att0) % ATT8_TENSORS >= ATT8_DOUT;
 }
 
-// "fc.3.dy", "lmhead.x"
+static inline Fp8Format fp8_tensor_format(const LinearContext* lc, int t) {
+    return fp8_tensor_is_grad(t, lc->att_tensor0) && lc->opt.hybrid ? FP8_E5M2 : FP8_E4M3;
+}
+
+// "fc.3.dy", "lmhead.x", "att.3.ds"
 static inline void fp8_tensor_name(const LinearContext* lc, int t, char* buf, size_t n) {
+    static const char* const att_names[ATT8_TENSORS] = {"q", "k", "v", "dout", "ds"};
+    if (t >= lc->att_tensor0) {
+        int a = t - lc->att_tensor0;
+        snprintf(buf, n, "att.%d.%s", a / ATT8_TENSORS, att_names[a % ATT8_TENSORS]);
+        return;
+    }
     int linear = t / FP8_ROLES, L = lc->num_layers;
     const char* role = FP8_ROLE_NAMES[t % FP8_ROLES];
     if (linear == 4 * L) { snprintf(buf, n, "lmhead.%s", role); }
@@ -312,10 +335,10 @@ static inline void fp8_weight_alloc(LinearContext* lc, int linear, int OC, int I
 // scaling kernels (one thread per tensor; the per-tensor rules are in llmc/fp8_scaling.h)
 
 __global__ void fp8_fold_kernel(float* blk, int NT, int H, int pos, int filled, Fp8AmaxAlgo algo, int margin,
-                                float dy_max) {
+                                float dy_max, int att0) {
     int t = blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= NT) { return; }
-    float fmax = t % FP8_ROLES == FP8_ROLE_DY ? dy_max : FP8_E4M3_MAX;
+    float fmax = fp8_tensor_is_grad(t, att0) ? dy_max : FP8_E4M3_MAX;
     fp8_fold_tensor(blk, NT, H, t, pos, filled, algo, fmax, margin);
 }
 
@@ -453,7 +476,8 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
         o = &lc->opt;
     }
     lc->num_linears = 4 * L + 1;
-    lc->num_tensors = FP8_ROLES * lc->num_linears;
+    lc->att_tensor0 = FP8_ROLES * lc->num_linears;
+    lc->num_tensors = lc->att_tensor0 + (o->fp8 && o->att_fp8 ? ATT8_TENSORS * L : 0);
     int NT = lc->num_tensors, H = o->amax_history;
     unsigned char* bf16_block = (unsigned char*)calloc_or_die(L, 1, "bf16 layer mask");
     const char* why = bf16_layers_parse(o->bf16_layers, L, bf16_block);
@@ -496,6 +520,7 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     }
     n += snprintf(lc->name + n, sizeof(lc->name) - n, " m%d", o->margin);
     if (!o->lm_head_fp8) { n += snprintf(lc->name + n, sizeof(lc->name) - n, " lmhead:bf16"); }
+    if (o->att_fp8) { n += snprintf(lc->name + n, sizeof(lc->name) - n, " att:fp8"); }
     if (nbf16 > 0) { snprintf(lc->name + n, sizeof(lc->name) - n, " bf16-blocks:%d", nbf16); }
 }
 
@@ -588,7 +613,8 @@ static inline void linear_step_begin(LinearContext* lc) {
     if (lc->comm != NULL) { multi_gpu_allreduce_f32(lc->comm, fp8_amax_step(lc->sc_block), NT, 1, 0); }
     float dy_max = lc->opt.hybrid ? FP8_E5M2_MAX : FP8_E4M3_MAX;
     fp8_fold_kernel<<<ceil_div(NT, 256), 256>>>(lc->sc_block, NT, lc->sc.history_len, fp8_fold_pos(&lc->sc),
-                                               fp8_fold_filled(&lc->sc), lc->sc.algo, lc->sc.margin, dy_max);
+                                               fp8_fold_filled(&lc->sc), lc->sc.algo, lc->sc.margin, dy_max,
+                                               lc->att_tensor0);
     cudaCheckLaunch();
     fp8_scaling_end_fold(&lc->sc);
     for (int i = 0; i < lc->num_linears; i++) { lc->weights[i].stale = 1; }
@@ -906,6 +932,103 @@ static inline void linear_backward_mlp(LinearContext* lc, int layer, floatX* dln
 }
 
 // ------------------------------------------------------------------------------------------
+// attention (llmc/attention_fp8.cuh): in FP8 under --precision fp8 --attention fp8, in the blocks
+// that run in FP8; its FP8 copies of Q, K, V, dO live in the arena (no other call's data is live
+// in it then). Each layer's Q, K, V, dO, dS have scales of their own, delayed or current like
+// the linears'; current scaling (and an empty history) measures each before its cast.
+
+static inline int linear_attention_fp8(const LinearContext* lc, int layer) {
+    return lc->opt.fp8 && lc->opt.att_fp8 && lc->use_fp8[fp8_linear_index(lc, LINEAR_QKV, layer)];
+}
+
+// The arena room attention needs for micro-batches of (B, T), NH heads.
+static inline void linear_reserve_attention(LinearContext* lc, int B, int T, int NH) {
+    for (int l = 0; l < lc->num_layers; l++) {
+        if (linear_attention_fp8(lc, l)) {
+            fp8_arena(lc, attention_fp8_scratch_bytes(B, T, NH));
+            return;
+        }
+    }
+}
+
+// Before the casts of attention tensors t0 + first .. t0 + last: returns where the casts raise
+// the step's amax (the layer's ATT8_TENSORS base), or NULL when their scales needed their own
+// amax, which `measure` (raising amax_cur from the layer's base) has just taken.
+template <typename F>
+static inline float* att8_cast_begin(LinearContext* lc, int t0, int first, int last, F measure, cudaStream_t s) {
+    int NT = lc->num_tensors, H = lc->sc.history_len;
+    float* blk = lc->sc_block;
+    for (int i = first; i <= last; i++) { fp8_note_cast(&lc->sc, t0 + i); }
+    if (!fp8_needs_own_amax(&lc->sc, t0 + first)) { return fp8_amax_step(blk) + t0; }   // the tensors are cast together
+    measure(fp8_amax_cur(blk, NT, H) + t0);
+    for (int i = first; i <= last; i++) {
+        fp8_current_scale_kernel<<<1, 1, 0, s>>>(blk, NT, H, t0 + i, fp8_format_max(fp8_tensor_format(lc, t0 + i)), lc->sc.margin);
+        cudaCheckLaunch();
+    }
+    return NULL;
+}
+
+// A stats step counts the saturated and flushed values of tensors t0 + first .. t0 + last.
+static inline unsigned long long* att8_counts(LinearContext* lc, int t0, int first, int last, double n) {
+    if (!lc->stats_step) { return NULL; }
+    for (int i = first; i <= last; i++) { lc->counted[t0 + i] += n; }
+    return lc->counts + 2 * (size_t)t0;
+}
+
+// out (B,T,C) = causal attention of qkv (B,T,3C); saved: the log-sum-exp (attention_saved_bytes)
+static inline void linear_attention_forward(LinearContext* lc, int layer, floatX* out, void* saved, const floatX* qkv, int B,
+                                            int T, int C, int NH, float sm_scale, cudaStream_t s) {
+    if (!linear_attention_fp8(lc, layer)) {
+        attention_forward(out, saved, qkv, B, T, C, NH, sm_scale, s);
+        prof_mark(lc->prof, "attention", "forward");
+        return;
+    }
+    attention_check_shape(C, NH);
+    int t0 = lc->att_tensor0 + ATT8_TENSORS * layer;
+    const float* sc = fp8_scale(lc->sc_block, lc->num_tensors) + t0;
+    Att8Copies c = attention_fp8_carve(fp8_arena(lc, attention_fp8_scratch_bytes(B, T, NH)), B, T, NH);
+    float* amax = att8_cast_begin(lc, t0, ATT8_Q, ATT8_V, [&](float* cur) {
+        attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, cur, NULL, ATT8_MEASURE, s);
+    }, s);
+    attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, amax, att8_counts(lc, t0, ATT8_Q, ATT8_V, (double)B * T * C), ATT8_FWD, s);
+    prof_mark(lc->prof, "attention", "fp8 cast qkv");
+    attention_fp8_forward(out, (float*)saved, &c, B, T, NH, sm_scale, sc, s);
+    prof_mark(lc->prof, "attention", "fp8 forward");
+}
+
+// dqkv (B,T,3C) from dout (B,T,C), given the forward's out, qkv and saved state; scratch:
+// attention_scratch_bytes
+static inline void linear_attention_backward(LinearContext* lc, int layer, floatX* dqkv, void* scratch, const floatX* dout,
+                                             const floatX* out, const floatX* qkv, const void* saved, int B, int T, int C,
+                                             int NH, float sm_scale, cudaStream_t s) {
+    if (!linear_attention_fp8(lc, layer)) {
+        attention_backward(dqkv, scratch, dout, out, qkv, saved, B, T, C, NH, sm_scale, s);
+        prof_mark(lc->prof, "attention", "backward");
+        return;
+    }
+    attention_check_shape(C, NH);
+    int t0 = lc->att_tensor0 + ATT8_TENSORS * layer;
+    const float* sc = fp8_scale(lc->sc_block, lc->num_tensors) + t0;
+    Fp8Format g = fp8_tensor_format(lc, t0 + ATT8_DOUT);
+    float* delta = (float*)scratch;
+    const float* lse = (const float*)saved;
+    Att8Copies c = attention_fp8_carve(fp8_arena(lc, attention_fp8_scratch_bytes(B, T, NH)), B, T, NH);
+    // Q, K, V again with the forward's scales: the forward's codes, in the backward's orientations
+    attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, NULL, NULL, ATT8_BWD, s);
+    float* amax = att8_cast_begin(lc, t0, ATT8_DOUT, ATT8_DOUT, [&](float* cur) {
+        attention_fp8_cast_dout(&c, NULL, dout, out, B, T, NH, sc, cur, NULL, g, 1, s);
+    }, s);
+    attention_fp8_cast_dout(&c, delta, dout, out, B, T, NH, sc, amax, att8_counts(lc, t0, ATT8_DOUT, ATT8_DOUT, (double)B * T * C),
+                            g, 0, s);
+    prof_mark(lc->prof, "attention", "fp8 cast backward");
+    amax = att8_cast_begin(lc, t0, ATT8_DS, ATT8_DS, [&](float* cur) {
+        attention_fp8_measure_ds(cur, &c, lse, delta, B, T, NH, sm_scale, sc, g, s);
+    }, s);
+    attention_fp8_backward(dqkv, &c, lse, delta, B, T, NH, sm_scale, sc, amax, g, s);
+    prof_mark(lc->prof, "attention", "fp8 backward");
+}
+
+// ------------------------------------------------------------------------------------------
 // statistics
 
 typedef struct {
@@ -942,11 +1065,14 @@ static inline void linear_stats_log(const LinearContext* lc, FILE* log) {
     Fp8TensorStats* st = (Fp8TensorStats*)malloc_or_die(lc->num_tensors * sizeof(Fp8TensorStats), "fp8 statistics");
     linear_fp8_stats(lc, st);
     for (int t = 0; t < lc->num_tensors; t++) {
-        if (st[t].elements == 0) { continue; }
+        // attention's dS is cast inside the attention kernels, which count nothing: amax and scale only
+        int counted = st[t].elements > 0;
+        if (!counted && !(t >= lc->att_tensor0 && st[t].amax > 0.0f)) { continue; }
         char name[48];
         fp8_tensor_name(lc, t, name, sizeof(name));
-        fprintf(log, "{\"step\":%d,\"fp8_tensor\":\"%s\",\"amax\":%.6g,\"scale\":%.6g,\"saturated\":%.6g,\"flushed\":%.6g}\n",
-                lc->sc.step, name, st[t].amax, st[t].scale, st[t].saturated, st[t].flushed);
+        fprintf(log, "{\"step\":%d,\"fp8_tensor\":\"%s\",\"amax\":%.6g,\"scale\":%.6g", lc->sc.step, name, st[t].amax, st[t].scale);
+        if (counted) { fprintf(log, ",\"saturated\":%.6g,\"flushed\":%.6g", st[t].saturated, st[t].flushed); }
+        fprintf(log, "}\n");
     }
     fflush(log);
     free(st);

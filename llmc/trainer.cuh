@@ -236,7 +236,7 @@ static inline void trainer_load_state(Trainer* t, int step) {
     }
     size_t extra = linear_state_bytes(&t->model.lin);
     long expected = (long)sizeof(h) + 3L * (long)h.count * (long)sizeof(float) + (long)extra;
-    if (file_size_or_die(path) != expected) { die("resume: '%s' is truncated, has trailing bytes, or was written by another precision mode", path); }
+    if (file_size_or_die(path) != expected) { die("resume: '%s' is truncated, has trailing bytes, or was written by another precision mode or --attention", path); }
     GPT2* m = &t->model;
     read_device_floats(f, path, m->master, (size_t)h.count);
     read_device_floats(f, path, m->adam_m, (size_t)h.count);

@@ -2,7 +2,8 @@
 # Runs one model, seed and data in each precision mode and writes a table (tok/s, GPU memory,
 # final train and val loss) and a picture of the loss curves.
 # usage: scripts/compare_precisions.sh OUTDIR [MODE...]   MODE: bf16 fp8-delayed fp8-current
-#   mxfp8 mxfp8-native nvfp4 (default: the first three). STEPS, DATA and the trainer flags of scripts/parity.sh apply; extra
+#   fp8-delayed-att8 fp8-current-att8 (FP8 attention too: every GEMM in FP8) mxfp8 mxfp8-native
+#   nvfp4 (default: the first three). STEPS, DATA and the trainer flags of scripts/parity.sh apply; extra
 #   trainer flags can be given in FLAGS.
 set -eu
 cd "$(dirname "$0")/.."
@@ -16,6 +17,8 @@ for mode in "${modes[@]}"; do
         bf16) flags=(--precision bf16) ;;
         fp8-delayed) flags=(--precision fp8 --fp8-scaling delayed) ;;
         fp8-current) flags=(--precision fp8 --fp8-scaling current) ;;
+        fp8-delayed-att8) flags=(--precision fp8 --fp8-scaling delayed --attention fp8) ;;
+        fp8-current-att8) flags=(--precision fp8 --fp8-scaling current --attention fp8) ;;
         mxfp8) flags=(--precision mxfp8) ;;
         mxfp8-native) flags=(--precision mxfp8 --mx-gemm native) ;;
         nvfp4) flags=(--precision nvfp4) ;;
