@@ -451,9 +451,11 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop;
     if (!gpu_found("test_attention_fp8", &prop)) { return 77; }
     rng_seed(&rng, 0xa77e8f00u);
-    // T a multiple of the 64-row tile, below one tile, ragged over several, d12's heads at T=1000
-    struct { int B, NH, T; Fp8Format g; } shapes[5] = {
-        {2, 2, 64, FP8_E5M2}, {3, 3, 40, FP8_E5M2}, {5, 5, 264, FP8_E5M2}, {2, 12, 1000, FP8_E5M2}, {5, 5, 264, FP8_E4M3}};
+    // T a multiple of the 64-row tile, below one tile, two and three tiles (the first reuse of a
+    // double buffer), ragged over several, d12's heads at T=1000
+    struct { int B, NH, T; Fp8Format g; } shapes[] = {
+        {2, 2, 64, FP8_E5M2}, {3, 3, 40, FP8_E5M2}, {1, 2, 128, FP8_E5M2}, {1, 2, 192, FP8_E5M2}, {5, 5, 264, FP8_E5M2},
+        {2, 12, 1000, FP8_E5M2}, {5, 5, 264, FP8_E4M3}};
     for (auto& s : shapes) {
         test_attention_fp8(s.B, s.NH, s.T, s.g);
         dev_free_all();
