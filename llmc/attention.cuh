@@ -273,6 +273,23 @@ __device__ __forceinline__ void att_probs(float s[8][4], float sl2, const float 
     }
 }
 
+// dS = P (dP * dp_scale - delta) in place of a warp's 16 x 64 block dP, delta per column (keys as
+// rows: delta_cols, the tile's 64) or per row (queries as rows: delta_rows, this lane's 2). Returns
+// max |dS| as float bits (NaN above inf), the amax an FP8 cast of dS needs.
+__device__ __forceinline__ uint32_t att_ds(float dp[8][4], const float p[8][4], float dp_scale, const float* delta_cols,
+                                           const float delta_rows[2], int lane) {
+    uint32_t amax = 0u;
+    for (int nt = 0; nt < 8; nt++) {
+        for (int e = 0; e < 4; e++) {
+            float d = delta_cols != NULL ? delta_cols[nt * 8 + (lane % 4) * 2 + (e % 2)] : delta_rows[e / 2];
+            float ds = p[nt][e] * (dp[nt][e] * dp_scale - d);
+            amax = max(amax, __float_as_uint(fabsf(ds)));
+            dp[nt][e] = ds;
+        }
+    }
+    return amax;
+}
+
 // Rows [row0, row0+64) of a (T) float vector, times `scale`, into smem; 0 beyond T.
 __device__ __forceinline__ void att_load_row_stats(float* s, const float* g, int row0, int T, float scale) {
     if (threadIdx.x < ATT_TILE) {
@@ -336,12 +353,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
         att_mma_ab(dv, pf, sdo[buf], lane);                  // dV += P^T dO
         att_zero(dp);
         att_mma_abt(dp, vf, sdo[buf], lane);                 // dP^T = V dO^T
-        for (int nt = 0; nt < 8; nt++) {
-            for (int e = 0; e < 4; e++) {
-                int c = nt * 8 + (lane % 4) * 2 + (e % 2);
-                dp[nt][e] = p[nt][e] * (dp[nt][e] - sdelta[buf][c]);
-            }
-        }
+        att_ds(dp, p, 1.0f, sdelta[buf], NULL, lane);           // dS^T = P^T (dP^T - delta)
         uint32_t dsf[4][4];
         att_c_to_a(dsf, dp);
         att_mma_ab(dk, dsf, sq[buf], lane);                  // dK += dS^T Q
@@ -399,9 +411,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
         att_probs(p, sl2, lse2, NULL, q0, kt * ATT_TILE, 1, masked, T, lane);
         att_zero(dp);
         att_mma_abt(dp, dof, sv[buf], lane);                 // dP = dO V^T
-        for (int nt = 0; nt < 8; nt++) {
-            for (int e = 0; e < 4; e++) { dp[nt][e] = p[nt][e] * (dp[nt][e] - dl[e / 2]); }
-        }
+        att_ds(dp, p, 1.0f, NULL, dl, lane);                   // dS = P (dP - delta)
         uint32_t dsf[4][4];
         att_c_to_a(dsf, dp);
         att_mma_ab(dq, dsf, sk[buf], lane);                  // dQ += dS K

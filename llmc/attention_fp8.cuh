@@ -376,14 +376,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_backward_dkdv_kerne
         att8_mma_abt<FP8_E4M3, G>(dv, pf, sdot[buf], lane);                // dV += P^T dO
         att_zero(dp);
         att8_mma_abt<FP8_E4M3, G>(dp, vf, sdo[buf], lane);                 // dP^T = V dO^T
-        for (int nt = 0; nt < 8; nt++) {
-            for (int e = 0; e < 4; e++) {
-                int col = nt * 8 + (lane % 4) * 2 + (e % 2);
-                float ds = p[nt][e] * (dp[nt][e] * dp_scale - sdelta[buf][col]);
-                ds_max = max(ds_max, __float_as_uint(fabsf(ds)));
-                dp[nt][e] = ds;
-            }
-        }
+        ds_max = max(ds_max, att_ds(dp, p, dp_scale, sdelta[buf], NULL, lane));   // dS^T
         uint32_t dsf[2][4];
         att8_c_to_a<G>(dsf, dp, ds_scale);
         att8_mma_abt<G, FP8_E4M3>(dk, dsf, sqt[buf], lane);                // dK += dS^T Q
@@ -446,13 +439,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_backward_dq_kernel(
         att_probs(p, sl2, lse2, NULL, q0, kt * ATT_TILE, 1, masked, T, lane);
         att_zero(dp);
         att8_mma_abt<G, FP8_E4M3>(dp, dof, sv[buf], lane);                 // dP = dO V^T
-        for (int nt = 0; nt < 8; nt++) {
-            for (int e = 0; e < 4; e++) {
-                float ds = p[nt][e] * (dp[nt][e] * dp_scale - dl[e / 2]);
-                ds_max = max(ds_max, __float_as_uint(fabsf(ds)));
-                dp[nt][e] = ds;
-            }
-        }
+        ds_max = max(ds_max, att_ds(dp, p, dp_scale, NULL, dl, lane));           // dS
         if (!MEASURE) {
             uint32_t dsf[2][4];
             att8_c_to_a<G>(dsf, dp, ds_scale);
