@@ -843,6 +843,17 @@ static bool grads_close(const GradDiff& d) { return d.max_rel <= MODEL_REL && d.
 
 // One forward + backward of the model with a fresh linear context of options o (for FP8 the first
 // step: every tensor scaled by its own amax). The loss gradient is dloss_mult / (B*T) per position.
+// A one-GPU model of config cfg for micro-batches (B, T), planned for layer options o, with
+// random weights from seed.
+static void model_build(GPT2* m, const GPT2Config* cfg, const LinearOptions& o, int B, int T, uint64_t seed) {
+    MultiGpu one_rank;
+    memset(&one_rank, 0, sizeof(one_rank));
+    one_rank.nranks = one_rank.local_nranks = 1;
+    gpt2_build(m, cfg, &o, &one_rank, 0);
+    gpt2_alloc_activations(m, B, T, 1);
+    gpt2_init_random(m, seed);
+}
+
 static float model_grads(GPT2* m, const LinearOptions& o, const int* in, const int* tg, float dloss_mult, VF* g) {
     linear_context_free(&m->lin);   // the model's linear layer, as gpt2_build and gpt2_alloc_activations set it up
     linear_context_init(&m->lin, &o, m->cfg.num_layers);
@@ -907,13 +918,8 @@ static void test_model_grads() {
     hyb_cur.scaling = FP8_SCALING_CURRENT;
     e4m3.hybrid = 0;
     hyb_att.att_fp8 = 1;
-    MultiGpu one_rank;
-    memset(&one_rank, 0, sizeof(one_rank));
-    one_rank.nranks = one_rank.local_nranks = 1;
     GPT2 m;
-    gpt2_build(&m, &cfg, &bf16, &one_rank, 0);
-    gpt2_alloc_activations(&m, B, T, 1);
-    gpt2_init_random(&m, 1234);
+    model_build(&m, &cfg, bf16, B, T, 1234);
     VF g_ref, g_hyb, g_cur, g_e4, g_att, g_scaled, g_tg2;
     float l_ref = model_grads(&m, bf16, in.data(), tg.data(), 1.0f, &g_ref);
     float l_hyb = model_grads(&m, hyb, in.data(), tg.data(), 1.0f, &g_hyb);
@@ -960,13 +966,8 @@ static void test_model_fused_inputs() {
     motif_batch(in.data(), tg.data(), B, T, cfg.vocab_size, 43);
     LinearOptions hyb = fp8_options(), bf16 = fp8_options();
     bf16.fp8 = 0;
-    MultiGpu one_rank;
-    memset(&one_rank, 0, sizeof(one_rank));
-    one_rank.nranks = one_rank.local_nranks = 1;
     GPT2 m;
-    gpt2_build(&m, &cfg, &hyb, &one_rank, 0);
-    gpt2_alloc_activations(&m, B, T, 1);
-    gpt2_init_random(&m, 4321);
+    model_build(&m, &cfg, hyb, B, T, 4321);
     check_count("model planned for fp8: the LayerNorm outputs share one transient slot, the LM head runs in chunks",
                 (m.slot_ln1[3] != 0) + (m.slot_ln2[3] != 0) + !m.inputs_dropped +
                 !(fp8_chunk_rows(&m.lin, B * T, cfg.channels, cfg.padded_vocab_size) < B * T));
@@ -974,9 +975,7 @@ static void test_model_fused_inputs() {
     float l_fused = model_grads_second_step(&m, hyb, 1, in.data(), tg.data(), &g_fused);
     float l_cast = model_grads_second_step(&m, hyb, 0, in.data(), tg.data(), &g_cast);
     GPT2 mb;   // BF16 needs its LayerNorm outputs kept: a model planned for BF16, same weights
-    gpt2_build(&mb, &cfg, &bf16, &one_rank, 0);
-    gpt2_alloc_activations(&mb, B, T, 1);
-    gpt2_init_random(&mb, 4321);
+    model_build(&mb, &cfg, bf16, B, T, 4321);
     float l_ref = model_grads_second_step(&mb, bf16, 1, in.data(), tg.data(), &g_ref);
     linear_context_free(&mb.lin);
     check_count(fmt("model fp8, second step: fused LayerNorm FP8 outputs = separate casts, gradients and loss (%.5f) bit for bit", l_fused),
