@@ -130,6 +130,8 @@ struct Problem {
     DataKind data;
 };
 
+static MxGemmWorkspace ws;   // split-K scratch of every GEMM the test runs
+
 // runs the GPU GEMM on p; C starts as c0 (beta != 0) or NaN poison. Returns C (M,N).
 static VF run_gpu(const Problem& p) {
     int M = p.A.rows, N = p.B.rows, K = p.A.K;
@@ -137,7 +139,7 @@ static VF run_gpu(const Problem& p) {
     floatX* c = dev_alloc<floatX>((size_t)M * N);
     if (p.beta != 0.0f) { put(c, p.c0); } else { cudaCheck(cudaMemset(c, 0xFF, (size_t)M * N * 2)); }
     floatX* bias = p.bias.empty() ? NULL : to_dev(p.bias);
-    mx_gemm_mxfp8(c, a.q, p.A.f, a.s, b.q, p.B.f, b.s, bias, M, N, K, p.alpha, p.beta, 0);
+    mx_gemm_mxfp8(c, a.q, p.A.f, a.s, b.q, p.B.f, b.s, bias, M, N, K, p.alpha, p.beta, &ws, 0);
     device_sync();
     VF out = get(c, (size_t)M * N);
     dev_free_all();
@@ -478,7 +480,7 @@ static void run_timing() {
         cudaCheck(cudaMemset(c, 0, (size_t)M * N * 2));
         double flop = 2.0 * M * N * K;
         auto tflops = [&](float ms) { return ms > 0.0f ? flop / (ms * 1e-3) / 1e12 : 0.0; };
-        float t_mx = time_ms([&] { mx_gemm_mxfp8(c, a, FP8_E4M3, sa, b, FP8_E4M3, sb, NULL, M, N, K, 1.0f, s.beta, 0); });
+        float t_mx = time_ms([&] { mx_gemm_mxfp8(c, a, FP8_E4M3, sa, b, FP8_E4M3, sb, NULL, M, N, K, 1.0f, s.beta, &ws, 0); });
         float t_lt[3] = {0.0f, 0.0f, 0.0f};
         for (int v = 0; v < 3; v++) {
             LtPlan p;

@@ -50,6 +50,7 @@ typedef struct {
     size_t arena_bytes;
     float* st_dev;       // (4) device: NVFP4 tensor scales and amax scratch
     uint64_t calls;      // quantizations so far: seeds of the RHT and stochastic rounding (checkpointed)
+    MxGemmWorkspace gemm_ws;   // split-K partial sums of the native GEMM
 } MxLinear;
 
 static inline const char* mx_mode_name(MxMode m) { return m == MX_MXFP8 ? "mxfp8" : m == MX_NVFP4 ? "nvfp4" : "none"; }
@@ -73,6 +74,7 @@ static inline void mx_linear_free(MxLinear* mx) {
     for (int i = 0; i < mx->num_linears; i++) { mx_weight_free(&mx->w[i]); }
     if (mx->arena != NULL) { cudaCheck(cudaFree(mx->arena)); }
     cudaCheck(cudaFree(mx->st_dev));
+    mx_gemm_workspace_free(&mx->gemm_ws);
     free(mx->w);
 }
 
@@ -210,7 +212,7 @@ static inline void mx_linear_forward(MxLinear* mx, GemmContext* g, int id, float
     if (mx->native) {
         size_t n = (size_t)OC * IC;
         mx_gemm_mxfp8(pre_gelu ? pre_gelu : out, x.codes, FP8_E4M3, x.scales, w->codes, FP8_E4M3, w->codes + n, bias, N, OC, IC,
-                      1.0f, 0.0f, s);
+                      1.0f, 0.0f, &mx->gemm_ws, s);
         if (pre_gelu) { gelu_forward(out, pre_gelu, (long)N * OC, s); }
         return;
     }
@@ -231,7 +233,7 @@ static inline void mx_linear_backward(MxLinear* mx, GemmContext* g, int id, floa
     mx_quantize_rows(mx, &dy, dout, N, OC, fdy, 1, s);
     if (mx->native) {
         size_t n = (size_t)OC * IC;
-        mx_gemm_mxfp8(dinp, dy.codes, fdy, dy.scales, w->codes_t, FP8_E4M3, w->codes_t + n, NULL, N, IC, OC, 1.0f, 0.0f, s);
+        mx_gemm_mxfp8(dinp, dy.codes, fdy, dy.scales, w->codes_t, FP8_E4M3, w->codes_t + n, NULL, N, IC, OC, 1.0f, 0.0f, &mx->gemm_ws, s);
         if (pre_gelu) { gelu_backward_inplace(dinp, pre_gelu, (long)N * IC, s); }
     } else {
         float alpha = mx->mode == MX_NVFP4 ? 1.0f / (dy.st * w->st) : 1.0f;
@@ -245,7 +247,7 @@ static inline void mx_linear_backward(MxLinear* mx, GemmContext* g, int id, floa
     mx_quantize_cols(mx, &dyt, dout, N, OC, fdy, 1, rht_seed, s);
     mx_quantize_cols(mx, &xt, inp, N, IC, FP8_E4M3, 0, rht_seed, s);
     if (mx->native) {
-        mx_gemm_mxfp8(dweight, dyt.codes, fdy, dyt.scales, xt.codes, FP8_E4M3, xt.scales, NULL, OC, IC, N, 1.0f, 1.0f, s);
+        mx_gemm_mxfp8(dweight, dyt.codes, fdy, dyt.scales, xt.codes, FP8_E4M3, xt.scales, NULL, OC, IC, N, 1.0f, 1.0f, &mx->gemm_ws, s);
     } else {
         float alpha = mx->mode == MX_NVFP4 ? 1.0f / (dyt.st * xt.st) : 1.0f;
         gemm_bf16(g, dweight, dyt.deq, xt.deq, NULL, OC, IC, N, 0, 1, alpha, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);

@@ -83,6 +83,14 @@ __device__ __forceinline__ int mxg_swz(int row, int chunk) { return row * MXG_BK
 __device__ __forceinline__ int mxg_pos_a(int r) { return (r & 64) + ((r >> 5) & 1) * 32 + (r & 7) * 4 + ((r >> 3) & 3); }
 __device__ __forceinline__ int mxg_pos_b(int c) { return (c & ~31) + ((c >> 4) & 1) * 16 + ((c & 7) >> 1) * 4 + ((c >> 3) & 1) * 2 + (c & 1); }
 
+// FP32 scratch of split-K partial sums, grown on demand (owned by the caller, e.g. MxLinear)
+typedef struct { float* buf; size_t floats; } MxGemmWorkspace;
+
+static inline void mx_gemm_workspace_free(MxGemmWorkspace* ws) {
+    if (ws->buf != NULL) { cudaCheck(cudaFree(ws->buf)); }
+    ws->buf = NULL; ws->floats = 0;
+}
+
 // grid (ceil(N/128), ceil(M/128)), MXG_THREADS threads, MXG_SMEM_BYTES dynamic shared memory
 template <Fp8Format FA, Fp8Format FB>
 __global__ void __launch_bounds__(MXG_THREADS, 1)
@@ -246,7 +254,8 @@ static void mx_gemm_launch(floatX* C, const uint8_t* A, const uint8_t* sA, const
 // beta 0 never reads C. bias may be NULL. Any format pair (E4M3/E5M2 each).
 static inline void mx_gemm_mxfp8(floatX* C, const uint8_t* A, Fp8Format fa, const uint8_t* sA,
                                  const uint8_t* B, Fp8Format fb, const uint8_t* sB, const floatX* bias,
-                                 int M, int N, int K, float alpha, float beta, cudaStream_t stream) {
+                                 int M, int N, int K, float alpha, float beta, MxGemmWorkspace* ws, cudaStream_t stream) {
+    (void)ws;
     if (M <= 0 || N <= 0 || K <= 0 || M % 16 != 0 || N % 16 != 0 || K % MXFP8_BLOCK != 0) {
         die("internal: MXFP8 GEMM M=%d N=%d K=%d needs M, N multiples of 16 and K of 32", M, N, K);
     }
