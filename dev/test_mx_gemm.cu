@@ -285,9 +285,9 @@ static void check_problem(const Problem& p, const VF& out, const Ref& ref, const
 static void test_exact() {
     const int shapes[][3] = {
         {128, 128, 128},    // one tile, one k stage
-        {256, 384, 512},    // 2x3 tiles, 8 k stages (more than the pipeline holds)
-        {144, 208, 96},     // ragged: M % 128 = 16, N % 128 = 80, K % 64 = 32
-        {384, 192, 1024},   // half-empty last column of tiles
+        {256, 384, 1024},   // 2x3 tiles, 8 k stages of 128 (more than the pipeline holds)
+        {144, 208, 96},     // ragged: M % 128 = 16, N % 128 = 80, K % 128 = 96 (a 3-block stage)
+        {384, 192, 1056},   // half-empty last column of tiles; K % 128 = 32
     };
     struct { int shape; DataKind d; float alpha, beta; bool bias; } variants[] = {
         {0, DATA_GRID, 1.0f, 0.0f, false}, {1, DATA_GRID, 0.5f, 1.0f, true}, {2, DATA_GRID, 1.0f, 0.0f, true},
