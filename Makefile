@@ -30,10 +30,10 @@ endif
 
 LLMC_HEADERS = $(wildcard llmc/*.h llmc/*.cuh)
 TRAINERS = train_gpt2_bf16 train_gpt2_fp8
-GPU_TESTS = dev/test_kernels dev/test_attention_fp8 dev/test_model dev/test_fp8 dev/test_act dev/test_mx dev/test_mx_gemm dev/test_mx_linear
+GPU_TESTS = dev/test_kernels dev/test_attention_fp8 dev/test_model dev/test_fp8 dev/test_act dev/test_mx dev/test_mx_gemm dev/test_mx_linear dev/test_mx_blackwell_gpu
 # needs MPI + NCCL and >= 2 GPUs: run by dev/test_multi_gpu.sh, not by make test
 MULTI_GPU_TESTS = $(if $(MULTI_GPU_FLAGS),dev/test_zero_gather)
-CPU_TESTS = dev/test_gpt2_cpu dev/test_dataloader dev/test_schedule dev/test_fp8_host dev/test_mx_host $(if $(MPICC),dev/test_sharding_mpi)
+CPU_TESTS = dev/test_gpt2_cpu dev/test_dataloader dev/test_schedule dev/test_fp8_host dev/test_mx_host dev/test_mx_blackwell $(if $(MPICC),dev/test_sharding_mpi)
 
 .PHONY: all test bench clean
 all: $(TRAINERS)
@@ -77,10 +77,18 @@ dev/test_mx_gemm: dev/test_mx_gemm.cu dev/test_util.cuh $(LLMC_HEADERS)
 dev/test_mx_linear: dev/test_mx_linear.cu dev/test_util.cuh $(LLMC_HEADERS)
 	$(NVCC) $(NVCC_FLAGS) -o $@ $< $(NVCC_LIBS)
 
+# plus PTX of a plain (not "a") target: the driver compiles it for a Blackwell GPU, which cannot
+# run sm_90a code, so the swizzle kernel runs there too
+dev/test_mx_blackwell_gpu: dev/test_mx_blackwell_gpu.cu dev/test_util.cuh $(LLMC_HEADERS)
+	$(NVCC) $(NVCC_FLAGS) -gencode=arch=compute_90,code=compute_90 -o $@ $< $(NVCC_LIBS)
+
 dev/test_fp8_host: dev/test_fp8_host.c dev/test_check.h llmc/fp8.h llmc/fp8_scaling.h
 	$(CC) $(CFLAGS) -o $@ $< -lm
 
 dev/test_mx_host: dev/test_mx_host.c dev/test_check.h llmc/mx.h llmc/fp8.h llmc/rand.h
+	$(CC) $(CFLAGS) -o $@ $< -lm
+
+dev/test_mx_blackwell: dev/test_mx_blackwell.c dev/test_check.h llmc/mx_blackwell.h llmc/mx.h llmc/fp8.h llmc/rand.h
 	$(CC) $(CFLAGS) -o $@ $< -lm
 
 dev/test_gpt2_cpu: dev/test_gpt2_cpu.c dev/gpt2_ref.h dev/test_check.h llmc/utils.h

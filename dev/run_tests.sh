@@ -36,6 +36,7 @@ suite "learning-rate schedules" ./dev/test_schedule
 suite "FP8 formats and scaling, host reference (exhaustive)" ./dev/test_fp8_host
 suite "MXFP8/NVFP4 formats, host reference" ./dev/test_mx_host
 suite "MXFP8/NVFP4 host reference vs ml_dtypes" python3 dev/mx_mldtypes_check.py ./dev/test_mx_host
+suite "Blackwell block-scale layout (cuBLASLt tiles), host reference" ./dev/test_mx_blackwell
 if [ -x dev/test_sharding_mpi ] && command -v mpirun >/dev/null; then
     for n in 1 2 3 4 8; do
         suite "data sharding under MPI, $n ranks" mpirun --oversubscribe --allow-run-as-root -np $n ./dev/test_sharding_mpi
@@ -66,8 +67,10 @@ if nvidia-smi -L >/dev/null 2>&1; then
     suite "BF16 trainer determinism and resume" bash dev/test_resume.sh ./train_gpt2_bf16 "$out/model.bin"
     suite "FP8 casts, GEMMs and scaling" ./dev/test_fp8 --no-timing
     suite "MXFP8/NVFP4 casts and dequantization" ./dev/test_mx --no-timing
-    suite "MXFP8 GEMM (mma.sync) vs fp64 reference" ./dev/test_mx_gemm --no-timing
+    suite "MXFP8 GEMM (wgmma) vs fp64 reference" ./dev/test_mx_gemm --no-timing
     suite "MXFP8/NVFP4 linear layer: both GEMM paths, vs BF16" ./dev/test_mx_linear
+    suite "Blackwell scale swizzle kernel vs host layout" ./dev/test_mx_blackwell_gpu --swizzle
+    suite "Blackwell cuBLASLt MXFP8/NVFP4 GEMM vs fp64 (sm_100+)" ./dev/test_mx_blackwell_gpu --gemm
     if python3 -c "import ml_dtypes, numpy" >/dev/null 2>&1; then
         suite "FP8 host reference vs ml_dtypes" python3 dev/fp8_mldtypes_check.py ./dev/test_fp8_host
     else
@@ -78,7 +81,7 @@ if nvidia-smi -L >/dev/null 2>&1; then
 else
     echo "=== GPU tests SKIPPED: no GPU on this machine (nvidia-smi -L failed)."
     echo "    Run 'make test' on a GPU machine for the kernel, model, PyTorch and resume tests."
-    skipped=$((skipped + 14))   # the GPU suites above
+    skipped=$((skipped + 16))   # the GPU suites above
 fi
 echo
 echo "$total_pass passed, $total_fail failed, $skipped skipped"
