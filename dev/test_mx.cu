@@ -13,7 +13,11 @@
 //  - NVFP4 rows (s_t as a value and from the device; stochastic rounding), 16x16 tiles (codes,
 //    scales, transposed codes, and the tiles of W^T), columns transposed (RHT x SR)
 //  - NVFP4 dequantization (rows and tiles) of the host's codes: BF16 bits
-// Once: the dequantized products are exact in BF16 where mx_cast.cuh says so (every code and scale).
+// NVFP4 codes are packed two per byte on the device: its codes are unpacked with mx.h's
+// mx_e2m1_unpack before the comparison (and nothing may be written past the packed half of
+// the buffer), the host's are packed before they are dequantized.
+// Once: the packed layout (host pack/unpack inverses; the device's nibble order on a known
+// block); the dequantized products are exact in BF16 where mx_cast.cuh says so (every code and scale).
 // Self-checks make sure a flipped bit, the other scale rule, round-to-nearest instead of SR,
 // another SR seed and a missing RHT would all be caught.
 // Prints `PASS|FAIL name ...` per check and ends with `N passed, N failed`.
@@ -40,6 +44,18 @@ static uint8_t* codes_to_dev(const Codes& h) {
     uint8_t* d = dev_alloc<uint8_t>(h.size());
     cudaCheck(cudaMemcpy(d, h.data(), h.size(), cudaMemcpyHostToDevice));
     return d;
+}
+// NVFP4 codes as the device keeps them, two per byte: n codes from the device, one per byte,
+// and the host's one-per-byte codes packed onto the device
+static Codes get_e2m1(const uint8_t* d, size_t n) {
+    Codes p = get_codes(d, n / 2), q(n);
+    mx_e2m1_unpack(q.data(), p.data(), (long)n);
+    return q;
+}
+static uint8_t* e2m1_to_dev(const Codes& q) {
+    Codes p(q.size() / 2);
+    mx_e2m1_pack(p.data(), q.data(), (long)q.size());
+    return codes_to_dev(p);
 }
 template <typename T> static std::vector<T> transpose(const std::vector<T>& a, int R, int C) {   // (C,R) of (R,C)
     std::vector<T> t(a.size());
@@ -183,6 +199,8 @@ static void test_case(Kind kind, int R, int C) {
     auto poison = [&]() {
         cudaCheck(cudaMemset(d_q, 0xAA, n)); cudaCheck(cudaMemset(d_qt, 0xAA, n)); cudaCheck(cudaMemset(d_s, 0xAA, n / 16));
     };
+    // packed NVFP4 codes fill the first n/2 bytes of a poisoned buffer: bytes written beyond
+    auto past_half = [&](const uint8_t* d) { Codes c = get_codes(d, n); return count_diff(Codes(c.begin() + n / 2, c.end()), Codes(n - n / 2, 0xAA)); };
 
     // MXFP8: four variants each, summed into one line per kernel
     bool mx_rows = C % 32 == 0, mx_cols = R % 32 == 0 && C % 8 == 0;
@@ -240,19 +258,20 @@ static void test_case(Kind kind, int R, int C) {
     for (int k = 0; k < 2; k++) {
         poison();
         nvfp4_quantize_rows(d_q, d_s, d_x, R, C, k == 0 ? nvfp4_scale_value(s_t) : nvfp4_scale_device(d_st), false, 0, 0);
-        bad += diff("nvfp4 rows codes", get_codes(d_q, n), h.q, C) + diff("nvfp4 rows scales", get_codes(d_s, n / 16), h.s, C / 16);
+        bad += diff("nvfp4 rows codes", get_e2m1(d_q, n), h.q, C) + diff("nvfp4 rows scales", get_codes(d_s, n / 16), h.s, C / 16) +
+               past_half(d_q);
     }
-    check_count(fmt("nvfp4 rows %s: codes and scales, s_t by value and from the device", tag), bad);
+    check_count(fmt("nvfp4 rows %s: packed codes and scales, s_t by value and from the device", tag), bad);
     poison();
     nvfp4_quantize_rows(d_q, d_s, d_x, R, C, nvfp4_scale_device(d_st), true, SR_SEED, 0);
     Quant hsr = ref_nvfp4_rows(x, R, C, s_t, true);
-    bad = diff("nvfp4 rows SR codes", get_codes(d_q, n), hsr.q, C) + diff("nvfp4 rows SR scales", get_codes(d_s, n / 16), hsr.s, C / 16);
+    bad = diff("nvfp4 rows SR codes", get_e2m1(d_q, n), hsr.q, C) + diff("nvfp4 rows SR scales", get_codes(d_s, n / 16), hsr.s, C / 16);
     check_count(fmt("nvfp4 rows SR %s: codes and scales with the host's hash bits", tag), bad);
-    uint8_t *hq = codes_to_dev(h.q), *hs = codes_to_dev(h.s);
+    uint8_t *hq = e2m1_to_dev(h.q), *hs = codes_to_dev(h.s);
     cudaCheck(cudaMemset(d_y, 0xFF, n * 2));
     nvfp4_dequantize(d_y, hq, hs, R, C, false, 0);
     bad = diff("nvfp4 dequant rows", get_bits(d_y, n), ref_nvfp4_dequant(h, C, false), C);
-    check_count(fmt("nvfp4 dequant rows %s: bf16 bits of code * block scale", tag), bad);
+    check_count(fmt("nvfp4 dequant rows %s: bf16 bits of code * block scale, from packed codes", tag), bad);
 
     // NVFP4 16x16 tiles, with the transposed codes
     Quant ht = {Codes(n), Codes(n / 256)}, htt = {Codes(n), Codes(n / 256)};
@@ -260,19 +279,20 @@ static void test_case(Kind kind, int R, int C) {
     mx_nvfp4_quantize_tiles(htt.q.data(), htt.s.data(), xt.data(), C, R, s_t);
     poison();
     nvfp4_quantize_tiles(d_q, d_qt, d_s, d_x, R, C, nvfp4_scale_value(s_t), 0);
-    Codes qt = get_codes(d_qt, n);
-    bad = diff("nvfp4 tiles codes", get_codes(d_q, n), ht.q, C) + diff("nvfp4 tiles scales", get_codes(d_s, n / 256), ht.s, C / 16) +
-          diff("nvfp4 tiles codes_t", qt, transpose(ht.q, R, C), R) + diff("nvfp4 tiles of W^T", qt, htt.q, R);
-    check_count(fmt("nvfp4 tiles %s: codes, scales, transposed codes = transpose = tiles of W^T", tag), bad);
+    Codes qt = get_e2m1(d_qt, n);
+    bad = diff("nvfp4 tiles codes", get_e2m1(d_q, n), ht.q, C) + diff("nvfp4 tiles scales", get_codes(d_s, n / 256), ht.s, C / 16) +
+          diff("nvfp4 tiles codes_t", qt, transpose(ht.q, R, C), R) + diff("nvfp4 tiles of W^T", qt, htt.q, R) +
+          past_half(d_q) + past_half(d_qt);
+    check_count(fmt("nvfp4 tiles %s: packed codes, scales, transposed codes = transpose = tiles of W^T", tag), bad);
     poison();
     nvfp4_quantize_tiles(d_q, NULL, d_s, d_x, R, C, nvfp4_scale_device(d_st), 0);
-    bad = diff("nvfp4 tiles (no codes_t) codes", get_codes(d_q, n), ht.q, C) + count_diff(get_codes(d_qt, n), Codes(n, 0xAA));
+    bad = diff("nvfp4 tiles (no codes_t) codes", get_e2m1(d_q, n), ht.q, C) + count_diff(get_codes(d_qt, n), Codes(n, 0xAA));
     check_count(fmt("nvfp4 tiles %s: without codes_t (s_t from the device), codes_t left untouched", tag), bad);
-    hq = codes_to_dev(ht.q); hs = codes_to_dev(ht.s);
+    hq = e2m1_to_dev(ht.q); hs = codes_to_dev(ht.s);
     cudaCheck(cudaMemset(d_y, 0xFF, n * 2));
     nvfp4_dequantize(d_y, hq, hs, R, C, true, 0);
     bad = diff("nvfp4 dequant tiles", get_bits(d_y, n), ref_nvfp4_dequant(ht, C, true), C);
-    check_count(fmt("nvfp4 dequant tiles %s: bf16 bits of code * tile scale", tag), bad);
+    check_count(fmt("nvfp4 dequant tiles %s: bf16 bits of code * tile scale, from packed codes", tag), bad);
 
     // NVFP4 columns, transposed: RHT x SR; the RHT variants on the RHT'd tensor's s_t
     bad = 0;
@@ -283,9 +303,10 @@ static void test_case(Kind kind, int R, int C) {
         Quant hc = ref_nvfp4_rows(rht ? xr : xt, C, R, rht ? s_r : s_t, sr);
         char what[32];
         snprintf(what, sizeof(what), "nvfp4 cols%s%s", rht ? " rht" : "", sr ? " sr" : "");
-        bad += diff(fmt("%s codes_t", what), get_codes(d_qt, n), hc.q, R) + diff(fmt("%s scales_t", what), get_codes(d_s, n / 16), hc.s, R / 16);
+        bad += diff(fmt("%s codes_t", what), get_e2m1(d_qt, n), hc.q, R) + diff(fmt("%s scales_t", what), get_codes(d_s, n / 16), hc.s, R / 16) +
+               past_half(d_qt);
     }
-    check_count(fmt("nvfp4 cols %s: transposed codes and scales, plain / RHT / SR / RHT+SR", tag), bad);
+    check_count(fmt("nvfp4 cols %s: packed transposed codes and scales, plain / RHT / SR / RHT+SR", tag), bad);
     dev_free_all();
 }
 
@@ -322,6 +343,28 @@ static void test_dequant_exact() {
 }
 
 // ------------------------------------------------------------------------------------------
+// the packed NVFP4 layout: the host's pack and unpack invert each other on every byte, and the
+// kernels put element 2i in the low nibble of byte i (the comparisons above unpack with mx.h)
+
+static void test_packing() {
+    Codes all(256), q(512), p(256);
+    for (int i = 0; i < 256; i++) { all[i] = (uint8_t)i; }
+    mx_e2m1_unpack(q.data(), all.data(), 512);
+    mx_e2m1_pack(p.data(), q.data(), 512);
+    check_count("e2m1 pack/unpack: inverses on all 256 bytes; pack2(1, 2) = 0x21", count_diff(p, all) + (mx_e2m1_pack2(1, 2) != 0x21));
+    // one block (0, 1, -0.5, 0...): s_t = 2688 makes the factor 6, codes 0, 6 (0x7), -3 (0xD), 0...
+    VF x(16, 0.0f);
+    x[1] = 1.0f; x[2] = -0.5f;
+    floatX* d_x = to_dev(x);
+    uint8_t *d_q = dev_alloc<uint8_t>(8), *d_s = dev_alloc<uint8_t>(1);
+    nvfp4_quantize_rows(d_q, d_s, d_x, 1, 16, nvfp4_scale_value(mx_nvfp4_tensor_scale(1.0f)), false, 0, 0);
+    Codes want(8, 0);
+    want[0] = 0x70; want[1] = 0x0D;
+    check_count("nvfp4 rows: packed bytes 70 0d 00.. for codes 0, 7, d, 0..", count_diff(get_codes(d_q, 8), want));
+    dev_free_all();
+}
+
+// ------------------------------------------------------------------------------------------
 // self-checks: the comparisons above catch what they are meant to
 
 static void test_self_checks() {
@@ -334,7 +377,7 @@ static void test_self_checks() {
     float s_t = mx_nvfp4_tensor_scale(mx_absmax(x.data(), (int)n));
 
     nvfp4_quantize_rows(d_q, d_s, d_x, R, C, nvfp4_scale_value(s_t), false, 0, 0);
-    Codes got = get_codes(d_q, n);
+    Codes got = get_e2m1(d_q, n);
     Quant h = ref_nvfp4_rows(x, R, C, s_t, false);
     long same = count_diff(got, h.q);
     got[rand_u32() % n] ^= (uint8_t)(1u << (rand_u32() % 4));
@@ -344,21 +387,21 @@ static void test_self_checks() {
     long d = count_diff(get_codes(d_s, n / 32), ref_mxfp8_rows(x, FP8_E4M3, MX_SCALE_FLOOR).s);
     check_count(fmt("self-check: ceil-rule scales differ from the floor rule's (%ld of %zu blocks)", d, n / 32), d == 0);
 
-    uint8_t *hq = codes_to_dev(h.q), *hs = codes_to_dev(h.s);
+    uint8_t *hq = e2m1_to_dev(h.q), *hs = codes_to_dev(h.s);
     nvfp4_dequantize(d_y, hq, hs, R, C, false, 0);
     Bits y = get_bits(d_y, n), want = ref_nvfp4_dequant(h, C, false);
     y[rand_u32() % n] ^= 1;
     check_count("self-check: one flipped bf16 bit of a dequantized value is caught", count_diff(y, want) != 1);
 
     nvfp4_quantize_rows(d_q, d_s, d_x, R, C, nvfp4_scale_value(s_t), true, SR_SEED, 0);
-    Codes sr = get_codes(d_q, n);
+    Codes sr = get_e2m1(d_q, n);
     nvfp4_quantize_rows(d_q, d_s, d_x, R, C, nvfp4_scale_value(s_t), true, SR_SEED + 1, 0);
-    long d_rne = count_diff(sr, h.q), d_seed = count_diff(sr, get_codes(d_q, n));
+    long d_rne = count_diff(sr, h.q), d_seed = count_diff(sr, get_e2m1(d_q, n));
     check_count(fmt("self-check: SR codes differ from round-to-nearest (%ld) and from another seed's (%ld)", d_rne, d_seed),
                 d_rne == 0 || d_seed == 0);
 
     nvfp4_quantize_cols_t(d_q, d_s, d_x, R, C, nvfp4_scale_value(s_t), true, RHT_SEED, false, 0, 0);
-    d = count_diff(get_codes(d_q, n), ref_nvfp4_rows(transposed(x, R, C, false), C, R, s_t, false).q);
+    d = count_diff(get_e2m1(d_q, n), ref_nvfp4_rows(transposed(x, R, C, false), C, R, s_t, false).q);
     check_count(fmt("self-check: RHT'd codes differ from plain ones (%ld of %zu)", d, n), d == 0);
     dev_free_all();
 }
@@ -393,15 +436,15 @@ static void run_timing() {
             {"mxfp8_quantize_rows e4m3", 3 * N + N / 32, [&] { mxfp8_quantize_rows(d_q, d_s, d_x, R, C, FP8_E4M3, MX_SCALE_CEIL, 0); }},
             {"mxfp8_quantize_rows e5m2", 3 * N + N / 32, [&] { mxfp8_quantize_rows(d_q, d_s, d_x, R, C, FP8_E5M2, MX_SCALE_CEIL, 0); }},
             {"mxfp8_quantize_cols_t e4m3", 3 * N + N / 32, [&] { mxfp8_quantize_cols_t(d_qt, d_s, d_x, R, C, FP8_E4M3, MX_SCALE_CEIL, 0); }},
-            {"nvfp4_quantize_rows", 3 * N + N / 16, [&] { nvfp4_quantize_rows(d_q, d_s, d_x, R, C, st, false, 0, 0); }},
-            {"nvfp4_quantize_rows sr", 3 * N + N / 16, [&] { nvfp4_quantize_rows(d_q, d_s, d_x, R, C, st, true, SR_SEED, 0); }},
-            {"nvfp4_quantize_tiles (codes only)", 3 * N + N / 256, [&] { nvfp4_quantize_tiles(d_q, NULL, d_s, d_x, R, C, st, 0); }},
-            {"nvfp4_quantize_tiles (codes + codes_t)", 4 * N + N / 256, [&] { nvfp4_quantize_tiles(d_q, d_qt, d_s, d_x, R, C, st, 0); }},
-            {"nvfp4_quantize_cols_t", 3 * N + N / 16, [&] { nvfp4_quantize_cols_t(d_qt, d_s, d_x, R, C, st, false, 0, false, 0, 0); }},
-            {"nvfp4_quantize_cols_t rht + sr", 3 * N + N / 16, [&] { nvfp4_quantize_cols_t(d_qt, d_s, d_x, R, C, sr, true, RHT_SEED, true, SR_SEED, 0); }},
+            {"nvfp4_quantize_rows", 2.5 * N + N / 16, [&] { nvfp4_quantize_rows(d_q, d_s, d_x, R, C, st, false, 0, 0); }},
+            {"nvfp4_quantize_rows sr", 2.5 * N + N / 16, [&] { nvfp4_quantize_rows(d_q, d_s, d_x, R, C, st, true, SR_SEED, 0); }},
+            {"nvfp4_quantize_tiles (codes only)", 2.5 * N + N / 256, [&] { nvfp4_quantize_tiles(d_q, NULL, d_s, d_x, R, C, st, 0); }},
+            {"nvfp4_quantize_tiles (codes + codes_t)", 3 * N + N / 256, [&] { nvfp4_quantize_tiles(d_q, d_qt, d_s, d_x, R, C, st, 0); }},
+            {"nvfp4_quantize_cols_t", 2.5 * N + N / 16, [&] { nvfp4_quantize_cols_t(d_qt, d_s, d_x, R, C, st, false, 0, false, 0, 0); }},
+            {"nvfp4_quantize_cols_t rht + sr", 2.5 * N + N / 16, [&] { nvfp4_quantize_cols_t(d_qt, d_s, d_x, R, C, sr, true, RHT_SEED, true, SR_SEED, 0); }},
             {"mxfp8_dequantize e4m3", 3 * N + N / 32, [&] { mxfp8_dequantize(d_y, d_q, d_s, R, C, FP8_E4M3, 0); }},
-            {"nvfp4_dequantize rows", 3 * N + N / 16, [&] { nvfp4_dequantize(d_y, d_q, d_s, R, C, false, 0); }},
-            {"nvfp4_dequantize tiles", 3 * N + N / 256, [&] { nvfp4_dequantize(d_y, d_q, d_s, R, C, true, 0); }},
+            {"nvfp4_dequantize rows", 2.5 * N + N / 16, [&] { nvfp4_dequantize(d_y, d_q, d_s, R, C, false, 0); }},
+            {"nvfp4_dequantize tiles", 2.5 * N + N / 256, [&] { nvfp4_dequantize(d_y, d_q, d_s, R, C, true, 0); }},
         };
         for (auto& e : entries) {
             float ms = time_ms(e.run);
@@ -425,6 +468,7 @@ int main(int argc, char** argv) {
         {WIDE_FINITE, 1056, 800}, {GAUSS, 1056, 800}, {WIDE_SPECIALS, 512, 2304}, {GAUSS, 4096, 768},
         {ALL_BF16, 256, 256}, {ALL_BF16, 128, 512}, {ALL_BF16, 512, 128},
     };
+    test_packing();
     for (auto& c : cases) { test_case(c.kind, c.R, c.C); }
     test_dequant_exact();
     test_self_checks();

@@ -2,7 +2,8 @@
 # GPU test of the trainer as a whole: same flags give bit-identical runs, and a run
 # resumed from a checkpoint continues bit for bit (losses and final weights) like the
 # uninterrupted one. Also: a resume with another batch shape is refused; --qk-norm,
-# --act-stats and --profile runs.
+# --act-stats and --profile runs; in the FP8 trainer, FP8 attention and the MXFP8 and NVFP4
+# modes.
 # usage: dev/test_resume.sh TRAINER MODEL_FILE   (MODEL_FILE: a small model, maxT >= 64)
 set -u
 bin=${1:?usage: test_resume.sh TRAINER MODEL_FILE}
@@ -105,6 +106,18 @@ PY
     "$bin" "${args[@]}" -o "$tmp/F2" -y 1 > "$tmp/F3.txt" 2>&1; rcF3=$?
     desc="resume of an --attention fp8 run without it is refused with a message"
     ok sh -c "[ $rcF3 != 0 ] && grep -q 'resume:.*--attention' '$tmp/F3.txt'"
+
+    # block-scaled modes resume bit for bit too: NVFP4's seeds come from the checkpointed count
+    # of stochastic-rounding casts, which the validation forwards (run again at the resumed
+    # step) leave alone, and the kept inputs live from a forward to its backward only
+    for mx in mxfp8 nvfp4; do
+        "$bin" "${args[@]}" --precision $mx -o "$tmp/X$mx" > "$tmp/X$mx.txt" 2>&1; rcX=$?
+        mkdir -p "$tmp/Y$mx"
+        cp "$tmp/X$mx/model_00000006.bin" "$tmp/X$mx/state_00000006_00000.bin" "$tmp/X$mx/DONE_00000006" "$tmp/Y$mx/"
+        "$bin" "${args[@]}" --precision $mx -o "$tmp/Y$mx" -y 1 > "$tmp/Y$mx.txt" 2>&1
+        desc="--precision $mx: run exits 0, resumed run's final model bit-identical"
+        ok sh -c "[ $rcX = 0 ] && cmp -s '$tmp/X$mx/model_00000012.bin' '$tmp/Y$mx/model_00000012.bin'"
+    done
 fi
 
 # a NaN in the weights: the run stops at the first step with a message, before any update

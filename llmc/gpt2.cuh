@@ -267,7 +267,7 @@ static inline size_t gpt2_activation_bytes(const GPT2Config* c, int B, int T, in
 // Maps each layer to a slot of one of the per-layer inputs of a linear: its own slot when the
 // model must keep the BF16 input for backward, else the one transient slot after them (also
 // every layer's with `shared`). Returns the number of slots; sets inputs_dropped where the
-// linear's backward does without it (it kept an FP8 copy, or re-makes it).
+// linear's backward does without it (it kept a quantized copy, or re-makes it).
 static inline int gpt2_plan_slots(GPT2* m, int* slot, LinearKind kind, int IC, int OC, int shared) {
     int L = m->cfg.num_layers, N = m->B * m->T, n = 0, transient = 0;
     for (int l = 0; l < L; l++) {

@@ -21,7 +21,8 @@
 // (linear_backward_mlp), and the LM head's softmax gradient in its own (linear_backward_lmhead),
 // where the scale is known ahead (delayed scaling); else they are passes of their own.
 // --precision bf16 runs the plain BF16 path of llmc/linear_bf16.cuh through this binary;
-// --precision mxfp8|nvfp4 the block-scaled formats of llmc/linear_mx.cuh (included below).
+// --precision mxfp8|nvfp4 the block-scaled formats of llmc/linear_mx.cuh (included below), which
+// keep the LayerNorms' outputs too, as the weight gradients' quantized x^T.
 #ifndef LLMC_LINEAR_FP8_CUH
 #define LLMC_LINEAR_FP8_CUH
 
@@ -270,15 +271,22 @@ static inline int fp8_runs(const LinearContext* lc, int linear, int N, int IC, i
     return lc->opt.fp8 && lc->use_fp8[linear] && N % 16 == 0 && IC % 16 == 0 && OC % 16 == 0;
 }
 
-// 1 when linear (kind, layer), over micro-batches of N rows, keeps its input in FP8 from its
-// forward to its backward: the model need not keep the BF16 input for the backward.
+// The block-scaled path (llmc/linear_mx.cuh) takes the linear in --precision mxfp8|nvfp4.
+static inline int mx_linear_runs(const LinearContext* lc, int linear, int N, int IC, int OC) {
+    return lc->opt.mx && lc->use_fp8[linear] && mx_runs(N, IC, OC);
+}
+
+// 1 when linear (kind, layer), over micro-batches of N rows, keeps its input from its forward
+// to its backward, in FP8 or (MXFP8, NVFP4) as the weight gradient's quantized x^T: the model
+// need not keep the BF16 input for the backward.
 static inline int linear_keeps_input(const LinearContext* lc, LinearKind kind, int layer, int N, int IC, int OC) {
     int layernorm_input = kind == LINEAR_QKV || kind == LINEAR_FC || kind == LINEAR_LMHEAD;
-    return layernorm_input && lc->opt.fp8 && fp8_runs(lc, fp8_linear_index(lc, kind, layer), N, IC, OC);
+    int id = fp8_linear_index(lc, kind, layer);
+    return layernorm_input && (fp8_runs(lc, id, N, IC, OC) || mx_linear_runs(lc, id, N, IC, OC));
 }
 
 // 1 when linear (kind, layer)'s backward over N rows reads its BF16 input: not when the layer
-// kept an FP8 copy, nor for the FC projection in FP8, whose input came out of a GELU and is
+// kept a quantized copy, nor for the FC projection in FP8, whose input came out of a GELU and is
 // re-made from the pre_gelu its backward is given (no GELU recompute in the model).
 static inline int linear_backward_reads_input(const LinearContext* lc, LinearKind kind, int layer, int N, int IC, int OC) {
     if (linear_keeps_input(lc, kind, layer, N, IC, OC)) { return 0; }
@@ -545,7 +553,8 @@ static inline void linear_context_free(LinearContext* lc) {
 // Allocates the FP8 copies up front, for micro-batches of up to max_rows tokens of a GPT-2 of
 // width C and padded vocabulary Vp, so that the memory in use after set-up includes them
 // (without it they are allocated at first use). The arena is sized for the largest block
-// linear; the LM head's backward runs in chunks of rows that fit it.
+// linear; the LM head's backward runs in chunks of rows that fit it. Block-scaled modes: the
+// quantized weights, kept inputs and the arena of the largest call.
 static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp) {
     if (lc->opt.mx) {
         size_t need = 0;
@@ -554,9 +563,11 @@ static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp
             fp8_kind_shape((LinearKind)k, C, Vp, &OC, &IC);
             for (int l = 0; l < (k == LINEAR_LMHEAD ? 1 : lc->num_layers); l++) {
                 int id = fp8_linear_index(lc, (LinearKind)k, l);
-                if (!lc->use_fp8[id] || !mx_runs(max_rows, IC, OC)) { continue; }
+                if (!mx_linear_runs(lc, id, max_rows, IC, OC)) { continue; }
                 mx_weight_alloc(&lc->mx, id, OC, IC);
-                size_t b = mx_call_bytes(max_rows, IC, OC);
+                int keep = linear_keeps_input(lc, (LinearKind)k, l, max_rows, IC, OC);
+                if (keep) { mx_saved_alloc(&lc->mx, id, max_rows, IC); }
+                size_t b = mx_call_bytes(&lc->mx, max_rows, IC, OC, keep);
                 need = b > need ? b : need;
             }
         }
@@ -628,8 +639,8 @@ static inline void linear_step_begin(LinearContext* lc) {
 // Checkpointed: the scaling state (histories, scales, the pending step's amaxes); the FP8
 // weight copies are re-cast from the restored weights. 0 bytes in BF16 mode, so BF16
 // checkpoints are the BF16 trainer's.
-// Block-scaled modes: the mode, and the count of quantizations, which seeds the RHT and
-// stochastic rounding.
+// Block-scaled modes: the mode, and the count of stochastic-rounding quantizations, which
+// seeds them and the RHT.
 static inline size_t linear_state_bytes(const LinearContext* lc) {
     return lc->opt.fp8 ? fp8_state_bytes(&lc->sc) : lc->opt.mx ? 2 * sizeof(uint64_t) : 0;
 }
@@ -748,7 +759,8 @@ static inline void linear_weight_received(LinearContext* lc, LinearKind kind, in
 // The next linear_forward of (kind, layer) then reads it as it is.
 static inline int linear_input_fp8(LinearContext* lc, LinearKind kind, int layer, int N, int IC, int OC, Fp8Out* out) {
     int id = fp8_linear_index(lc, kind, layer), tx = fp8_tensor(id, FP8_ROLE_X);
-    if (!lc->fused_inputs || !linear_keeps_input(lc, kind, layer, N, IC, OC) || lc->stats_step || fp8_needs_own_amax(&lc->sc, tx)) {
+    if (!lc->opt.fp8 || !lc->fused_inputs || !linear_keeps_input(lc, kind, layer, N, IC, OC) || lc->stats_step ||
+        fp8_needs_own_amax(&lc->sc, tx)) {
         return 0;
     }
     out->q = fp8_saved_x(lc, id, N, IC);
@@ -766,8 +778,9 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
                                   cudaStream_t s) {
     int id = fp8_linear_index(lc, kind, layer);
     const char* name = LINEAR_KIND_NAMES[kind];
-    if (lc->opt.mx && lc->use_fp8[id] && mx_runs(N, IC, OC)) {
-        mx_linear_forward(&lc->mx, &lc->gemm, id, out, pre_gelu, inp, weight, bias, N, IC, OC, s);
+    if (mx_linear_runs(lc, id, N, IC, OC)) {
+        mx_linear_forward(&lc->mx, &lc->gemm, id, linear_keeps_input(lc, kind, layer, N, IC, OC), out, pre_gelu, inp, weight,
+                          bias, N, IC, OC, s);
         prof_mark(lc->prof, name, "mx forward");
         return;
     }
@@ -869,16 +882,17 @@ static inline void fp8_linear_backward(LinearContext* lc, LinearKind kind, int l
 //                                                 pre_gelu is given: the input came out of a GELU
 // dweight (OC,IC) += dout^T @ inp (N,IC)          (accumulated over micro-batches)
 // dbias (OC) += column sums of dout, when dbias != NULL; scratch: colsum_num_chunks(N) * OC floats
-// inp must be what this micro-batch's forward read; in FP8 the weight gradient uses the FP8 copy
-// the forward kept (linear_keeps_input: inp is not read), or re-casts inp with the forward's scale
-// (from gelu(pre_gelu) when pre_gelu is given: inp is not read, see linear_backward_reads_input).
+// inp must be what this micro-batch's forward read; the weight gradient uses the quantized copy
+// the forward kept (linear_keeps_input: inp is not read), or in FP8 re-casts inp with the forward's
+// scale (from gelu(pre_gelu) when pre_gelu is given: inp is not read, see linear_backward_reads_input).
 static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer, floatX* dinp, floatX* dweight,
                                    floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
                                    const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
     int id = fp8_linear_index(lc, kind, layer);
     const char* name = LINEAR_KIND_NAMES[kind];
-    if (lc->opt.mx && lc->use_fp8[id] && mx_runs(N, IC, OC)) {
-        mx_linear_backward(&lc->mx, &lc->gemm, id, dinp, dweight, dbias, scratch, dout, inp, pre_gelu, weight, N, IC, OC, s);
+    if (mx_linear_runs(lc, id, N, IC, OC)) {
+        mx_linear_backward(&lc->mx, &lc->gemm, id, linear_keeps_input(lc, kind, layer, N, IC, OC), dinp, dweight, dbias, scratch,
+                           dout, inp, pre_gelu, weight, N, IC, OC, s);
         prof_mark(lc->prof, name, "mx backward");
         return;
     }

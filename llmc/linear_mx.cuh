@@ -14,8 +14,18 @@
 //            cuBLASLt BF16 with FP32 accumulation; NVFP4's 1/(s_tA s_tB) is the GEMM's alpha
 //   native   MXFP8 only: llmc/mx_gemm.cuh, FP8 mma.sync per 32-wide K block, scaled and
 //            accumulated in FP32 registers
-// Weights are quantized once per optimizer step. Activations are quantized again in backward
-// from the BF16 tensors the model keeps (no packed copies are kept: no memory saving yet).
+// Storage: what lives from call to call is codes and scales only, NVFP4's codes two per byte:
+// 8.25 bits per value (MXFP8), 4.5 (NVFP4 rows), 4.03 (NVFP4 weight tiles).
+//  - Weights, quantized once per optimizer step: MXFP8 in both orientations (rows for fprop,
+//    columns for dgrad), NVFP4 as its tiles (both). The dequant path dequantizes them into the
+//    call's arena at each use (a pass over OC*IC values, small beside the GEMM).
+//  - The wgrad's x^T of the linears whose input comes from a LayerNorm (QKV, FC, a quantized
+//    LM head): quantized in forward and kept to the backward (MxSaved), so the model keeps no
+//    BF16 copy of that input (linear_keeps_input); NVFP4 picks the wgrad's Hadamard signs then.
+//    The other linears' inputs (attention's output, GELU's) stay BF16 in the model, and their
+//    x^T is quantized in backward.
+//  - The rest (x rows, dy in both orientations, BF16 dequantizations) is scratch of one call,
+//    in one arena (mx_call_bytes).
 // NVFP4's tensor scales are computed on the device and read back for alpha: one host sync per
 // quantized activation (the price of exactness with a host alpha).
 #ifndef LLMC_LINEAR_MX_CUH
@@ -30,14 +40,20 @@
 typedef enum { MX_NONE = 0, MX_MXFP8 = 1, MX_NVFP4 = 2 } MxMode;
 
 typedef struct {
-    const floatX* src;   // the BF16 weight of the cache, stale when it changed
+    const floatX* src;   // the BF16 weight quantized, stale when it changed
     int OC, IC, stale;
-    floatX* deq_rows;    // (OC,IC) dequantized, blocks along IC (NVFP4: tiles, for both GEMMs)
-    floatX* deq_cols;    // (IC,OC) dequantized, blocks along OC (MXFP8 dequant path)
-    uint8_t* codes;      // (OC,IC) codes, then (OC,IC/32) scales (MXFP8 native)
-    uint8_t* codes_t;    // (IC,OC) codes, then (IC,OC/32) scales (MXFP8 native)
-    float st;            // NVFP4 tensor scale of the weight
+    uint8_t* rows;       // (OC,IC) codes, then scales: MXFP8 blocks along IC (fprop); NVFP4 tiles (both GEMMs)
+    uint8_t* cols;       // MXFP8: (IC,OC) codes, then scales, blocks along OC (dgrad); NVFP4: NULL
+    float st;            // NVFP4 tensor scale
 } MxWeight;
+
+typedef struct {
+    uint8_t* buf;        // x^T (IC,N): codes, then scales (IC, N/block)
+    size_t bytes;        // room in buf
+    int rows;            // N of the forward that filled it; 0 once its backward used it
+    float st;            // NVFP4 tensor scale
+    uint64_t rht_seed;   // NVFP4: the wgrad's Hadamard signs (dy^T's too)
+} MxSaved;
 
 typedef struct {
     MxMode mode;
@@ -45,11 +61,12 @@ typedef struct {
     MxScaleRule rule;
     int hybrid;          // E5M2 gradients (MXFP8)
     MxWeight* w;         // (num_linears)
+    MxSaved* saved;      // (num_linears) kept inputs
     int num_linears;
     uint8_t* arena;      // codes, scales and dequantized operands of one call
     size_t arena_bytes;
     float* st_dev;       // (4) device: NVFP4 tensor scales and amax scratch
-    uint64_t calls;      // quantizations so far: seeds of the RHT and stochastic rounding (checkpointed)
+    uint64_t calls;      // stochastic-rounding quantizations so far: the seeds (checkpointed)
     MxGemmWorkspace gemm_ws;   // split-K partial sums of the native GEMM
 } MxLinear;
 
@@ -59,23 +76,25 @@ static inline void mx_linear_init(MxLinear* mx, MxMode mode, int native, MxScale
     memset(mx, 0, sizeof(*mx));
     mx->mode = mode; mx->native = native; mx->rule = rule; mx->hybrid = hybrid; mx->num_linears = num_linears;
     mx->w = (MxWeight*)calloc_or_die(num_linears, sizeof(MxWeight), "block-scaled weights");
+    mx->saved = (MxSaved*)calloc_or_die(num_linears, sizeof(MxSaved), "block-scaled inputs");
     mx->st_dev = (float*)cuda_malloc_or_die(4 * sizeof(float), "NVFP4 tensor scales");
 }
 
 static inline void mx_weight_free(MxWeight* w) {
-    if (w->deq_rows != NULL) { cudaCheck(cudaFree(w->deq_rows)); }
-    if (w->deq_cols != NULL) { cudaCheck(cudaFree(w->deq_cols)); }
-    if (w->codes != NULL) { cudaCheck(cudaFree(w->codes)); }
-    if (w->codes_t != NULL) { cudaCheck(cudaFree(w->codes_t)); }
+    if (w->rows != NULL) { cudaCheck(cudaFree(w->rows)); }
+    if (w->cols != NULL) { cudaCheck(cudaFree(w->cols)); }
     memset(w, 0, sizeof(*w));
 }
 
 static inline void mx_linear_free(MxLinear* mx) {
-    for (int i = 0; i < mx->num_linears; i++) { mx_weight_free(&mx->w[i]); }
+    for (int i = 0; i < mx->num_linears; i++) {
+        mx_weight_free(&mx->w[i]);
+        if (mx->saved[i].buf != NULL) { cudaCheck(cudaFree(mx->saved[i].buf)); }
+    }
     if (mx->arena != NULL) { cudaCheck(cudaFree(mx->arena)); }
     cudaCheck(cudaFree(mx->st_dev));
     mx_gemm_workspace_free(&mx->gemm_ws);
-    free(mx->w);
+    free(mx->w); free(mx->saved);
 }
 
 static inline void mx_linear_weights_changed(MxLinear* mx) {
@@ -86,8 +105,27 @@ static inline void mx_linear_weights_changed(MxLinear* mx) {
 // tiles and the column kernels' tiles); anything else runs in BF16.
 static inline int mx_runs(int N, int IC, int OC) { return N % 32 == 0 && IC % 32 == 0 && OC % 32 == 0; }
 
-// bytes of one quantized (R,C) operand: codes, scales, and its BF16 dequantization
-static inline size_t mx_operand_bytes(long R, long C) { return align256(R * C) + align256(R * C / 16) + align256(2 * R * C); }
+// Bytes of n quantized values: codes (NVFP4 two per byte), then block scales (one per 32
+// values in MXFP8, per 16 in NVFP4, per 256 in NVFP4's 16x16 tiles), each 256-byte aligned.
+static inline size_t mx_codes_bytes(const MxLinear* mx, long n) { return align256(mx->mode == MX_NVFP4 ? n / 2 : n); }
+static inline size_t mx_packed_bytes(const MxLinear* mx, long n, int tiles) {
+    long scales = mx->mode == MX_MXFP8 ? n / MXFP8_BLOCK : n / (tiles ? NVFP4_BLOCK * NVFP4_BLOCK : NVFP4_BLOCK);
+    return mx_codes_bytes(mx, n) + align256(scales);
+}
+// bytes of n dequantized BF16 values: only the dequant path makes them
+static inline size_t mx_deq_bytes(const MxLinear* mx, long n) { return mx->native ? 0 : align256(2 * n); }
+// bytes of an operand quantized into the arena: codes, scales, dequantization
+static inline size_t mx_scratch_bytes(const MxLinear* mx, long n) { return mx_packed_bytes(mx, n, 0) + mx_deq_bytes(mx, n); }
+
+// Arena of one call at N rows, the most of: forward's W and x; dgrad's W and dy; wgrad's dy^T
+// and x^T (kept: only x^T's dequantization). W: its dequantization (the codes persist).
+static inline size_t mx_call_bytes(const MxLinear* mx, int N, int IC, int OC, int keep) {
+    long nw = (long)OC * IC, nx = (long)N * IC, ny = (long)N * OC;
+    size_t f = mx_deq_bytes(mx, nw) + mx_scratch_bytes(mx, nx), d = mx_deq_bytes(mx, nw) + mx_scratch_bytes(mx, ny);
+    size_t w = mx_scratch_bytes(mx, ny) + (keep ? mx_deq_bytes(mx, nx) : mx_scratch_bytes(mx, nx));
+    size_t m = f > d ? f : d;
+    return m > w ? m : w;
+}
 
 static inline uint8_t* mx_arena(MxLinear* mx, size_t bytes) {
     if (bytes > mx->arena_bytes) {
@@ -99,19 +137,26 @@ static inline uint8_t* mx_arena(MxLinear* mx, size_t bytes) {
     return mx->arena;
 }
 
-// A quantized operand inside the arena.
+// A quantized operand: codes and scales (mx_packed_bytes' layout), its BF16 dequantization
+// (NULL: none, the native path), NVFP4's tensor scale.
 typedef struct { uint8_t* codes; uint8_t* scales; floatX* deq; float st; } MxOperand;
 
-static inline MxOperand mx_operand_at(uint8_t* p, long R, long C) {
-    MxOperand o;
-    o.codes = p;
-    o.scales = p + align256(R * C);
-    o.deq = (floatX*)(o.scales + align256(R * C / 16));
-    o.st = 1.0f;
+static inline MxOperand mx_operand_at(const MxLinear* mx, uint8_t* p, long n, uint8_t* deq) {
+    MxOperand o = {p, p + mx_codes_bytes(mx, n), mx->native ? NULL : (floatX*)deq, 1.0f};
     return o;
 }
 
+// an operand of n values quantized into the arena at p, its dequantization after it
+static inline MxOperand mx_scratch_operand(const MxLinear* mx, uint8_t* p, long n) {
+    return mx_operand_at(mx, p, n, p + mx_packed_bytes(mx, n, 0));
+}
+
+// Seeds. Stochastic rounding (gradients only) takes the next value of the counter; a wgrad's
+// RHT seed mixes the counter with the linear's id without advancing it. Forwards (where the
+// kept x^T's seed is picked) thus leave the counter alone: evaluation and sampling between
+// steps change no training seed, and a resumed run draws what the uninterrupted one did.
 static inline uint32_t mx_next_seed(MxLinear* mx) { return hash_u32((uint32_t)mx->calls++, 0x6d7866u); }
+static inline uint64_t mx_rht_seed(const MxLinear* mx, int id) { return hash_u32((uint32_t)mx->calls, 0x726874u + (uint32_t)id); }
 
 // NVFP4 tensor scale of in (R,C), on the device, read back (a host sync): rht uses the amax of
 // the transformed values.
@@ -124,57 +169,50 @@ static inline float mx_nvfp4_scale(MxLinear* mx, const floatX* in, int R, int C,
     return st;
 }
 
-// in (R,C) quantized with blocks along C (rows), dequantized into o->deq (R,C) unless native.
+// o's codes (R,C) -> o->deq (R,C), exactly (NVFP4 without 1/s_t, the GEMM's alpha); nothing
+// without o->deq. tiles: NVFP4 16x16 tiles.
+static inline void mx_dequantize(const MxLinear* mx, const MxOperand* o, int R, int C, Fp8Format f, int tiles, cudaStream_t s) {
+    if (o->deq == NULL) { return; }
+    if (mx->mode == MX_MXFP8) { mxfp8_dequantize(o->deq, o->codes, o->scales, R, C, f, s); }
+    else { nvfp4_dequantize(o->deq, o->codes, o->scales, R, C, tiles != 0, s); }
+}
+
+// in (R,C) quantized with blocks along C (rows), then dequantized; NVFP4 gradients (grad) with
+// stochastic rounding.
 static inline void mx_quantize_rows(MxLinear* mx, MxOperand* o, const floatX* in, int R, int C, Fp8Format f, int grad,
                                     cudaStream_t s) {
     if (mx->mode == MX_MXFP8) {
         mxfp8_quantize_rows(o->codes, o->scales, in, R, C, f, mx->rule, s);
-        if (!mx->native) { mxfp8_dequantize(o->deq, o->codes, o->scales, R, C, f, s); }
     } else {
         o->st = mx_nvfp4_scale(mx, in, R, C, 0, 0, s);
-        nvfp4_quantize_rows(o->codes, o->scales, in, R, C, nvfp4_scale_value(o->st), grad != 0, mx_next_seed(mx), s);
-        nvfp4_dequantize(o->deq, o->codes, o->scales, R, C, false, s);
+        nvfp4_quantize_rows(o->codes, o->scales, in, R, C, nvfp4_scale_value(o->st), grad != 0, grad ? mx_next_seed(mx) : 0, s);
     }
+    mx_dequantize(mx, o, R, C, f, 0, s);
 }
 
-// in (R,C) quantized with blocks along R, as the transposed (C,R) operand; NVFP4 with the RHT
-// of rht_seed along R (wgrad), stochastic rounding for gradients.
+// in (R,C) quantized with blocks along R, as the transposed (C,R) operand, then dequantized;
+// NVFP4 with the RHT of rht_seed along R (wgrad), stochastic rounding for gradients.
 static inline void mx_quantize_cols(MxLinear* mx, MxOperand* o, const floatX* in, int R, int C, Fp8Format f, int grad,
                                     uint64_t rht_seed, cudaStream_t s) {
     if (mx->mode == MX_MXFP8) {
         mxfp8_quantize_cols_t(o->codes, o->scales, in, R, C, f, mx->rule, s);
-        if (!mx->native) { mxfp8_dequantize(o->deq, o->codes, o->scales, C, R, f, s); }
     } else {
         o->st = mx_nvfp4_scale(mx, in, R, C, 1, rht_seed, s);
         nvfp4_quantize_cols_t(o->codes, o->scales, in, R, C, nvfp4_scale_value(o->st), true, rht_seed, grad != 0,
-                              mx_next_seed(mx), s);
-        nvfp4_dequantize(o->deq, o->codes, o->scales, C, R, false, s);
+                              grad ? mx_next_seed(mx) : 0, s);
     }
+    mx_dequantize(mx, o, C, R, f, 0, s);
 }
 
-// Buffers of linear id's weight (OC,IC).
+// Buffers of linear id's weight (OC,IC): its codes and scales.
 static inline void mx_weight_alloc(MxLinear* mx, int id, int OC, int IC) {
     MxWeight* w = &mx->w[id];
-    if (w->OC != OC || w->IC != IC) {
-        mx_weight_free(w);
-        size_t n = (size_t)OC * IC;
-        w->OC = OC; w->IC = IC;
-        if (mx->mode == MX_MXFP8 && mx->native) {
-            w->codes = (uint8_t*)cuda_malloc_or_die(n + n / 32, "MXFP8 weights");
-            w->codes_t = (uint8_t*)cuda_malloc_or_die(n + n / 32, "MXFP8 weights");
-        } else {
-            w->deq_rows = (floatX*)cuda_malloc_or_die(n * sizeof(floatX), "dequantized weights");
-            if (mx->mode == MX_MXFP8) { w->deq_cols = (floatX*)cuda_malloc_or_die(n * sizeof(floatX), "dequantized weights"); }
-            w->codes = (uint8_t*)cuda_malloc_or_die(n + n / 16, "block-scaled weight codes");
-        }
-        w->stale = 1;
-    }
-}
-
-// Scratch of one call at N rows: forward's x, dgrad's dy, or wgrad's dy^T and x^T.
-static inline size_t mx_call_bytes(int N, int IC, int OC) {
-    size_t f = mx_operand_bytes(N, IC), d = mx_operand_bytes(N, OC), w = mx_operand_bytes(OC, N) + mx_operand_bytes(IC, N);
-    return f > d ? (f > w ? f : w) : (d > w ? d : w);
+    if (w->OC == OC && w->IC == IC) { return; }
+    mx_weight_free(w);
+    long n = (long)OC * IC;
+    w->OC = OC; w->IC = IC; w->stale = 1;
+    w->rows = (uint8_t*)cuda_malloc_or_die(mx_packed_bytes(mx, n, mx->mode == MX_NVFP4), "block-scaled weights");
+    if (mx->mode == MX_MXFP8) { w->cols = (uint8_t*)cuda_malloc_or_die(mx_packed_bytes(mx, n, 0), "block-scaled weights"); }
 }
 
 // The weight's quantized forms, made when stale.
@@ -183,73 +221,117 @@ static inline MxWeight* mx_weight_ready(MxLinear* mx, int id, const floatX* weig
     MxWeight* w = &mx->w[id];
     if (w->src != weight) { w->src = weight; w->stale = 1; }
     if (!w->stale) { return w; }
-    size_t n = (size_t)OC * IC;
-    if (mx->mode == MX_MXFP8 && mx->native) {
-        mxfp8_quantize_rows(w->codes, w->codes + n, weight, OC, IC, FP8_E4M3, mx->rule, s);
-        mxfp8_quantize_cols_t(w->codes_t, w->codes_t + n, weight, OC, IC, FP8_E4M3, mx->rule, s);
-    } else if (mx->mode == MX_MXFP8) {
-        mxfp8_quantize_rows(w->codes, w->codes + n, weight, OC, IC, FP8_E4M3, mx->rule, s);
-        mxfp8_dequantize(w->deq_rows, w->codes, w->codes + n, OC, IC, FP8_E4M3, s);
-        mxfp8_quantize_cols_t(w->codes, w->codes + n, weight, OC, IC, FP8_E4M3, mx->rule, s);
-        mxfp8_dequantize(w->deq_cols, w->codes, w->codes + n, IC, OC, FP8_E4M3, s);
+    long n = (long)OC * IC;
+    MxOperand r = mx_operand_at(mx, w->rows, n, NULL);
+    if (mx->mode == MX_MXFP8) {
+        MxOperand c = mx_operand_at(mx, w->cols, n, NULL);
+        mx_quantize_rows(mx, &r, weight, OC, IC, FP8_E4M3, 0, s);
+        mx_quantize_cols(mx, &c, weight, OC, IC, FP8_E4M3, 0, 0, s);
     } else {
         w->st = mx_nvfp4_scale(mx, weight, OC, IC, 0, 0, s);
-        nvfp4_quantize_tiles(w->codes, NULL, w->codes + n, weight, OC, IC, nvfp4_scale_value(w->st), s);
-        nvfp4_dequantize(w->deq_rows, w->codes, w->codes + n, OC, IC, true, s);
+        nvfp4_quantize_tiles(r.codes, NULL, r.scales, weight, OC, IC, nvfp4_scale_value(w->st), s);
     }
     w->stale = 0;
     return w;
 }
 
+// The weight as a GEMM operand, dequantized into deq (dequant path): its rows (OC,IC), or with
+// cols MXFP8's columns (IC,OC). NVFP4's tiles serve both GEMMs.
+static inline MxOperand mx_weight_operand(const MxLinear* mx, const MxWeight* w, int cols, uint8_t* deq, cudaStream_t s) {
+    MxOperand o = mx_operand_at(mx, cols ? w->cols : w->rows, (long)w->OC * w->IC, deq);
+    o.st = w->st;
+    mx_dequantize(mx, &o, cols ? w->IC : w->OC, cols ? w->OC : w->IC, FP8_E4M3, mx->mode == MX_NVFP4, s);
+    return o;
+}
+
+// Linear id's kept x^T (IC,N), with room for N rows (growing waits for the GPU: only at warm-up
+// or in tests; linear_reserve allocates them up front).
+static inline MxSaved* mx_saved_alloc(MxLinear* mx, int id, int N, int IC) {
+    MxSaved* sv = &mx->saved[id];
+    size_t bytes = mx_packed_bytes(mx, (long)N * IC, 0);
+    if (bytes > sv->bytes) {
+        cudaCheck(cudaDeviceSynchronize());
+        if (sv->buf != NULL) { cudaCheck(cudaFree(sv->buf)); }
+        sv->buf = (uint8_t*)cuda_malloc_or_die(bytes, "block-scaled copies of the linears' inputs");
+        sv->bytes = bytes;
+    }
+    return sv;
+}
+
 static inline Fp8Format mx_grad_format(const MxLinear* mx) { return mx->hybrid ? FP8_E5M2 : FP8_E4M3; }
 
-// out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias, GELU into out with pre_gelu (see linear_forward)
-static inline void mx_linear_forward(MxLinear* mx, GemmContext* g, int id, floatX* out, floatX* pre_gelu, const floatX* inp,
-                                     const floatX* weight, const floatX* bias, int N, int IC, int OC, cudaStream_t s) {
+// out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias, GELU into out with pre_gelu (see
+// linear_forward). keep: x^T is also quantized, for the wgrad, and kept until the backward.
+static inline void mx_linear_forward(MxLinear* mx, GemmContext* g, int id, int keep, floatX* out, floatX* pre_gelu,
+                                     const floatX* inp, const floatX* weight, const floatX* bias, int N, int IC, int OC,
+                                     cudaStream_t s) {
     MxWeight* w = mx_weight_ready(mx, id, weight, OC, IC, s);
-    MxOperand x = mx_operand_at(mx_arena(mx, mx_call_bytes(N, IC, OC)), N, IC);
+    if (keep) {
+        MxSaved* sv = mx_saved_alloc(mx, id, N, IC);
+        MxOperand xt = mx_operand_at(mx, sv->buf, (long)N * IC, NULL);   // (IC,N)
+        sv->rht_seed = mx_rht_seed(mx, id);
+        mx_quantize_cols(mx, &xt, inp, N, IC, FP8_E4M3, 0, sv->rht_seed, s);
+        sv->st = xt.st;
+        sv->rows = N;
+    }
+    uint8_t* arena = mx_arena(mx, mx_call_bytes(mx, N, IC, OC, keep));
+    MxOperand wr = mx_weight_operand(mx, w, 0, arena, s);                                        // (OC,IC)
+    MxOperand x = mx_scratch_operand(mx, arena + mx_deq_bytes(mx, (long)OC * IC), (long)N * IC);  // (N,IC)
     mx_quantize_rows(mx, &x, inp, N, IC, FP8_E4M3, 0, s);
     if (mx->native) {
-        size_t n = (size_t)OC * IC;
-        mx_gemm_mxfp8(pre_gelu ? pre_gelu : out, x.codes, FP8_E4M3, x.scales, w->codes, FP8_E4M3, w->codes + n, bias, N, OC, IC,
+        mx_gemm_mxfp8(pre_gelu ? pre_gelu : out, x.codes, FP8_E4M3, x.scales, wr.codes, FP8_E4M3, wr.scales, bias, N, OC, IC,
                       1.0f, 0.0f, &mx->gemm_ws, s);
         if (pre_gelu) { gelu_forward(out, pre_gelu, (long)N * OC, s); }
         return;
     }
-    float alpha = mx->mode == MX_NVFP4 ? 1.0f / (x.st * w->st) : 1.0f;
-    gemm_bf16(g, out, x.deq, w->deq_rows, bias, N, OC, IC, 0, 1, alpha, 0.0f, 1, 0, 0, 0,
+    float alpha = mx->mode == MX_NVFP4 ? 1.0f / (x.st * wr.st) : 1.0f;
+    gemm_bf16(g, out, x.deq, wr.deq, bias, N, OC, IC, 0, 1, alpha, 0.0f, 1, 0, 0, 0,
               pre_gelu ? GEMM_GELU_FORWARD : GEMM_NO_GELU, pre_gelu, s);
 }
 
-// dinp, dweight, dbias as linear_backward
-static inline void mx_linear_backward(MxLinear* mx, GemmContext* g, int id, floatX* dinp, floatX* dweight, floatX* dbias,
-                                      float* scratch, const floatX* dout, const floatX* inp, const floatX* pre_gelu,
-                                      const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
+// dinp, dweight, dbias as linear_backward; keep: x^T is the forward's (inp is not read)
+static inline void mx_linear_backward(MxLinear* mx, GemmContext* g, int id, int keep, floatX* dinp, floatX* dweight,
+                                      floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
+                                      const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
+    MxSaved* sv = &mx->saved[id];
+    if (keep && sv->rows != N) { die("internal: block-scaled backward of linear %d over %d rows without its forward", id, N); }
     MxWeight* w = mx_weight_ready(mx, id, weight, OC, IC, s);
     Fp8Format fdy = mx_grad_format(mx);
-    uint8_t* arena = mx_arena(mx, mx_call_bytes(N, IC, OC));
-    // dgrad: dy rows (blocks along OC) against W's blocks along OC
-    MxOperand dy = mx_operand_at(arena, N, OC);
+    long nw = (long)OC * IC, nx = (long)N * IC, ny = (long)N * OC;
+    uint8_t* arena = mx_arena(mx, mx_call_bytes(mx, N, IC, OC, keep));
+    // dgrad: dy rows (blocks along OC) against W's blocks along OC: MXFP8's columns (IC,OC),
+    // NVFP4's tiles (OC,IC), which the GEMM transposes
+    int mxfp8 = mx->mode == MX_MXFP8;
+    MxOperand wt = mx_weight_operand(mx, w, mxfp8, arena, s);
+    MxOperand dy = mx_scratch_operand(mx, arena + mx_deq_bytes(mx, nw), ny);   // (N,OC)
     mx_quantize_rows(mx, &dy, dout, N, OC, fdy, 1, s);
     if (mx->native) {
-        size_t n = (size_t)OC * IC;
-        mx_gemm_mxfp8(dinp, dy.codes, fdy, dy.scales, w->codes_t, FP8_E4M3, w->codes_t + n, NULL, N, IC, OC, 1.0f, 0.0f, &mx->gemm_ws, s);
+        mx_gemm_mxfp8(dinp, dy.codes, fdy, dy.scales, wt.codes, FP8_E4M3, wt.scales, NULL, N, IC, OC, 1.0f, 0.0f, &mx->gemm_ws, s);
         if (pre_gelu) { gelu_backward_inplace(dinp, pre_gelu, (long)N * IC, s); }
     } else {
-        float alpha = mx->mode == MX_NVFP4 ? 1.0f / (dy.st * w->st) : 1.0f;
-        const floatX* wd = mx->mode == MX_MXFP8 ? w->deq_cols : w->deq_rows;   // (IC,OC) | tiles: (OC,IC)
-        gemm_bf16(g, dinp, dy.deq, wd, NULL, N, IC, OC, 0, mx->mode == MX_MXFP8, alpha, 0.0f, 1, 0, 0, 0,
+        float alpha = mxfp8 ? 1.0f : 1.0f / (dy.st * wt.st);
+        gemm_bf16(g, dinp, dy.deq, wt.deq, NULL, N, IC, OC, 0, mxfp8, alpha, 0.0f, 1, 0, 0, 0,
                   pre_gelu ? GEMM_GELU_BACKWARD : GEMM_NO_GELU, (floatX*)pre_gelu, s);
     }
     // wgrad: dy^T and x^T (blocks along N), the same Hadamard signs for both
-    uint64_t rht_seed = mx_next_seed(mx);
-    MxOperand dyt = mx_operand_at(arena, OC, N), xt = mx_operand_at(arena + mx_operand_bytes(OC, N), IC, N);
+    uint64_t rht_seed = keep ? sv->rht_seed : mx_rht_seed(mx, id);
+    MxOperand dyt = mx_scratch_operand(mx, arena, ny);                          // (OC,N)
     mx_quantize_cols(mx, &dyt, dout, N, OC, fdy, 1, rht_seed, s);
-    mx_quantize_cols(mx, &xt, inp, N, IC, FP8_E4M3, 0, rht_seed, s);
+    uint8_t* p = arena + mx_scratch_bytes(mx, ny);
+    MxOperand xt;                                                               // (IC,N)
+    if (keep) {
+        xt = mx_operand_at(mx, sv->buf, nx, p);
+        xt.st = sv->st;
+        mx_dequantize(mx, &xt, IC, N, FP8_E4M3, 0, s);
+        sv->rows = 0;
+    } else {
+        xt = mx_scratch_operand(mx, p, nx);
+        mx_quantize_cols(mx, &xt, inp, N, IC, FP8_E4M3, 0, rht_seed, s);
+    }
     if (mx->native) {
         mx_gemm_mxfp8(dweight, dyt.codes, fdy, dyt.scales, xt.codes, FP8_E4M3, xt.scales, NULL, OC, IC, N, 1.0f, 1.0f, &mx->gemm_ws, s);
     } else {
-        float alpha = mx->mode == MX_NVFP4 ? 1.0f / (dyt.st * xt.st) : 1.0f;
+        float alpha = mxfp8 ? 1.0f : 1.0f / (dyt.st * xt.st);
         gemm_bf16(g, dweight, dyt.deq, xt.deq, NULL, OC, IC, N, 0, 1, alpha, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);
     }
     if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }

@@ -223,6 +223,18 @@ static inline MX_HD uint8_t mx_e2m1_encode_sr(float x, uint32_t r) {
     return (uint8_t)(sign | (code + (int)q));
 }
 
+// Packed E2M1, the device's storage: two codes per byte, element 2i in the low nibble of
+// byte i and element 2i+1 in the high nibble. n even.
+static inline MX_HD uint8_t mx_e2m1_pack2(uint8_t lo, uint8_t hi) { return (uint8_t)((lo & 0xF) | (hi & 0xF) << 4); }
+
+static inline MX_HD void mx_e2m1_pack(uint8_t* p, const uint8_t* q, long n) {
+    for (long i = 0; i < n / 2; i++) { p[i] = mx_e2m1_pack2(q[2 * i], q[2 * i + 1]); }
+}
+
+static inline MX_HD void mx_e2m1_unpack(uint8_t* q, const uint8_t* p, long n) {
+    for (long i = 0; i < n / 2; i++) { q[2 * i] = p[i] & 0xF; q[2 * i + 1] = p[i] >> 4; }
+}
+
 // ------------------------------------------------------------------------------------------
 // NVFP4: x ~= decode(q) * decode_e4m3(block_scale) / s_t
 

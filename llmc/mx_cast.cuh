@@ -2,7 +2,9 @@
 // dequantization to BF16. Bit-identical to the host+device reference in llmc/mx.h: the kernels
 // call its functions for every scale, factor and E2M1 code; only the FP8 element casts use
 // cvt.rn.satfinite, which is bit-identical to fp8_encode (dev/test_fp8 checks every BF16 input).
-// Codes are one per byte, as in mx.h. dev/test_mx checks every kernel against mx.h.
+// MXFP8 codes are one per byte, as in mx.h; NVFP4 codes are packed two per byte wherever these
+// kernels write or read them (mx.h's order: mx_e2m1_pack), so (R,C) codes take R*C/2 bytes.
+// dev/test_mx checks every kernel against mx.h.
 //   MXFP8 rows          codes (R,C), one E8M0 scale per 32 along C
 //   MXFP8 columns       codes_t (C,R), one scale per 32 along R: the K-major copy of the
 //                       transpose for a GEMM that contracts over R (wgrad: dW = dY^T X)
@@ -17,8 +19,9 @@
 // Stochastic rounding takes its random bits from hash_u32 of (seed, index of the code in its
 // output array), so results do not depend on the launch and the host reproduces them.
 // One thread owns 16 or 32 values of a block in registers (an MXFP8 row block: two threads and
-// one shuffle); inputs and codes move in 16-byte vectors; the column variants stage the tile
-// in shared memory so that both the BF16 reads and the transposed code writes are coalesced.
+// one shuffle); inputs and codes move in 16-byte vectors (16 packed NVFP4 codes: 8 bytes); the
+// column variants stage the tile in shared memory so that both the BF16 reads and the
+// transposed code writes are coalesced.
 #ifndef LLMC_MX_CAST_CUH
 #define LLMC_MX_CAST_CUH
 
@@ -72,6 +75,25 @@ __device__ __forceinline__ void mxfp8_encode(uint8_t* q, const float* v, float i
     }
 }
 
+// 16 E2M1 codes (one per byte) -> 8 packed bytes at p (8-byte aligned)
+__device__ __forceinline__ void store_e2m1x16(uint8_t* p, const uint8_t* q) {
+    uint32_t w[2] = {0u, 0u};
+#pragma unroll
+    for (int k = 0; k < 8; k++) { w[k / 4] |= (uint32_t)mx_e2m1_pack2(q[2 * k], q[2 * k + 1]) << (8 * (k % 4)); }
+    *reinterpret_cast<uint2*>(p) = make_uint2(w[0], w[1]);
+}
+
+// q[0..16) = the 16 E2M1 codes packed in the 8 bytes at p (8-byte aligned)
+__device__ __forceinline__ void load_e2m1x16(uint8_t* q, const uint8_t* p) {
+    uint2 v = __ldcs(reinterpret_cast<const uint2*>(p));
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        uint32_t b = ((k < 4 ? v.x : v.y) >> (8 * (k % 4))) & 0xFFu;
+        q[2 * k] = (uint8_t)(b & 0xFu);
+        q[2 * k + 1] = (uint8_t)(b >> 4);
+    }
+}
+
 // One NVFP4 block of 16 values: writes the E2M1 codes, returns the E4M3 scale; SR uses the
 // random bits of output indices idx0..idx0+15. The steps and their order are mx.h's.
 template <bool SR>
@@ -108,7 +130,7 @@ mxfp8_quantize_rows_kernel(uint8_t* codes, uint8_t* scales, const floatX* in, lo
     }
 }
 
-// codes (n), scales (n / 16) from in (n), n % 16 == 0
+// codes (n, packed: n / 2 bytes), scales (n / 16) from in (n), n % 16 == 0
 template <bool SR>
 __global__ void __launch_bounds__(MX_THREADS)
 nvfp4_quantize_rows_kernel(uint8_t* codes, uint8_t* scales, const floatX* in, long n, Nvfp4Scale st, uint32_t seed) {
@@ -116,18 +138,20 @@ nvfp4_quantize_rows_kernel(uint8_t* codes, uint8_t* scales, const floatX* in, lo
     if (i >= n) { return; }
     float v[16];
     load16_bf16(v, in + i);
-    u8x16 o;
-    scales[i / NVFP4_BLOCK] = nvfp4_block<SR>(o.v, v, nvfp4_scale_get(st), seed, i);
-    store16(codes + i, o);
+    uint8_t q[16];
+    scales[i / NVFP4_BLOCK] = nvfp4_block<SR>(q, v, nvfp4_scale_get(st), seed, i);
+    store_e2m1x16(codes + i / 2, q);
 }
 
 // ------------------------------------------------------------------------------------------
 // column blocks, written transposed: codes_t (C,R), scales_t (C, R / block)
 
 // The per-format part of the column kernel: quantizes the 32 values v of output row c starting
-// at column r (codes into q), writes their scales; rows: the output's row length (R).
+// at column r (codes into q, one per byte), writes their scales; rows: the output's row length
+// (R). PACK: codes per byte of the output.
 template <Fp8Format F>
 struct Mxfp8ColQuant {
+    static constexpr int PACK = 1;
     MxScaleRule rule;
     __device__ __forceinline__ void operator()(uint8_t* q, float* v, uint8_t* scales_t, int rows, int c, int r) const {
         uint8_t sc = mx_block_scale(mx_absmax(v, MXFP8_BLOCK), F, rule);
@@ -140,6 +164,7 @@ struct Mxfp8ColQuant {
 // block before its amax (x <- H16 D x / 4, along R).
 template <bool RHT, bool SR>
 struct Nvfp4ColQuant {
+    static constexpr int PACK = 2;
     Nvfp4Scale st;
     uint64_t rht_seed;
     uint32_t sr_seed;
@@ -159,14 +184,16 @@ struct Nvfp4ColQuant {
 // in (R,C) -> codes_t (C,R), scales_t. R a multiple of the block (32 or 16), C of 8. Three
 // phases: the 128x64 BF16 tile into shared memory (16-byte loads, whole rows); thread (j, k)
 // quantizes rows 32k..32k+31 of tile column j (a warp reads 32 adjacent columns of one row:
-// no bank conflicts) and stages its 32 codes in the transposed tile `out`; then 8 threads write
-// each 128-byte output row segment. `out` rows are padded by 16 bytes so that the staging
-// stores of 8 adjacent columns (144 bytes apart) fall into distinct banks.
+// no bank conflicts) and stages its 32 codes (packed: 16 bytes) in the transposed tile `out`;
+// then each output row segment of 128 codes is written 16 codes (16 or 8 bytes) per thread.
+// `out` rows are padded by 16 (packed: 8) bytes so that the staging stores of adjacent columns
+// (144 or 72 bytes apart) fall into distinct banks.
 template <class Q>
 __global__ void __launch_bounds__(MX_THREADS)
 mx_quantize_cols_kernel(uint8_t* codes_t, uint8_t* scales_t, const floatX* in, int rows, int cols, Q quant) {
+    constexpr int P = Q::PACK;
     __shared__ __align__(16) floatX tile[MX_COL_TILE_R][MX_COL_TILE_C];
-    __shared__ __align__(16) uint8_t out[MX_COL_TILE_C][MX_COL_TILE_R + 16];
+    __shared__ __align__(16) uint8_t out[MX_COL_TILE_C][(MX_COL_TILE_R + 16) / P];
     int r0 = blockIdx.y * MX_COL_TILE_R, c0 = blockIdx.x * MX_COL_TILE_C;
     for (int id = threadIdx.x; id < MX_COL_TILE_R * MX_COL_TILE_C / 8; id += blockDim.x) {
         int r = id / (MX_COL_TILE_C / 8), c = (id % (MX_COL_TILE_C / 8)) * 8;
@@ -180,24 +207,33 @@ mx_quantize_cols_kernel(uint8_t* codes_t, uint8_t* scales_t, const floatX* in, i
         for (int i = 0; i < 32; i++) { v[i] = __bfloat162float(tile[32 * k + i][j]); }
         __align__(16) uint8_t q[32];
         quant(q, v, scales_t, rows, c0 + j, r0 + 32 * k);
-        *reinterpret_cast<u8x16*>(&out[j][32 * k]) = *reinterpret_cast<const u8x16*>(q);
-        *reinterpret_cast<u8x16*>(&out[j][32 * k + 16]) = *reinterpret_cast<const u8x16*>(q + 16);
+        uint8_t* o = &out[j][32 * k / P];
+        if (P == 1) {
+            *reinterpret_cast<u8x16*>(o) = *reinterpret_cast<const u8x16*>(q);
+            *reinterpret_cast<u8x16*>(o + 16) = *reinterpret_cast<const u8x16*>(q + 16);
+        } else {
+            store_e2m1x16(o, q);
+            store_e2m1x16(o + 8, q + 16);
+        }
     }
     __syncthreads();
     for (int id = threadIdx.x; id < MX_COL_TILE_C * MX_COL_TILE_R / 16; id += blockDim.x) {
         int c = id / (MX_COL_TILE_R / 16), r = (id % (MX_COL_TILE_R / 16)) * 16;
         if (c0 + c < cols && r0 + r < rows) {
-            store16(codes_t + (size_t)(c0 + c) * rows + r0 + r, *reinterpret_cast<const u8x16*>(&out[c][r]));
+            uint8_t* dst = codes_t + ((size_t)(c0 + c) * rows + r0 + r) / P;
+            if (P == 1) { store16(dst, *reinterpret_cast<const u8x16*>(&out[c][r])); }
+            else { *reinterpret_cast<uint2*>(dst) = *reinterpret_cast<const uint2*>(&out[c][r / 2]); }
         }
     }
 }
 
 // ------------------------------------------------------------------------------------------
 // NVFP4 16x16 tiles (mx_nvfp4_quantize_tiles): codes (R,C), scales (R/16, C/16), codes_t (C,R)
-// when not NULL; R and C multiples of 16. A block covers 64x64: thread t holds row t % 16 of
-// tile t / 16 (16 values), the tile's amax is a shuffle over its 16 lanes (a half-warp). The
-// transposed copy goes through shared memory as in cast_transpose_to_fp8_kernel: each 16-row
-// group of the staging tile sits 16 bytes further right, which keeps both passes conflict-free.
+// when not NULL (codes packed); R and C multiples of 16. A block covers 64x64: thread t holds
+// row t % 16 of tile t / 16 (16 values), the tile's amax is a shuffle over its 16 lanes (a
+// half-warp). The transposed copy goes through shared memory as in cast_transpose_to_fp8_kernel:
+// each 16-row group of the staging tile sits 16 bytes further right, which keeps both passes
+// conflict-free.
 __global__ void __launch_bounds__(MX_THREADS)
 nvfp4_quantize_tiles_kernel(uint8_t* codes, uint8_t* codes_t, uint8_t* scales, const floatX* in, int rows, int cols,
                             Nvfp4Scale st) {
@@ -218,7 +254,7 @@ nvfp4_quantize_tiles_kernel(uint8_t* codes, uint8_t* codes_t, uint8_t* scales, c
         u8x16 o;
 #pragma unroll
         for (int k = 0; k < 16; k++) { o.v[k] = mx_e2m1_encode(v[k] * f); }
-        store16(codes + (size_t)(r0 + tr) * cols + c0 + tc, o);
+        store_e2m1x16(codes + ((size_t)(r0 + tr) * cols + c0 + tc) / 2, o.v);
         if (threadIdx.x % 16 == 0) { scales[(long)((r0 + tr) / 16) * (cols / 16) + (c0 + tc) / 16] = sc; }
         if (codes_t != NULL) { *reinterpret_cast<u8x16*>(&tile[tr][(tr / 16) * 16 + tc]) = o; }
     }
@@ -229,7 +265,7 @@ nvfp4_quantize_tiles_kernel(uint8_t* codes, uint8_t* codes_t, uint8_t* scales, c
         u8x16 o;
 #pragma unroll
         for (int q = 0; q < 16; q++) { o.v[q] = tile[16 * k + q][16 * k + j]; }
-        store16(codes_t + (size_t)(c0 + j) * rows + r0 + 16 * k, o);
+        store_e2m1x16(codes_t + ((size_t)(c0 + j) * rows + r0 + 16 * k) / 2, o.v);
     }
 }
 
@@ -299,8 +335,8 @@ mxfp8_dequantize_kernel(floatX* out, const uint8_t* codes, const uint8_t* scales
     store16(out + i + 8, o[1]);
 }
 
-// out (n) = decode_e2m1(codes (n)) * decode_e4m3(block scale), without 1/s_t (it goes into the
-// GEMM's alpha): exact, a product of at most 2 + 4 significant bits within [2^-10, 2688].
+// out (n) = decode_e2m1(codes (n, packed)) * decode_e4m3(block scale), without 1/s_t (it goes
+// into the GEMM's alpha): exact, a product of at most 2 + 4 significant bits within [2^-10, 2688].
 // Scales (R, C/16) for rows, (R/16, C/16) for TILES.
 template <bool TILES>
 __global__ void __launch_bounds__(MX_THREADS)
@@ -309,10 +345,11 @@ nvfp4_dequantize_kernel(floatX* out, const uint8_t* codes, const uint8_t* scales
     if (i >= n) { return; }
     long si = TILES ? (i / cols / 16) * (cols / 16) + (i % cols) / 16 : i / 16;
     float d = fp8_decode(scales[si], FP8_E4M3);
-    u8x16 q = load16_cs(codes + i);
+    uint8_t q[16];
+    load_e2m1x16(q, codes + i / 2);
     x8 o[2];
 #pragma unroll
-    for (int k = 0; k < 16; k++) { o[k / 8].v[k % 8] = __float2bfloat16_rn(mx_e2m1_decode(q.v[k]) * d); }
+    for (int k = 0; k < 16; k++) { o[k / 8].v[k % 8] = __float2bfloat16_rn(mx_e2m1_decode(q[k]) * d); }
     store16(out + i, o[0]);
     store16(out + i + 8, o[1]);
 }
@@ -353,7 +390,7 @@ static inline void mxfp8_quantize_cols_t(uint8_t* codes_t, uint8_t* scales_t, co
     cudaCheckLaunch();
 }
 
-// codes (R,C), scales (R, C/16); C % 16 == 0. sr: stochastic rounding with sr_seed.
+// codes (R,C) packed (R*C/2 bytes), scales (R, C/16); C % 16 == 0. sr: stochastic rounding with sr_seed.
 static inline void nvfp4_quantize_rows(uint8_t* codes, uint8_t* scales, const floatX* in, int rows, int cols, Nvfp4Scale st,
                                        bool sr, uint32_t sr_seed, cudaStream_t s) {
     mx_check_shape(cols % NVFP4_BLOCK == 0, "NVFP4 row cast", rows, cols, "columns not a multiple of 16");
@@ -365,7 +402,7 @@ static inline void nvfp4_quantize_rows(uint8_t* codes, uint8_t* scales, const fl
     cudaCheckLaunch();
 }
 
-// codes (R,C), scales (R/16, C/16), codes_t (C,R) or NULL; R, C multiples of 16
+// codes (R,C) packed, scales (R/16, C/16), codes_t (C,R) packed or NULL; R, C multiples of 16
 static inline void nvfp4_quantize_tiles(uint8_t* codes, uint8_t* codes_t, uint8_t* scales, const floatX* in, int rows, int cols,
                                         Nvfp4Scale st, cudaStream_t s) {
     mx_check_shape(rows % NVFP4_BLOCK == 0 && cols % NVFP4_BLOCK == 0, "NVFP4 16x16 tile cast", rows, cols,
@@ -378,7 +415,7 @@ static inline void nvfp4_quantize_tiles(uint8_t* codes, uint8_t* codes_t, uint8_
     cudaCheckLaunch();
 }
 
-// in (R,C) -> codes_t (C,R), scales_t (C, R/16); R % 16 == 0, C % 8 == 0. rht: the random
+// in (R,C) -> codes_t (C,R) packed, scales_t (C, R/16); R % 16 == 0, C % 8 == 0. rht: the random
 // Hadamard transform with rht_seed along R first; st must then cover the transformed values
 // (nvfp4_tensor_scale_rht). sr: stochastic rounding with sr_seed.
 static inline void nvfp4_quantize_cols_t(uint8_t* codes_t, uint8_t* scales_t, const floatX* in, int rows, int cols, Nvfp4Scale st,
@@ -430,8 +467,8 @@ static inline void mxfp8_dequantize(floatX* out, const uint8_t* codes, const uin
     cudaCheckLaunch();
 }
 
-// out (R,C) BF16 = code * block scale (no 1/s_t), from codes (R,C) and scales (R, C/16), or
-// (R/16, C/16) with tiles; C % 16 == 0, and R % 16 == 0 with tiles
+// out (R,C) BF16 = code * block scale (no 1/s_t), from codes (R,C) packed and scales (R, C/16),
+// or (R/16, C/16) with tiles; C % 16 == 0, and R % 16 == 0 with tiles
 static inline void nvfp4_dequantize(floatX* out, const uint8_t* codes, const uint8_t* scales, int rows, int cols, bool tiles,
                                     cudaStream_t s) {
     mx_check_shape(cols % NVFP4_BLOCK == 0 && (!tiles || rows % NVFP4_BLOCK == 0), "NVFP4 dequantization", rows, cols,
