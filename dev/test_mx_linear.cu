@@ -1,9 +1,10 @@
 // GPU tests of the block-scaled linear layer (llmc/linear_mx.cuh through llmc/linear_fp8.cuh):
 // fprop, dgrad and wgrad (accumulated) of one linear at GPT-2 shapes, GELU epilogues included.
-//  - MXFP8: the two GEMM paths (dequantized to BF16 + cuBLASLt, and the mma.sync kernel) take the
-//    same quantized operands (dev/test_mx checks the casts bit for bit) and must agree within
-//    FP32 accumulation and BF16 output rounding: relative L2 < 1e-2 (seen ~2e-3, the output's
-//    BF16 rounding);
+//  - MXFP8: the two GEMM paths (dequantized to BF16 + cuBLASLt, and mx_gemm_native: the wgmma
+//    kernel on Hopper, cuBLASLt's block-scaled GEMM on Blackwell) take the same quantized
+//    operands (dev/test_mx checks the casts bit for bit) and must agree within FP32
+//    accumulation and BF16 output rounding: relative L2 < 1e-2 (seen ~2e-3, the output's BF16
+//    rounding);
 //  - every mode against the unquantized BF16 linear: the error the formats predict, within a
 //    bound and above a floor (a mode that quantized nothing would fail the floor). E4M3 operands
 //    give ~3-4% per product (E5M2 gradients ~5-7%); E2M1 with per-16 scales ~8-10% per value, so
@@ -116,10 +117,10 @@ static long quant_diff(const Quant& a, const Quant& b) {
 // wgrad's RHT seed rht.
 static OutBits old_way(const LinearOptions& o, const Case& c, const floatX* x, const floatX* w, const floatX* dy,
                        const floatX* pre_b, uint64_t calls0, uint64_t rht) {
-    MxLinear mx;
-    mx_linear_init(&mx, (MxMode)o.mx, o.mx_native, o.mx_floor ? MX_SCALE_FLOOR : MX_SCALE_CEIL, o.hybrid, 1);
     GemmContext g;
     gemm_context_init(&g);
+    MxLinear mx;
+    mx_linear_init(&mx, &g, (MxMode)o.mx, o.mx_native, o.mx_floor ? MX_SCALE_FLOOR : MX_SCALE_CEIL, o.hybrid, 1);
     int N = c.N, IC = c.IC, OC = c.OC;
     long nx = (long)N * IC, nw = (long)OC * IC, ny = (long)N * OC;
     bool fp4 = o.mx == MX_NVFP4;
@@ -146,12 +147,11 @@ static OutBits old_way(const LinearOptions& o, const Case& c, const floatX* x, c
     mx_quantize_cols(&mx, &dyt, dy, N, OC, fdy, 1, rht, 0);
     mx_quantize_cols(&mx, &xt, x, N, IC, FP8_E4M3, 0, rht, 0);
     if (o.mx_native) {
-        mx_gemm_mxfp8(c.gelu ? pre : out, xr.codes, FP8_E4M3, xr.scales, wr.codes, FP8_E4M3, wr.scales, NULL, N, OC, IC, 1.0f, 0.0f,
-                      &mx.gemm_ws, 0);
+        mx_gemm_native(&mx, c.gelu ? pre : out, &xr, FP8_E4M3, &wr, NULL, N, OC, IC, 0.0f, 0);
         if (c.gelu) { gelu_forward(out, pre, ny, 0); }
-        mx_gemm_mxfp8(dinp, dyr.codes, fdy, dyr.scales, wc.codes, FP8_E4M3, wc.scales, NULL, N, IC, OC, 1.0f, 0.0f, &mx.gemm_ws, 0);
+        mx_gemm_native(&mx, dinp, &dyr, fdy, &wc, NULL, N, IC, OC, 0.0f, 0);
         if (pre_b != NULL) { gelu_backward_inplace(dinp, pre_b, nx, 0); }
-        mx_gemm_mxfp8(dw, dyt.codes, fdy, dyt.scales, xt.codes, FP8_E4M3, xt.scales, NULL, OC, IC, N, 1.0f, 1.0f, &mx.gemm_ws, 0);
+        mx_gemm_native(&mx, dw, &dyt, fdy, &xt, NULL, OC, IC, N, 1.0f, 0);
     } else {
         gemm_bf16(&g, out, xr.deq, wr.deq, NULL, N, OC, IC, 0, 1, fp4 ? 1.0f / (xr.st * wr.st) : 1.0f, 0.0f, 1, 0, 0, 0,
                   c.gelu ? GEMM_GELU_FORWARD : GEMM_NO_GELU, pre, 0);
@@ -298,7 +298,7 @@ int main(int argc, char** argv) {
             const VF& b = k == 0 ? nat.out : k == 1 ? nat.dinp : nat.dw;
             const VF& f = k == 0 ? fp4.out : k == 1 ? fp4.dinp : fp4.dw;
             double e_path = rel(b, a), e_mx = rel(a, r), e_fp4 = rel(f, r);
-            report(e_path < 1e-2, fmt("%s %s: mxfp8 native mma.sync vs dequantized + cuBLASLt", c.name, part[k]), e_path, 1e-2);
+            report(e_path < 1e-2, fmt("%s %s: mxfp8 native vs dequantized + cuBLASLt", c.name, part[k]), e_path, 1e-2);
             report(e_mx > 1e-2 && e_mx < 0.12, fmt("%s %s: mxfp8 vs unquantized bf16 in (1e-2, 0.12)", c.name, part[k]), e_mx, 0.12);
             report(e_fp4 > 3e-2 && e_fp4 < 0.35, fmt("%s %s: nvfp4 (rht+sr wgrad) vs unquantized bf16 in (3e-2, 0.35)", c.name, part[k]),
                    e_fp4, 0.35);

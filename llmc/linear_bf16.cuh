@@ -21,6 +21,7 @@ static const char* const LINEAR_KIND_NAMES[LINEAR_KINDS] = {"qkv", "attproj", "f
 //   LinearContext (with a GemmContext `gemm` for BF16 work such as attention, and a
 //                  Profiler* `prof` that the model sets when --profile is on)
 //   linear_context_init/free, linear_precision_name
+//   linear_native_gemm_name                            the kernel the GPU picked for the GEMMs, or NULL
 //   linear_reserve                                     allocate working memory up front
 //   linear_set_comm                                    the ranks to reduce per-step statistics over
 //   linear_step_begin                                  before the first micro-batch of a step
@@ -61,6 +62,7 @@ static inline void linear_options_help(void) {
 }
 
 static inline const char* linear_precision_name(const LinearContext* lc) { (void)lc; return "bf16"; }
+static inline const char* linear_native_gemm_name(const LinearContext* lc) { (void)lc; return NULL; }
 
 static inline void linear_context_init(LinearContext* lc, const LinearOptions* o, int num_layers) {
     (void)o; (void)num_layers;

@@ -200,8 +200,9 @@ static inline void linear_options_help(void) {
     LinearOptions d;
     linear_options_defaults(&d);
     printf("  --precision bf16|fp8|mxfp8|nvfp4  GEMMs of the linear layers        (default %s)\n", d.fp8 ? "fp8" : "bf16");
-    printf("  --mx-gemm dequant|native       mxfp8 GEMMs: dequantized to BF16, or the\n"
-           "                                 hand-written FP8 mma.sync kernel     (default dequant)\n");
+    printf("  --mx-gemm dequant|native       mxfp8 GEMMs: dequantized to BF16, or native:\n"
+           "                                 the wgmma kernel (Hopper), cuBLASLt's\n"
+           "                                 block-scaled GEMM (Blackwell)        (default dequant)\n");
     printf("  --mx-scale-rounding ceil|floor MXFP8 block scales: NVIDIA's round-up, or\n"
            "                                 the OCP spec's floor                 (default ceil)\n");
     printf("  --fp8-scaling delayed|current  scales from an amax history, or from\n"
@@ -225,6 +226,9 @@ static inline void linear_options_help(void) {
 }
 
 static inline const char* linear_precision_name(const LinearContext* lc) { return lc->name; }
+
+// the kernel of --mx-gemm native's GEMMs, which the GPU decides; NULL in other modes
+static inline const char* linear_native_gemm_name(const LinearContext* lc) { return mx_native_gemm_name(&lc->mx); }
 
 // ------------------------------------------------------------------------------------------
 // tensors and buffers
@@ -499,7 +503,8 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     lc->use_fp8[4 * L] = (unsigned char)o->lm_head_fp8;
     free(bf16_block);
     if (o->mx) {
-        mx_linear_init(&lc->mx, (MxMode)o->mx, o->mx_native, o->mx_floor ? MX_SCALE_FLOOR : MX_SCALE_CEIL, o->hybrid, lc->num_linears);
+        mx_linear_init(&lc->mx, &lc->gemm, (MxMode)o->mx, o->mx_native, o->mx_floor ? MX_SCALE_FLOOR : MX_SCALE_CEIL, o->hybrid,
+                       lc->num_linears);
         int n = snprintf(lc->name, sizeof(lc->name), "%s%s %s %s", mx_mode_name((MxMode)o->mx),
                          o->mx == MX_MXFP8 ? (o->hybrid ? " hybrid" : " e4m3") : "",
                          o->mx == MX_MXFP8 ? (o->mx_floor ? "floor" : "ceil") : "rht+sr", o->mx_native ? "native" : "dequant");
@@ -554,7 +559,9 @@ static inline void linear_context_free(LinearContext* lc) {
 // width C and padded vocabulary Vp, so that the memory in use after set-up includes them
 // (without it they are allocated at first use). The arena is sized for the largest block
 // linear; the LM head's backward runs in chunks of rows that fit it. Block-scaled modes: the
-// quantized weights, kept inputs and the arena of the largest call.
+// quantized weights, kept inputs and the arena of the largest call; with native GEMMs, the room
+// of their three shapes at max_rows (cuBLASLt's scratch or the split-K partial sums; fewer rows
+// can still want more partial sums, grown at first use).
 static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp) {
     if (lc->opt.mx) {
         size_t need = 0;
@@ -567,6 +574,11 @@ static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp
                 mx_weight_alloc(&lc->mx, id, OC, IC);
                 int keep = linear_keeps_input(lc, (LinearKind)k, l, max_rows, IC, OC);
                 if (keep) { mx_saved_alloc(&lc->mx, id, max_rows, IC); }
+                if (lc->mx.native) {   // fprop, dgrad, wgrad
+                    mx_gemm_native_reserve(&lc->mx, max_rows, OC, IC);
+                    mx_gemm_native_reserve(&lc->mx, max_rows, IC, OC);
+                    mx_gemm_native_reserve(&lc->mx, OC, IC, max_rows);
+                }
                 size_t b = mx_call_bytes(&lc->mx, max_rows, IC, OC, keep);
                 need = b > need ? b : need;
             }

@@ -9,11 +9,19 @@
 // weights in 16x16 tiles (W and W^T quantize identically, so one quantization serves fprop and
 // dgrad); the wgrad operands through a 16-point random Hadamard transform along N (the same
 // signs for both, so it cancels in the product); gradients with stochastic rounding.
-// GEMMs on Hopper, numerically exact (the FP32 GEMM of the exactly dequantized operands):
+// GEMMs: the FP32 GEMM of the exactly dequantized operands, on one of two paths:
 //   dequant  codes -> BF16 (exact: E4M3/E5M2 x 2^k and E2M1 x E4M3 are BF16 values), then
 //            cuBLASLt BF16 with FP32 accumulation; NVFP4's 1/(s_tA s_tB) is the GEMM's alpha
-//   native   MXFP8 only: llmc/mx_gemm.cuh, FP8 mma.sync per 32-wide K block, scaled and
-//            accumulated in FP32 registers
+//   native   MXFP8 only, the kernel picked by the GPU at run time (mx_gemm_native):
+//            Hopper: llmc/mx_gemm.cuh, FP8 wgmma per 32-wide K block, scaled and accumulated in
+//            FP32 registers (numerically exact, as dequant);
+//            Blackwell (compute capability 10+): cuBLASLt's block-scaled GEMM
+//            (llmc/mx_gemm_cublaslt.cuh, VEC32_UE8M0), the scales swizzled into a scratch buffer
+//            of its own. NOT YET RUN ON A BLACKWELL GPU; a binary for one needs sm_100a code
+//            (GPU_ARCH in the Makefile). cuBLASLt has no E5M2 x E5M2 kernel; none arises: the
+//            second operand (a weight or an input) is always E4M3.
+//   NVFP4 always runs dequant: cuBLASLt's would need W^T's codes K-major and the 16x16 tiles'
+//   scales expanded to per-row ones (nvfp4_quantize_tiles can write the transposed codes).
 // Storage: what lives from call to call is codes and scales only, NVFP4's codes two per byte:
 // 8.25 bits per value (MXFP8), 4.5 (NVFP4 rows), 4.03 (NVFP4 weight tiles).
 //  - Weights, quantized once per optimizer step: MXFP8 in both orientations (rows for fprop,
@@ -36,6 +44,7 @@
 #include "gelu.cuh"
 #include "mx_cast.cuh"
 #include "mx_gemm.cuh"
+#include "mx_gemm_cublaslt.cuh"
 
 typedef enum { MX_NONE = 0, MX_MXFP8 = 1, MX_NVFP4 = 2 } MxMode;
 
@@ -57,7 +66,7 @@ typedef struct {
 
 typedef struct {
     MxMode mode;
-    int native;          // MXFP8 GEMMs on mx_gemm (1) or dequantized to BF16 (0)
+    int native;          // MXFP8 GEMMs on the native kernels (1) or dequantized to BF16 (0)
     MxScaleRule rule;
     int hybrid;          // E5M2 gradients (MXFP8)
     MxWeight* w;         // (num_linears)
@@ -67,14 +76,20 @@ typedef struct {
     size_t arena_bytes;
     float* st_dev;       // (4) device: NVFP4 tensor scales and amax scratch
     uint64_t calls;      // stochastic-rounding quantizations so far: the seeds (checkpointed)
-    MxGemmWorkspace gemm_ws;   // split-K partial sums of the native GEMM
+    MxGemmWorkspace gemm_ws;   // split-K partial sums of the wgmma kernel (Hopper)
+    MxLtContext lt;            // the GPU's compute capability; cuBLASLt for Blackwell's native GEMMs
+    uint8_t* lt_scratch;       // their swizzled scales, one GEMM's
+    size_t lt_scratch_bytes;
 } MxLinear;
 
 static inline const char* mx_mode_name(MxMode m) { return m == MX_MXFP8 ? "mxfp8" : m == MX_NVFP4 ? "nvfp4" : "none"; }
 
-static inline void mx_linear_init(MxLinear* mx, MxMode mode, int native, MxScaleRule rule, int hybrid, int num_linears) {
+// g: the cuBLASLt handle and workspace of Blackwell's native GEMMs (kept, not owned)
+static inline void mx_linear_init(MxLinear* mx, GemmContext* g, MxMode mode, int native, MxScaleRule rule, int hybrid,
+                                  int num_linears) {
     memset(mx, 0, sizeof(*mx));
     mx->mode = mode; mx->native = native; mx->rule = rule; mx->hybrid = hybrid; mx->num_linears = num_linears;
+    mx_lt_context_init(&mx->lt, g);
     mx->w = (MxWeight*)calloc_or_die(num_linears, sizeof(MxWeight), "block-scaled weights");
     mx->saved = (MxSaved*)calloc_or_die(num_linears, sizeof(MxSaved), "block-scaled inputs");
     mx->st_dev = (float*)cuda_malloc_or_die(4 * sizeof(float), "NVFP4 tensor scales");
@@ -92,6 +107,7 @@ static inline void mx_linear_free(MxLinear* mx) {
         if (mx->saved[i].buf != NULL) { cudaCheck(cudaFree(mx->saved[i].buf)); }
     }
     if (mx->arena != NULL) { cudaCheck(cudaFree(mx->arena)); }
+    if (mx->lt_scratch != NULL) { cudaCheck(cudaFree(mx->lt_scratch)); }
     cudaCheck(cudaFree(mx->st_dev));
     mx_gemm_workspace_free(&mx->gemm_ws);
     free(mx->w); free(mx->saved);
@@ -127,14 +143,20 @@ static inline size_t mx_call_bytes(const MxLinear* mx, int N, int IC, int OC, in
     return m > w ? m : w;
 }
 
-static inline uint8_t* mx_arena(MxLinear* mx, size_t bytes) {
-    if (bytes > mx->arena_bytes) {
+// *buf with room for need bytes: reallocated when *have is less, which waits for the GPU (only
+// at warm-up or in tests; linear_reserve allocates the buffers up front)
+static inline uint8_t* mx_grow(uint8_t** buf, size_t* have, size_t need, const char* what) {
+    if (need > *have) {
         cudaCheck(cudaDeviceSynchronize());
-        if (mx->arena != NULL) { cudaCheck(cudaFree(mx->arena)); }
-        mx->arena = (uint8_t*)cuda_malloc_or_die(bytes, "block-scaled activations and gradients");
-        mx->arena_bytes = bytes;
+        if (*buf != NULL) { cudaCheck(cudaFree(*buf)); }
+        *buf = (uint8_t*)cuda_malloc_or_die(need, what);
+        *have = need;
     }
-    return mx->arena;
+    return *buf;
+}
+
+static inline uint8_t* mx_arena(MxLinear* mx, size_t bytes) {
+    return mx_grow(&mx->arena, &mx->arena_bytes, bytes, "block-scaled activations and gradients");
 }
 
 // A quantized operand: codes and scales (mx_packed_bytes' layout), its BF16 dequantization
@@ -244,21 +266,49 @@ static inline MxOperand mx_weight_operand(const MxLinear* mx, const MxWeight* w,
     return o;
 }
 
-// Linear id's kept x^T (IC,N), with room for N rows (growing waits for the GPU: only at warm-up
-// or in tests; linear_reserve allocates them up front).
+// Linear id's kept x^T (IC,N), with room for N rows (mx_grow).
 static inline MxSaved* mx_saved_alloc(MxLinear* mx, int id, int N, int IC) {
     MxSaved* sv = &mx->saved[id];
-    size_t bytes = mx_packed_bytes(mx, (long)N * IC, 0);
-    if (bytes > sv->bytes) {
-        cudaCheck(cudaDeviceSynchronize());
-        if (sv->buf != NULL) { cudaCheck(cudaFree(sv->buf)); }
-        sv->buf = (uint8_t*)cuda_malloc_or_die(bytes, "block-scaled copies of the linears' inputs");
-        sv->bytes = bytes;
-    }
+    mx_grow(&sv->buf, &sv->bytes, mx_packed_bytes(mx, (long)N * IC, 0), "block-scaled copies of the linears' inputs");
     return sv;
 }
 
 static inline Fp8Format mx_grad_format(const MxLinear* mx) { return mx->hybrid ? FP8_E5M2 : FP8_E4M3; }
+
+// 1: the native GEMMs run on cuBLASLt's block-scaled kernels (a Blackwell GPU), else on the
+// wgmma kernel (Hopper)
+static inline int mx_native_cublaslt(const MxLinear* mx) { return mx->native && mx_gemm_cublaslt_available(&mx->lt); }
+
+// the native GEMMs' kernel, NULL without them
+static inline const char* mx_native_gemm_name(const MxLinear* mx) {
+    return !mx->native ? NULL : mx_native_cublaslt(mx) ? "cuBLASLt block-scaled (Blackwell)" : "wgmma (Hopper)";
+}
+
+// cuBLASLt's scratch for the swizzled scales of an (M,N,K) GEMM (mx_grow)
+static inline uint8_t* mx_lt_scratch(MxLinear* mx, int M, int N, int K) {
+    return mx_grow(&mx->lt_scratch, &mx->lt_scratch_bytes, mx_gemm_cublaslt_scratch_bytes(M, N, K, MXFP8_BLOCK),
+                   "swizzled block scales of the cuBLASLt MXFP8 GEMM");
+}
+
+// Room for the native GEMM C (M,N) = A (M,K) @ B (N,K)^T, ahead of it: the cuBLASLt scratch or
+// the wgmma kernel's split-K partial sums.
+static inline void mx_gemm_native_reserve(MxLinear* mx, int M, int N, int K) {
+    if (mx_native_cublaslt(mx)) { mx_lt_scratch(mx, M, N, K); }
+    else { mx_gemm_reserve(&mx->gemm_ws, M, N, K); }
+}
+
+// C (M,N) = a (M,K) @ b (N,K)^T + beta * C [+ bias (N)] on the native MXFP8 GEMM: a in format fa
+// (an input or a gradient), b E4M3 (a weight or an input), so never the E5M2 x E5M2 pair that
+// cuBLASLt lacks.
+static inline void mx_gemm_native(MxLinear* mx, floatX* C, const MxOperand* a, Fp8Format fa, const MxOperand* b,
+                                  const floatX* bias, int M, int N, int K, float beta, cudaStream_t s) {
+    if (mx_native_cublaslt(mx)) {
+        mx_gemm_cublaslt_mxfp8(&mx->lt, C, a->codes, fa, a->scales, b->codes, FP8_E4M3, b->scales, bias, M, N, K, 1.0f, beta,
+                               mx_lt_scratch(mx, M, N, K), s);
+    } else {
+        mx_gemm_mxfp8(C, a->codes, fa, a->scales, b->codes, FP8_E4M3, b->scales, bias, M, N, K, 1.0f, beta, &mx->gemm_ws, s);
+    }
+}
 
 // out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias, GELU into out with pre_gelu (see
 // linear_forward). keep: x^T is also quantized, for the wgrad, and kept until the backward.
@@ -279,8 +329,7 @@ static inline void mx_linear_forward(MxLinear* mx, GemmContext* g, int id, int k
     MxOperand x = mx_scratch_operand(mx, arena + mx_deq_bytes(mx, (long)OC * IC), (long)N * IC);  // (N,IC)
     mx_quantize_rows(mx, &x, inp, N, IC, FP8_E4M3, 0, s);
     if (mx->native) {
-        mx_gemm_mxfp8(pre_gelu ? pre_gelu : out, x.codes, FP8_E4M3, x.scales, wr.codes, FP8_E4M3, wr.scales, bias, N, OC, IC,
-                      1.0f, 0.0f, &mx->gemm_ws, s);
+        mx_gemm_native(mx, pre_gelu ? pre_gelu : out, &x, FP8_E4M3, &wr, bias, N, OC, IC, 0.0f, s);
         if (pre_gelu) { gelu_forward(out, pre_gelu, (long)N * OC, s); }
         return;
     }
@@ -306,7 +355,7 @@ static inline void mx_linear_backward(MxLinear* mx, GemmContext* g, int id, int 
     MxOperand dy = mx_scratch_operand(mx, arena + mx_deq_bytes(mx, nw), ny);   // (N,OC)
     mx_quantize_rows(mx, &dy, dout, N, OC, fdy, 1, s);
     if (mx->native) {
-        mx_gemm_mxfp8(dinp, dy.codes, fdy, dy.scales, wt.codes, FP8_E4M3, wt.scales, NULL, N, IC, OC, 1.0f, 0.0f, &mx->gemm_ws, s);
+        mx_gemm_native(mx, dinp, &dy, fdy, &wt, NULL, N, IC, OC, 0.0f, s);
         if (pre_gelu) { gelu_backward_inplace(dinp, pre_gelu, (long)N * IC, s); }
     } else {
         float alpha = mxfp8 ? 1.0f : 1.0f / (dy.st * wt.st);
@@ -329,7 +378,7 @@ static inline void mx_linear_backward(MxLinear* mx, GemmContext* g, int id, int 
         mx_quantize_cols(mx, &xt, inp, N, IC, FP8_E4M3, 0, rht_seed, s);
     }
     if (mx->native) {
-        mx_gemm_mxfp8(dweight, dyt.codes, fdy, dyt.scales, xt.codes, FP8_E4M3, xt.scales, NULL, OC, IC, N, 1.0f, 1.0f, &mx->gemm_ws, s);
+        mx_gemm_native(mx, dweight, &dyt, fdy, &xt, NULL, OC, IC, N, 1.0f, s);
     } else {
         float alpha = mxfp8 ? 1.0f : 1.0f / (dyt.st * xt.st);
         gemm_bf16(g, dweight, dyt.deq, xt.deq, NULL, OC, IC, N, 0, 1, alpha, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);

@@ -31,6 +31,8 @@
 // workspace, summed in a fixed order by a second kernel (deterministic).
 // Shapes: M % 16 == 0, N % 16 == 0, K % 32 == 0 (ragged tiles are zero-filled and not stored);
 // A, B 16-byte aligned; C, bias 4-byte aligned. All GPT-2 shapes qualify (K = 1600 included).
+// wgmma is sm_90a's alone: compiled for another target (e.g. sm_100a, whose MX GEMMs go through
+// cuBLASLt, llmc/mx_gemm_cublaslt.cuh), the kernel only traps.
 #ifndef LLMC_MX_GEMM_CUH
 #define LLMC_MX_GEMM_CUH
 
@@ -54,7 +56,8 @@
 #define MXW_SCALE_FLOATS (MXW_KB * MXW_KB_FLOATS)         // one stage's
 #define MXW_SMEM_BYTES (MXW_STAGES * MXW_STAGE_BYTES + MXW_SC_BUFS * MXW_SCALE_FLOATS * 4 + 1024)   // + alignment
 
-// FP32 scratch of split-K partial sums, grown on demand (owned by the caller, e.g. MxLinear)
+// FP32 scratch of split-K partial sums (owned by the caller, e.g. MxLinear): mx_gemm_reserve
+// grows it up front, or the GEMM at a shape that needs more
 typedef struct { float* buf; size_t floats; int num_sms; } MxGemmWorkspace;
 
 static inline void mx_gemm_workspace_free(MxGemmWorkspace* ws) {
@@ -119,6 +122,9 @@ template <Fp8Format FA, Fp8Format FB>
 __global__ void __launch_bounds__(MXW_THREADS, 1)
 mx_gemm_wgmma_kernel(floatX* C, float* part, const uint8_t* A, const uint8_t* sA, const uint8_t* B, const uint8_t* sB,
                      const floatX* bias, int M, int N, int K, float alpha, float beta, int stages_per_split) {
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __trap();   // no wgmma on this target (see the header)
+#else
     extern __shared__ uint8_t mxw_smem_raw[];
     // [stage][A tile | B tile], 1024-aligned for the swizzle; then [MXW_SC_BUFS] decoded scales
     const uint32_t raw = (uint32_t)__cvta_generic_to_shared(mxw_smem_raw);
@@ -286,6 +292,7 @@ mx_gemm_wgmma_kernel(floatX* C, float* part, const uint8_t* A, const uint8_t* sA
             }
         }
     }
+#endif
 }
 
 // C (M,N) = alpha * sum_z part[z] + beta * C + bias, the splits summed in order; two outputs a thread
@@ -326,6 +333,26 @@ static inline int mx_gemm_splits(int M, int N, int K, int num_sms) {
     return best;
 }
 
+// The K stages per split of an (M,N,K) GEMM, with ws grown to the splits' partial sums (a device
+// sync when it grows: call it at set-up for every shape to come, e.g. from linear_reserve).
+static inline int mx_gemm_reserve(MxGemmWorkspace* ws, int M, int N, int K) {
+    if (ws->num_sms == 0) {
+        int dev;
+        cudaCheck(cudaGetDevice(&dev));
+        cudaCheck(cudaDeviceGetAttribute(&ws->num_sms, cudaDevAttrMultiProcessorCount, dev));
+    }
+    int kstages = ceil_div(K, MXW_BK), per = ceil_div(kstages, mx_gemm_splits(M, N, K, ws->num_sms));
+    int splits = ceil_div(kstages, per);   // no empty split
+    size_t need = splits > 1 ? (size_t)splits * M * N : 0;
+    if (need > ws->floats) {
+        cudaCheck(cudaDeviceSynchronize());
+        mx_gemm_workspace_free(ws);
+        ws->buf = (float*)cuda_malloc_or_die(need * sizeof(float), "MXFP8 GEMM split-K partial sums");
+        ws->floats = need;
+    }
+    return per;
+}
+
 template <Fp8Format FA, Fp8Format FB>
 static void mx_gemm_launch(floatX* C, const uint8_t* A, const uint8_t* sA, const uint8_t* B, const uint8_t* sB,
                            const floatX* bias, int M, int N, int K, float alpha, float beta, MxGemmWorkspace* ws,
@@ -335,25 +362,8 @@ static void mx_gemm_launch(floatX* C, const uint8_t* A, const uint8_t* sA, const
         cudaCheck(cudaFuncSetAttribute(mx_gemm_wgmma_kernel<FA, FB>, cudaFuncAttributeMaxDynamicSharedMemorySize, MXW_SMEM_BYTES));
         smem_set = true;
     }
-    if (ws->num_sms == 0) {
-        int dev;
-        cudaCheck(cudaGetDevice(&dev));
-        cudaCheck(cudaDeviceGetAttribute(&ws->num_sms, cudaDevAttrMultiProcessorCount, dev));
-    }
-    int splits = mx_gemm_splits(M, N, K, ws->num_sms), kstages = ceil_div(K, MXW_BK);
-    int per = ceil_div(kstages, splits);
-    splits = ceil_div(kstages, per);   // no empty split
-    float* part = NULL;
-    if (splits > 1) {
-        size_t need = (size_t)splits * M * N;
-        if (need > ws->floats) {
-            cudaCheck(cudaStreamSynchronize(stream));
-            mx_gemm_workspace_free(ws);
-            ws->buf = (float*)cuda_malloc_or_die(need * sizeof(float), "MXFP8 GEMM split-K partial sums");
-            ws->floats = need;
-        }
-        part = ws->buf;
-    }
+    int per = mx_gemm_reserve(ws, M, N, K), splits = ceil_div(ceil_div(K, MXW_BK), per);
+    float* part = splits > 1 ? ws->buf : NULL;
     dim3 grid(ceil_div(N, MXW_BN), ceil_div(M, MXW_BM), splits);
     mx_gemm_wgmma_kernel<FA, FB><<<grid, MXW_THREADS, MXW_SMEM_BYTES, stream>>>(C, part, A, sA, B, sB, bias, M, N, K,
                                                                                  alpha, beta, per);
@@ -367,7 +377,7 @@ static void mx_gemm_launch(floatX* C, const uint8_t* A, const uint8_t* sA, const
 
 // C (M,N) bf16 = alpha * MXFP8(A (M,K) fa, sA (M,K/32)) @ MXFP8(B (N,K) fb, sB (N,K/32))^T + beta * C [+ bias (N)]
 // beta 0 never reads C. bias may be NULL. Any format pair (E4M3/E5M2 each). ws: split-K scratch,
-// grown here when a shape needs it (a device sync then).
+// grown here when a shape needs it and mx_gemm_reserve did not (a device sync then).
 static inline void mx_gemm_mxfp8(floatX* C, const uint8_t* A, Fp8Format fa, const uint8_t* sA,
                                  const uint8_t* B, Fp8Format fb, const uint8_t* sB, const floatX* bias,
                                  int M, int N, int K, float alpha, float beta, MxGemmWorkspace* ws, cudaStream_t stream) {

@@ -420,6 +420,8 @@ static inline void trainer_setup_device(Trainer* t) {
     tprintf(t, "+-----------------------+----------------------------------------------------+\n");
     tprintf(t, "| device                | %-50s |\n", prop.name);
     tprintf(t, "| precision             | %-50s |\n", linear_precision_name(&m->lin));
+    const char* native = linear_native_gemm_name(&m->lin);
+    if (native != NULL) { tprintf(t, "| native GEMM           | %-50s |\n", native); }
     tprintf(t, "| model                 | %-50s |\n", a->model);
     tprintf(t, "| L, C, NH, maxT, Vp    | %d, %d, %d, %d, %-32d |\n", t->cfg.num_layers, t->cfg.channels,
            t->cfg.num_heads, t->cfg.max_seq_len, t->cfg.padded_vocab_size);
