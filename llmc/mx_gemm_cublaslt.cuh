@@ -99,7 +99,7 @@ static inline void mx_gemm_cublaslt(const MxLtContext* c, const char* what, floa
                                     float beta, uint8_t* scratch, cudaStream_t stream) {
     if (!mx_gemm_cublaslt_available(c)) {
         die("the cuBLASLt block-scaled GEMM (%s) needs a Blackwell GPU (compute capability 10.0 or later); "
-            "this GPU is sm_%d%d. On Hopper use the dequantized or mma.sync MX paths (--mx-gemm dequant|native)",
+            "this GPU is sm_%d%d. On Hopper use the dequantized or wgmma MX paths (--mx-gemm dequant|native)",
             what, c->cc_major, c->cc_minor);
     }
     int dev;
