@@ -24,9 +24,11 @@
 //   scales expanded to per-row ones (nvfp4_quantize_tiles can write the transposed codes).
 // Storage: what lives from call to call is codes and scales only, NVFP4's codes two per byte:
 // 8.25 bits per value (MXFP8), 4.5 (NVFP4 rows), 4.03 (NVFP4 weight tiles).
-//  - Weights, quantized once per optimizer step: MXFP8 in both orientations (rows for fprop,
-//    columns for dgrad), NVFP4 as its tiles (both). The dequant path dequantizes them into the
-//    call's arena at each use (a pass over OC*IC values, small beside the GEMM).
+//  - Weights: MXFP8 keeps none; each call quantizes the BF16 weight into its arena, rows for
+//    fprop, columns for dgrad (deterministic: the codes do not depend on when they are made;
+//    a pass over OC*IC values, small beside the GEMM, and 2 bytes per parameter not kept).
+//    NVFP4 keeps its tiles (both GEMMs; quantized once per optimizer step: the tensor scale
+//    costs a host sync). The dequant path dequantizes them into the call's arena.
 //  - The wgrad's x^T of the linears whose input comes from a LayerNorm (QKV, FC, a quantized
 //    LM head): quantized in forward and kept to the backward (MxSaved), so the model keeps no
 //    BF16 copy of that input (linear_keeps_input); NVFP4 picks the wgrad's Hadamard signs then.
@@ -51,8 +53,7 @@ typedef enum { MX_NONE = 0, MX_MXFP8 = 1, MX_NVFP4 = 2 } MxMode;
 typedef struct {
     const floatX* src;   // the BF16 weight quantized, stale when it changed
     int OC, IC, stale;
-    uint8_t* rows;       // (OC,IC) codes, then scales: MXFP8 blocks along IC (fprop); NVFP4 tiles (both GEMMs)
-    uint8_t* cols;       // MXFP8: (IC,OC) codes, then scales, blocks along OC (dgrad); NVFP4: NULL
+    uint8_t* rows;       // NVFP4: (OC,IC) tiles' codes, then scales (both GEMMs); MXFP8: NULL (per call)
     float st;            // NVFP4 tensor scale
 } MxWeight;
 
@@ -97,7 +98,6 @@ static inline void mx_linear_init(MxLinear* mx, GemmContext* g, MxMode mode, int
 
 static inline void mx_weight_free(MxWeight* w) {
     if (w->rows != NULL) { cudaCheck(cudaFree(w->rows)); }
-    if (w->cols != NULL) { cudaCheck(cudaFree(w->cols)); }
     memset(w, 0, sizeof(*w));
 }
 
@@ -133,11 +133,17 @@ static inline size_t mx_deq_bytes(const MxLinear* mx, long n) { return mx->nativ
 // bytes of an operand quantized into the arena: codes, scales, dequantization
 static inline size_t mx_scratch_bytes(const MxLinear* mx, long n) { return mx_packed_bytes(mx, n, 0) + mx_deq_bytes(mx, n); }
 
+// bytes of the weight's operand in the arena: MXFP8 codes, scales and dequantization; NVFP4
+// only the dequantization (its codes persist)
+static inline size_t mx_weight_bytes(const MxLinear* mx, long nw) {
+    return mx->mode == MX_MXFP8 ? mx_scratch_bytes(mx, nw) : mx_deq_bytes(mx, nw);
+}
+
 // Arena of one call at N rows, the most of: forward's W and x; dgrad's W and dy; wgrad's dy^T
-// and x^T (kept: only x^T's dequantization). W: its dequantization (the codes persist).
+// and x^T (kept: only x^T's dequantization).
 static inline size_t mx_call_bytes(const MxLinear* mx, int N, int IC, int OC, int keep) {
     long nw = (long)OC * IC, nx = (long)N * IC, ny = (long)N * OC;
-    size_t f = mx_deq_bytes(mx, nw) + mx_scratch_bytes(mx, nx), d = mx_deq_bytes(mx, nw) + mx_scratch_bytes(mx, ny);
+    size_t f = mx_weight_bytes(mx, nw) + mx_scratch_bytes(mx, nx), d = mx_weight_bytes(mx, nw) + mx_scratch_bytes(mx, ny);
     size_t w = mx_scratch_bytes(mx, ny) + (keep ? mx_deq_bytes(mx, nx) : mx_scratch_bytes(mx, nx));
     size_t m = f > d ? f : d;
     return m > w ? m : w;
@@ -233,36 +239,35 @@ static inline void mx_weight_alloc(MxLinear* mx, int id, int OC, int IC) {
     mx_weight_free(w);
     long n = (long)OC * IC;
     w->OC = OC; w->IC = IC; w->stale = 1;
-    w->rows = (uint8_t*)cuda_malloc_or_die(mx_packed_bytes(mx, n, mx->mode == MX_NVFP4), "block-scaled weights");
-    if (mx->mode == MX_MXFP8) { w->cols = (uint8_t*)cuda_malloc_or_die(mx_packed_bytes(mx, n, 0), "block-scaled weights"); }
+    if (mx->mode == MX_NVFP4) { w->rows = (uint8_t*)cuda_malloc_or_die(mx_packed_bytes(mx, n, 1), "block-scaled weights"); }
 }
 
-// The weight's quantized forms, made when stale.
+// The weight of linear id: NVFP4's tiles quantized when stale; MXFP8 only notes the source.
 static inline MxWeight* mx_weight_ready(MxLinear* mx, int id, const floatX* weight, int OC, int IC, cudaStream_t s) {
     mx_weight_alloc(mx, id, OC, IC);
     MxWeight* w = &mx->w[id];
     if (w->src != weight) { w->src = weight; w->stale = 1; }
-    if (!w->stale) { return w; }
-    long n = (long)OC * IC;
-    MxOperand r = mx_operand_at(mx, w->rows, n, NULL);
-    if (mx->mode == MX_MXFP8) {
-        MxOperand c = mx_operand_at(mx, w->cols, n, NULL);
-        mx_quantize_rows(mx, &r, weight, OC, IC, FP8_E4M3, 0, s);
-        mx_quantize_cols(mx, &c, weight, OC, IC, FP8_E4M3, 0, 0, s);
-    } else {
-        w->st = mx_nvfp4_scale(mx, weight, OC, IC, 0, 0, s);
-        nvfp4_quantize_tiles(r.codes, NULL, r.scales, weight, OC, IC, nvfp4_scale_value(w->st), s);
-    }
+    if (!w->stale || mx->mode == MX_MXFP8) { return w; }
+    MxOperand r = mx_operand_at(mx, w->rows, (long)OC * IC, NULL);
+    w->st = mx_nvfp4_scale(mx, weight, OC, IC, 0, 0, s);
+    nvfp4_quantize_tiles(r.codes, NULL, r.scales, weight, OC, IC, nvfp4_scale_value(w->st), s);
     w->stale = 0;
     return w;
 }
 
-// The weight as a GEMM operand, dequantized into deq (dequant path): its rows (OC,IC), or with
-// cols MXFP8's columns (IC,OC). NVFP4's tiles serve both GEMMs.
-static inline MxOperand mx_weight_operand(const MxLinear* mx, const MxWeight* w, int cols, uint8_t* deq, cudaStream_t s) {
-    MxOperand o = mx_operand_at(mx, cols ? w->cols : w->rows, (long)w->OC * w->IC, deq);
+// The weight as a GEMM operand in the arena at p (mx_weight_bytes): MXFP8 quantized there, its
+// rows (OC,IC) for fprop or with cols its columns (IC,OC) for dgrad; NVFP4's tiles (both GEMMs)
+// dequantized there (dequant path).
+static inline MxOperand mx_weight_operand(MxLinear* mx, const MxWeight* w, int cols, uint8_t* p, cudaStream_t s) {
+    if (mx->mode == MX_MXFP8) {
+        MxOperand o = mx_scratch_operand(mx, p, (long)w->OC * w->IC);
+        if (cols) { mx_quantize_cols(mx, &o, w->src, w->OC, w->IC, FP8_E4M3, 0, 0, s); }
+        else { mx_quantize_rows(mx, &o, w->src, w->OC, w->IC, FP8_E4M3, 0, s); }
+        return o;
+    }
+    MxOperand o = mx_operand_at(mx, w->rows, (long)w->OC * w->IC, p);
     o.st = w->st;
-    mx_dequantize(mx, &o, cols ? w->IC : w->OC, cols ? w->OC : w->IC, FP8_E4M3, mx->mode == MX_NVFP4, s);
+    mx_dequantize(mx, &o, w->OC, w->IC, FP8_E4M3, 1, s);
     return o;
 }
 
@@ -326,7 +331,7 @@ static inline void mx_linear_forward(MxLinear* mx, GemmContext* g, int id, int k
     }
     uint8_t* arena = mx_arena(mx, mx_call_bytes(mx, N, IC, OC, keep));
     MxOperand wr = mx_weight_operand(mx, w, 0, arena, s);                                        // (OC,IC)
-    MxOperand x = mx_scratch_operand(mx, arena + mx_deq_bytes(mx, (long)OC * IC), (long)N * IC);  // (N,IC)
+    MxOperand x = mx_scratch_operand(mx, arena + mx_weight_bytes(mx, (long)OC * IC), (long)N * IC);  // (N,IC)
     mx_quantize_rows(mx, &x, inp, N, IC, FP8_E4M3, 0, s);
     if (mx->native) {
         mx_gemm_native(mx, pre_gelu ? pre_gelu : out, &x, FP8_E4M3, &wr, bias, N, OC, IC, 0.0f, s);
@@ -352,7 +357,7 @@ static inline void mx_linear_backward(MxLinear* mx, GemmContext* g, int id, int 
     // NVFP4's tiles (OC,IC), which the GEMM transposes
     int mxfp8 = mx->mode == MX_MXFP8;
     MxOperand wt = mx_weight_operand(mx, w, mxfp8, arena, s);
-    MxOperand dy = mx_scratch_operand(mx, arena + mx_deq_bytes(mx, nw), ny);   // (N,OC)
+    MxOperand dy = mx_scratch_operand(mx, arena + mx_weight_bytes(mx, nw), ny);   // (N,OC)
     mx_quantize_rows(mx, &dy, dout, N, OC, fdy, 1, s);
     if (mx->native) {
         mx_gemm_native(mx, dinp, &dy, fdy, &wt, NULL, N, IC, OC, 0.0f, s);
