@@ -29,22 +29,9 @@
 //      GEMM's alpha instead. Costs BF16 tensor-core throughput; checks numerics only.
 //  (b) MXFP8 on FP8 wgmma: accumulate each 32-wide K block in FP32 registers, multiply by
 //      scaleA[m,kb] * scaleB[n,kb] (a power of two: exact) and add into the main accumulator
-//      ("promotion" per K block, as DeepSeek-V3 does per 128). Needs our own kernel; cuBLASLt
-//      12.9 lists VEC128_32F / BLK128x128_32F scale modes, whose Hopper support and layout I
-//      have not confirmed.
-// Blackwell (sm_100) through cuBLASLt: CUBLASLT_MATMUL_DESC_{A,B}_SCALE_MODE set to
-//   CUBLASLT_MATMUL_MATRIX_SCALE_VEC32_UE8M0 (MXFP8: E4M3/E5M2 operands, one E8M0 per 32 along K)
-//   CUBLASLT_MATMUL_MATRIX_SCALE_VEC16_UE4M3 (NVFP4: CUDA_R_4F_E2M1 operands, one E4M3 per 16)
-// with the {A,B}_SCALE_POINTERs at the scale arrays (the enum values are listed in NVIDIA's
-// nvmath-python cublasLt bindings). Scale-factor layout, as far as confirmed: scales are
-// grouped in tiles of 128 rows (M or N) x 4 K-blocks, 512 bytes each, and inside a tile the
-// scale of (row r, K-block k) sits at (r % 32) * 16 + (r / 32) * 4 + k % 4; checked against
-// nvmath-python's get_block_scale_offset example (NVFP4, M = K = 128: (5, 2) -> 82, (5, 5) ->
-// 593, i.e. the second K tile starts at 512). Transformer Engine's swizzle API says the scale
-// arrays are padded to 128x4 (row-wise) / 4x128 (column-wise). Not confirmed here: the order
-// of tiles across several 128-row groups (K tiles fastest is the likely reading), and how the
-// NVFP4 per-tensor scale is passed (alpha is the obvious carrier). Check against the cuBLAS
-// documentation's "1D block scaling factors layout" section before writing the kernel.
+//      ("promotion" per K block, as DeepSeek-V3 does per 128): llmc/mx_gemm.cuh.
+// Blackwell (sm_100) through cuBLASLt's block-scaled GEMMs (VEC32_UE8M0, VEC16_UE4M3):
+// llmc/mx_gemm_cublaslt.cuh, with the scale-factor tile layout in llmc/mx_blackwell.h.
 #ifndef LLMC_MX_H
 #define LLMC_MX_H
 
