@@ -29,33 +29,23 @@
 #include "../llmc/mx_cast.cuh"
 #include "test_util.cuh"   // VF, Bits, rng, round_bf16, to_dev, get_bits, fmt, check_count, time_ms, ...
 
-typedef std::vector<uint8_t> Codes;
+typedef Bytes Codes;
 struct Quant { Codes q, s; };   // codes and block scales
 
 static const uint32_t SR_SEED = 0x5eedu;
 static const uint64_t RHT_SEED = 0xC0FFEEull;
 
-static Codes get_codes(const uint8_t* d, size_t n) {
-    Codes c(n);
-    cudaCheck(cudaMemcpy(c.data(), d, n, cudaMemcpyDeviceToHost));
-    return c;
-}
-static uint8_t* codes_to_dev(const Codes& h) {
-    uint8_t* d = dev_alloc<uint8_t>(h.size());
-    cudaCheck(cudaMemcpy(d, h.data(), h.size(), cudaMemcpyHostToDevice));
-    return d;
-}
 // NVFP4 codes as the device keeps them, two per byte: n codes from the device, one per byte,
 // and the host's one-per-byte codes packed onto the device
 static Codes get_e2m1(const uint8_t* d, size_t n) {
-    Codes p = get_codes(d, n / 2), q(n);
+    Codes p = get_bytes(d, n / 2), q(n);
     mx_e2m1_unpack(q.data(), p.data(), (long)n);
     return q;
 }
 static uint8_t* e2m1_to_dev(const Codes& q) {
     Codes p(q.size() / 2);
     mx_e2m1_pack(p.data(), q.data(), (long)q.size());
-    return codes_to_dev(p);
+    return bytes_to_dev(p);
 }
 template <typename T> static std::vector<T> transpose(const std::vector<T>& a, int R, int C) {   // (C,R) of (R,C)
     std::vector<T> t(a.size());
@@ -200,7 +190,7 @@ static void test_case(Kind kind, int R, int C) {
         cudaCheck(cudaMemset(d_q, 0xAA, n)); cudaCheck(cudaMemset(d_qt, 0xAA, n)); cudaCheck(cudaMemset(d_s, 0xAA, n / 16));
     };
     // packed NVFP4 codes fill the first n/2 bytes of a poisoned buffer: bytes written beyond
-    auto past_half = [&](const uint8_t* d) { Codes c = get_codes(d, n); return count_diff(Codes(c.begin() + n / 2, c.end()), Codes(n - n / 2, 0xAA)); };
+    auto past_half = [&](const uint8_t* d) { Codes c = get_bytes(d, n); return count_diff(Codes(c.begin() + n / 2, c.end()), Codes(n - n / 2, 0xAA)); };
 
     // MXFP8: four variants each, summed into one line per kernel
     bool mx_rows = C % 32 == 0, mx_cols = R % 32 == 0 && C % 8 == 0;
@@ -216,10 +206,10 @@ static void test_case(Kind kind, int R, int C) {
                     poison();
                     mxfp8_quantize_rows(d_q, d_s, d_x, R, C, f, rule, 0);
                     Quant h = ref_mxfp8_rows(x, f, rule);
-                    bad_r += diff(fmt("mxfp8 rows %s codes", v), get_codes(d_q, n), h.q, C) +
-                             diff(fmt("mxfp8 rows %s scales", v), get_codes(d_s, n / 32), h.s, C / 32);
+                    bad_r += diff(fmt("mxfp8 rows %s codes", v), get_bytes(d_q, n), h.q, C) +
+                             diff(fmt("mxfp8 rows %s scales", v), get_bytes(d_s, n / 32), h.s, C / 32);
                     // dequantize the host's codes, so that a quantizer bug cannot hide a dequantizer bug
-                    uint8_t *hq = codes_to_dev(h.q), *hs = codes_to_dev(h.s);
+                    uint8_t *hq = bytes_to_dev(h.q), *hs = bytes_to_dev(h.s);
                     cudaCheck(cudaMemset(d_y, 0xFF, n * 2));
                     mxfp8_dequantize(d_y, hq, hs, R, C, f, 0);
                     bad_dq += diff(fmt("mxfp8 dequant %s", v), get_bits(d_y, n), ref_mxfp8_dequant(h, f), C);
@@ -228,8 +218,8 @@ static void test_case(Kind kind, int R, int C) {
                     poison();
                     mxfp8_quantize_cols_t(d_qt, d_s, d_x, R, C, f, rule, 0);
                     Quant h = ref_mxfp8_rows(xt, f, rule);
-                    bad_c += diff(fmt("mxfp8 cols %s codes_t", v), get_codes(d_qt, n), h.q, R) +
-                             diff(fmt("mxfp8 cols %s scales_t", v), get_codes(d_s, n / 32), h.s, R / 32);
+                    bad_c += diff(fmt("mxfp8 cols %s codes_t", v), get_bytes(d_qt, n), h.q, R) +
+                             diff(fmt("mxfp8 cols %s scales_t", v), get_bytes(d_s, n / 32), h.s, R / 32);
                 }
             }
         }
@@ -258,16 +248,16 @@ static void test_case(Kind kind, int R, int C) {
     for (int k = 0; k < 2; k++) {
         poison();
         nvfp4_quantize_rows(d_q, d_s, d_x, R, C, k == 0 ? nvfp4_scale_value(s_t) : nvfp4_scale_device(d_st), false, 0, 0);
-        bad += diff("nvfp4 rows codes", get_e2m1(d_q, n), h.q, C) + diff("nvfp4 rows scales", get_codes(d_s, n / 16), h.s, C / 16) +
+        bad += diff("nvfp4 rows codes", get_e2m1(d_q, n), h.q, C) + diff("nvfp4 rows scales", get_bytes(d_s, n / 16), h.s, C / 16) +
                past_half(d_q);
     }
     check_count(fmt("nvfp4 rows %s: packed codes and scales, s_t by value and from the device", tag), bad);
     poison();
     nvfp4_quantize_rows(d_q, d_s, d_x, R, C, nvfp4_scale_device(d_st), true, SR_SEED, 0);
     Quant hsr = ref_nvfp4_rows(x, R, C, s_t, true);
-    bad = diff("nvfp4 rows SR codes", get_e2m1(d_q, n), hsr.q, C) + diff("nvfp4 rows SR scales", get_codes(d_s, n / 16), hsr.s, C / 16);
+    bad = diff("nvfp4 rows SR codes", get_e2m1(d_q, n), hsr.q, C) + diff("nvfp4 rows SR scales", get_bytes(d_s, n / 16), hsr.s, C / 16);
     check_count(fmt("nvfp4 rows SR %s: codes and scales with the host's hash bits", tag), bad);
-    uint8_t *hq = e2m1_to_dev(h.q), *hs = codes_to_dev(h.s);
+    uint8_t *hq = e2m1_to_dev(h.q), *hs = bytes_to_dev(h.s);
     cudaCheck(cudaMemset(d_y, 0xFF, n * 2));
     nvfp4_dequantize(d_y, hq, hs, R, C, false, 0);
     bad = diff("nvfp4 dequant rows", get_bits(d_y, n), ref_nvfp4_dequant(h, C, false), C);
@@ -280,15 +270,15 @@ static void test_case(Kind kind, int R, int C) {
     poison();
     nvfp4_quantize_tiles(d_q, d_qt, d_s, d_x, R, C, nvfp4_scale_value(s_t), 0);
     Codes qt = get_e2m1(d_qt, n);
-    bad = diff("nvfp4 tiles codes", get_e2m1(d_q, n), ht.q, C) + diff("nvfp4 tiles scales", get_codes(d_s, n / 256), ht.s, C / 16) +
+    bad = diff("nvfp4 tiles codes", get_e2m1(d_q, n), ht.q, C) + diff("nvfp4 tiles scales", get_bytes(d_s, n / 256), ht.s, C / 16) +
           diff("nvfp4 tiles codes_t", qt, transpose(ht.q, R, C), R) + diff("nvfp4 tiles of W^T", qt, htt.q, R) +
           past_half(d_q) + past_half(d_qt);
     check_count(fmt("nvfp4 tiles %s: packed codes, scales, transposed codes = transpose = tiles of W^T", tag), bad);
     poison();
     nvfp4_quantize_tiles(d_q, NULL, d_s, d_x, R, C, nvfp4_scale_device(d_st), 0);
-    bad = diff("nvfp4 tiles (no codes_t) codes", get_e2m1(d_q, n), ht.q, C) + count_diff(get_codes(d_qt, n), Codes(n, 0xAA));
+    bad = diff("nvfp4 tiles (no codes_t) codes", get_e2m1(d_q, n), ht.q, C) + count_diff(get_bytes(d_qt, n), Codes(n, 0xAA));
     check_count(fmt("nvfp4 tiles %s: without codes_t (s_t from the device), codes_t left untouched", tag), bad);
-    hq = e2m1_to_dev(ht.q); hs = codes_to_dev(ht.s);
+    hq = e2m1_to_dev(ht.q); hs = bytes_to_dev(ht.s);
     cudaCheck(cudaMemset(d_y, 0xFF, n * 2));
     nvfp4_dequantize(d_y, hq, hs, R, C, true, 0);
     bad = diff("nvfp4 dequant tiles", get_bits(d_y, n), ref_nvfp4_dequant(ht, C, true), C);
@@ -303,7 +293,7 @@ static void test_case(Kind kind, int R, int C) {
         Quant hc = ref_nvfp4_rows(rht ? xr : xt, C, R, rht ? s_r : s_t, sr);
         char what[32];
         snprintf(what, sizeof(what), "nvfp4 cols%s%s", rht ? " rht" : "", sr ? " sr" : "");
-        bad += diff(fmt("%s codes_t", what), get_e2m1(d_qt, n), hc.q, R) + diff(fmt("%s scales_t", what), get_codes(d_s, n / 16), hc.s, R / 16) +
+        bad += diff(fmt("%s codes_t", what), get_e2m1(d_qt, n), hc.q, R) + diff(fmt("%s scales_t", what), get_bytes(d_s, n / 16), hc.s, R / 16) +
                past_half(d_qt);
     }
     check_count(fmt("nvfp4 cols %s: packed transposed codes and scales, plain / RHT / SR / RHT+SR", tag), bad);
@@ -360,7 +350,7 @@ static void test_packing() {
     nvfp4_quantize_rows(d_q, d_s, d_x, 1, 16, nvfp4_scale_value(mx_nvfp4_tensor_scale(1.0f)), false, 0, 0);
     Codes want(8, 0);
     want[0] = 0x70; want[1] = 0x0D;
-    check_count("nvfp4 rows: packed bytes 70 0d 00.. for codes 0, 7, d, 0..", count_diff(get_codes(d_q, 8), want));
+    check_count("nvfp4 rows: packed bytes 70 0d 00.. for codes 0, 7, d, 0..", count_diff(get_bytes(d_q, 8), want));
     dev_free_all();
 }
 
@@ -384,10 +374,10 @@ static void test_self_checks() {
     check_count("self-check: one flipped code bit is caught (exactly 1 difference)", !(same == 0 && count_diff(got, h.q) == 1));
 
     mxfp8_quantize_rows(d_q, d_s, d_x, R, C, FP8_E4M3, MX_SCALE_CEIL, 0);
-    long d = count_diff(get_codes(d_s, n / 32), ref_mxfp8_rows(x, FP8_E4M3, MX_SCALE_FLOOR).s);
+    long d = count_diff(get_bytes(d_s, n / 32), ref_mxfp8_rows(x, FP8_E4M3, MX_SCALE_FLOOR).s);
     check_count(fmt("self-check: ceil-rule scales differ from the floor rule's (%ld of %zu blocks)", d, n / 32), d == 0);
 
-    uint8_t *hq = e2m1_to_dev(h.q), *hs = codes_to_dev(h.s);
+    uint8_t *hq = e2m1_to_dev(h.q), *hs = bytes_to_dev(h.s);
     nvfp4_dequantize(d_y, hq, hs, R, C, false, 0);
     Bits y = get_bits(d_y, n), want = ref_nvfp4_dequant(h, C, false);
     y[rand_u32() % n] ^= 1;

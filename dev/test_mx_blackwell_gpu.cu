@@ -20,22 +20,11 @@
 #include "../llmc/mx_gemm_cublaslt.cuh"
 #include "test_util.cuh"   // VF, VD, rng, put, get, dev_alloc, fmt, check_count, check_close, gpu_found
 
-typedef std::vector<uint8_t> Bytes;
 
 static Bytes random_bytes(size_t n) {
     Bytes b(n);
     for (auto& x : b) { x = (uint8_t)rng_u64(&rng); }
     return b;
-}
-static uint8_t* bytes_to_dev(const Bytes& h) {
-    uint8_t* d = dev_alloc<uint8_t>(h.size());
-    cudaCheck(cudaMemcpy(d, h.data(), h.size(), cudaMemcpyHostToDevice));
-    return d;
-}
-static Bytes get_bytes(const uint8_t* d, size_t n) {
-    Bytes h(n);
-    cudaCheck(cudaMemcpy(h.data(), d, n, cudaMemcpyDeviceToHost));
-    return h;
 }
 
 // ------------------------------------------------------------------------------------------

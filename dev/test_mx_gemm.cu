@@ -39,8 +39,6 @@
 #define TEST_TIME_WARM 3
 #include "test_util.cuh"    // VF, VD, randn, put/get, fmt, report, check_count, time_ms, ...
 
-typedef std::vector<uint8_t> Bytes;
-
 enum DataKind { DATA_GRID, DATA_FULL };
 
 static const char* fname(Fp8Format f) { return f == FP8_E4M3 ? "e4m3" : "e5m2"; }

@@ -72,6 +72,17 @@ static void put(floatX* d, const VF& h) {
 }
 static void put_f32(float* d, const VF& h) { cudaCheck(cudaMemcpy(d, h.data(), h.size() * 4, cudaMemcpyHostToDevice)); }
 static floatX* to_dev(const VF& h) { floatX* d = dev_alloc<floatX>(h.size()); put(d, h); return d; }
+typedef std::vector<uint8_t> Bytes;   // codes and scales of the FP8/MX formats
+static uint8_t* bytes_to_dev(const Bytes& h) {
+    uint8_t* d = dev_alloc<uint8_t>(h.size());
+    cudaCheck(cudaMemcpy(d, h.data(), h.size(), cudaMemcpyHostToDevice));
+    return d;
+}
+static Bytes get_bytes(const uint8_t* d, size_t n) {
+    Bytes h(n);
+    cudaCheck(cudaMemcpy(h.data(), d, n, cudaMemcpyDeviceToHost));
+    return h;
+}
 static Bits get_bits(const floatX* d, size_t n) {
     Bits b(n);
     cudaCheck(cudaMemcpy(b.data(), d, n * 2, cudaMemcpyDeviceToHost));
