@@ -4,8 +4,9 @@
 //
 // Layout: Q, K, V are read in place from the QKV GEMM's output (B,T,3,NH,HS) and the
 // output is written as (B,T,NH,HS) = (B,T,C), so no permute passes. Head size 64.
-// Tensor cores through mma.sync m16n8k16 (BF16 in, FP32 accumulate); softmax statistics
-// in FP32. Tiles of 64 queries x 64 keys; a block of 4 warps, each owning 16 rows.
+// Tensor cores (BF16 in, FP32 accumulate): wgmma on Hopper, mma.sync m16n8k16 elsewhere;
+// softmax statistics in FP32. Tiles of 64 queries x 64 keys; a block of 4 warps (one
+// warpgroup), each owning 16 rows.
 //
 // Backward is split in two kernels so every output element is written by exactly one
 // thread (deterministic, no atomics): one per key tile (dK, dV), one per query tile (dQ).
@@ -17,31 +18,30 @@
 
 #define ATT_HS 64          // head size
 #define ATT_TILE 64        // queries and keys per tile
-#define ATT_LD 72          // shared-memory row stride in elements: the 16-byte pad avoids ldmatrix bank conflicts
 #define ATT_THREADS 128    // 4 warps x 16 rows
 #define ATT_LOG2E 1.4426950408889634f
 
 // ---------------------------------------------------------------------------------------
-// mma.sync helpers. Fragment layouts (PTX ISA, m16n8k16): for lane l, g = l/4, q = l%4,
-// C/D element e of n-tile nt sits at row g + 8*(e/2), column 8*nt + 2q + (e%2).
+// Tiles and tensor-core products. A tile is 64 rows of one head (64 BF16 = 128 bytes each) in
+// shared memory, 1024-byte aligned, in the 128-byte swizzle: 16-byte chunk c of row r sits at
+// chunk c ^ (r % 8). Both MMA cores read that layout: ldmatrix without bank conflicts, and
+// Hopper's wgmma through descriptors.
+// Fragment layouts (PTX ISA, m16n8k16, also each warp's share of wgmma m64n64k16): for lane l,
+// g = l/4, q = l%4, C/D element e of n-tile nt sits at row g + 8*(e/2), column 8*nt + 2q + (e%2).
+// Products: each warp multiplies its 16 rows (A fragments in registers, from ldmatrix or from a
+// previous product's accumulator) by a tile in shared memory. On sm_90a the block's 4 warps are
+// one warpgroup and issue wgmma m64n64k16, which reads the tile once for all 64 rows; elsewhere
+// (sm_80, sm_100) each warp runs mma.sync and reads it through ldmatrix.
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define ATT_WGMMA 1
+#endif
 
-__device__ __forceinline__ void ldsm_x4(uint32_t* r, const floatX* p) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+// byte offset of 16-byte chunk c of row r of a swizzled tile
+__device__ __forceinline__ int att_swz(int r, int c) { return r * 128 + ((c ^ (r % 8)) << 4); }
+
+__device__ __forceinline__ void ldsm_x4(uint32_t* r, uint32_t a) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
-}
-
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t* r, const floatX* p) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
-}
-
-// c (16x8) += a (16x16) @ b (16x8)
-__device__ __forceinline__ void mma_bf16_16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
@@ -49,16 +49,20 @@ __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
     return *reinterpret_cast<uint32_t*>(&v);
 }
 
-// Starts copying rows [row0, row0+64) of a (T, 64) head slice with row stride ld into smem
-// (64, ATT_LD) without going through registers (cp.async); rows >= T are filled with 0.
-// Complete with att_wait<n> (at most n copy groups left in flight) and a barrier.
+__device__ __forceinline__ void att_zero(float c[8][4]) {
+    for (int i = 0; i < 8; i++) { for (int e = 0; e < 4; e++) { c[i][e] = 0.0f; } }
+}
+
+// Starts copying rows [row0, row0+64) of a (T, 64) head slice with row stride ld into a swizzled
+// tile without going through registers (cp.async); rows >= T are filled with 0.
+// Complete with att_wait<n> (at most n copy groups left in flight) and att_tiles_ready.
 __device__ __forceinline__ void att_load_tile(floatX* s, const floatX* g, int row0, int T, long ld) {
+    uint32_t base = (uint32_t)__cvta_generic_to_shared(s);
     for (int i = threadIdx.x; i < ATT_TILE * 8; i += ATT_THREADS) {
-        int r = i / 8, c = (i % 8) * 8;
+        int r = i / 8, c = i % 8;
         int valid = row0 + r < T;
-        const floatX* src = valid ? g + (long)(row0 + r) * ld + c : g;
-        uint32_t dst = (uint32_t)__cvta_generic_to_shared(s + r * ATT_LD + c);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(dst), "l"(src), "r"(valid ? 16 : 0));
+        const floatX* src = valid ? g + (long)(row0 + r) * ld + c * 8 : g;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(base + att_swz(r, c)), "l"(src), "r"(valid ? 16 : 0));
     }
 }
 
@@ -66,9 +70,18 @@ __device__ __forceinline__ void att_commit(void) { asm volatile("cp.async.commit
 template <int N>
 __device__ __forceinline__ void att_wait(void) { asm volatile("cp.async.wait_group %0;\n" :: "n"(N)); }
 
+// After att_wait: makes this thread's copies visible to wgmma's (async proxy) reads; then the
+// block's barrier makes everyone's visible.
+__device__ __forceinline__ void att_tiles_ready(void) {
+#ifdef ATT_WGMMA
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+    __syncthreads();
+}
+
 // Double buffering: starts copying tile `next` of two (T, 64) slices a, b (row strides lda, ldb)
-// into smem sa, sb when next <= last, then waits for the copies of the current tile. A barrier
-// must follow before the current tile is read.
+// into smem sa, sb when next <= last, then waits for the copies of the current tile.
+// att_tiles_ready must follow before the current tile is read.
 __device__ __forceinline__ void att_next_tiles(floatX* sa, floatX* sb, const floatX* a, const floatX* b,
                                                long lda, long ldb, int next, int last, int T) {
     if (next <= last) {
@@ -81,35 +94,114 @@ __device__ __forceinline__ void att_next_tiles(floatX* sa, floatX* sb, const flo
     }
 }
 
-// A fragments (16 rows x 64) of smem rows [row0, row0+16): f[kstep][4]
+// A fragments (16 rows x 64) of tile rows [row0, row0+16): f[kstep][4]
 __device__ __forceinline__ void att_load_a(uint32_t f[4][4], const floatX* s, int row0, int lane) {
+    uint32_t base = (uint32_t)__cvta_generic_to_shared(s);
     for (int ks = 0; ks < 4; ks++) {
-        ldsm_x4(f[ks], s + (row0 + (lane % 8) + ((lane / 8) % 2) * 8) * ATT_LD + ks * 16 + (lane / 16) * 8);
+        ldsm_x4(f[ks], base + att_swz(row0 + (lane % 8) + ((lane / 8) % 2) * 8, 2 * ks + lane / 16));
     }
 }
 
-// acc (16 x 64, 8 n-tiles) += a (16 x 64) @ S^T, where smem S is (64 n, 64 k) row-major: "A @ S^T"
-__device__ __forceinline__ void att_mma_abt(float acc[8][4], const uint32_t a[4][4], const floatX* s, int lane) {
+#ifdef ATT_WGMMA
+// wgmma descriptor of a swizzled tile's k-step at saddr: 8-row groups 1024 bytes apart (both
+// for K-major operands, rows = m or n, and an N-major B, rows = k, whose 64 columns are one
+// swizzle atom); the leading offset is unused at these shapes.
+__device__ __forceinline__ uint64_t att_desc(uint32_t saddr) {
+    return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)(1024 >> 4) << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           ((uint64_t)1 << 62);
+}
+
+#define ATT_ACC_OPERANDS(acc)                                                                                     \
+    "+f"(acc[0][0]), "+f"(acc[0][1]), "+f"(acc[0][2]), "+f"(acc[0][3]), "+f"(acc[1][0]), "+f"(acc[1][1]),         \
+    "+f"(acc[1][2]), "+f"(acc[1][3]), "+f"(acc[2][0]), "+f"(acc[2][1]), "+f"(acc[2][2]), "+f"(acc[2][3]),         \
+    "+f"(acc[3][0]), "+f"(acc[3][1]), "+f"(acc[3][2]), "+f"(acc[3][3]), "+f"(acc[4][0]), "+f"(acc[4][1]),         \
+    "+f"(acc[4][2]), "+f"(acc[4][3]), "+f"(acc[5][0]), "+f"(acc[5][1]), "+f"(acc[5][2]), "+f"(acc[5][3]),         \
+    "+f"(acc[6][0]), "+f"(acc[6][1]), "+f"(acc[6][2]), "+f"(acc[6][3]), "+f"(acc[7][0]), "+f"(acc[7][1]),         \
+    "+f"(acc[7][2]), "+f"(acc[7][3])
+#define ATT_ACC_REGS "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+
+// acc (the warpgroup's 64 x 64, this thread's 32 in the C layout) (+)= A (64 x 16, K-major) @ B
+// (16 x 64, stored as (n, k) rows) at descriptors da, db, async
+__device__ __forceinline__ void att_wgmma_ss(float acc[8][4], uint64_t da, uint64_t db, int accumulate) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " ATT_ACC_REGS ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+                 : ATT_ACC_OPERANDS(acc) : "l"(da), "l"(db), "r"(accumulate));
+}
+
+// acc += a (this warp's 16 rows x 16 of the warpgroup's 64, in registers) @ B (16 x 64, stored
+// as (k, n) rows) at descriptor db, async
+__device__ __forceinline__ void att_wgmma_rs(float acc[8][4], const uint32_t a[4], uint64_t db) {
+    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " ATT_ACC_REGS ", {%32,%33,%34,%35}, %36, 1, 1, 1, 1;\n"
+                 : ATT_ACC_OPERANDS(acc) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db));
+}
+
+__device__ __forceinline__ void att_wgmma_begin(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+
+// completes the products issued since att_wgmma_begin: acc is read right after
+__device__ __forceinline__ void att_wgmma_end(float acc[8][4]) {
+    asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    for (int i = 0; i < 8; i++) {
+        for (int e = 0; e < 4; e++) { asm volatile("" : "+f"(acc[i][e]) :: "memory"); }
+    }
+}
+#else
+// c (16x8) += a (16x16) @ b (16x8)
+__device__ __forceinline__ void mma_bf16_16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t* r, uint32_t a) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
+}
+#endif
+
+// acc (16 x 64 per warp) = A @ B^T, tiles A (64 m, 64 k) and B (64 n, 64 k); a warp's rows are
+// 16 * warp.. of A. Both operands from shared memory: A fragments held in registers across a
+// loop's iterations met a ptxas (CUDA 13.0) register-allocation fault with wgmma (their
+// registers were reused after the first product), so the kept tiles stay in shared memory.
+__device__ __forceinline__ void att_mma_abt(float acc[8][4], const floatX* sa, const floatX* sb, int lane) {
+    uint32_t ba = (uint32_t)__cvta_generic_to_shared(sa), bb = (uint32_t)__cvta_generic_to_shared(sb);
+#ifdef ATT_WGMMA
+    att_wgmma_begin();
+    for (int ks = 0; ks < 4; ks++) {   // a k-step: 16 columns, 32 bytes into every row
+        att_wgmma_ss(acc, att_desc(ba + 32 * ks), att_desc(bb + 32 * ks), ks > 0);
+    }
+    att_wgmma_end(acc);
+#else
+    uint32_t a[4][4];
+    att_load_a(a, sa, (threadIdx.x / WARP_SIZE) * 16, lane);
+    att_zero(acc);
     for (int ks = 0; ks < 4; ks++) {
         for (int np = 0; np < 4; np++) {
             uint32_t b[4];
-            ldsm_x4(b, s + (np * 16 + (lane % 8) + (lane / 16) * 8) * ATT_LD + ks * 16 + ((lane / 8) % 2) * 8);
+            ldsm_x4(b, bb + att_swz(np * 16 + (lane % 8) + (lane / 16) * 8, 2 * ks + (lane / 8) % 2));
             mma_bf16_16816(acc[2 * np], a[ks], b[0], b[1]);
             mma_bf16_16816(acc[2 * np + 1], a[ks], b[2], b[3]);
         }
     }
+#endif
 }
 
-// acc (16 x 64) += p (16 x 64 as A fragments) @ S, where smem S is (64 k, 64 n) row-major: "A @ S"
+// acc (16 x 64 per warp) += p (16 x 64, registers) @ S, where tile S is (64 k, 64 n)
 __device__ __forceinline__ void att_mma_ab(float acc[8][4], const uint32_t p[4][4], const floatX* s, int lane) {
+    uint32_t base = (uint32_t)__cvta_generic_to_shared(s);
+#ifdef ATT_WGMMA
+    att_wgmma_begin();
+    for (int ks = 0; ks < 4; ks++) { att_wgmma_rs(acc, p[ks], att_desc(base + 16 * 128 * ks)); }   // 16 rows a k-step
+    att_wgmma_end(acc);
+#else
     for (int ks = 0; ks < 4; ks++) {
         for (int np = 0; np < 4; np++) {
             uint32_t b[4];
-            ldsm_x4_trans(b, s + (ks * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * ATT_LD + np * 16 + (lane / 16) * 8);
+            ldsm_x4_trans(b, base + att_swz(ks * 16 + (lane % 8) + ((lane / 8) % 2) * 8, 2 * np + lane / 16));
             mma_bf16_16816(acc[2 * np], p[ks], b[0], b[1]);
             mma_bf16_16816(acc[2 * np + 1], p[ks], b[2], b[3]);
         }
     }
+#endif
 }
 
 // C fragments of a 16 x 64 product -> BF16 A fragments for the next product over those 64 columns.
@@ -120,10 +212,6 @@ __device__ __forceinline__ void att_c_to_a(uint32_t a[4][4], const float c[8][4]
         a[j][2] = pack_bf16x2(c[2 * j + 1][0], c[2 * j + 1][1]);
         a[j][3] = pack_bf16x2(c[2 * j + 1][2], c[2 * j + 1][3]);
     }
-}
-
-__device__ __forceinline__ void att_zero(float c[8][4]) {
-    for (int i = 0; i < 8; i++) { for (int e = 0; e < 4; e++) { c[i][e] = 0.0f; } }
 }
 
 // Writes a warp's 16 x 64 accumulator times `scale` to rows [row0, row0+16) of a (T, 64) slice.
@@ -199,7 +287,7 @@ __device__ __forceinline__ void att_finish_rows(floatX* out, float* lse, float o
 __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* out, float* lse, const floatX* qkv,
                                                                         int T, int NH, float scale) {
     // Q tile, and K and V tiles double-buffered: the next tile loads while this one computes
-    __shared__ alignas(16) floatX sq[ATT_TILE * ATT_LD], sk[2][ATT_TILE * ATT_LD], sv[2][ATT_TILE * ATT_LD];
+    __shared__ __align__(1024) floatX sq[ATT_TILE * ATT_HS], sk[2][ATT_TILE * ATT_HS], sv[2][ATT_TILE * ATT_HS];
     int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
     int C = NH * ATT_HS;
@@ -211,7 +299,6 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
     att_load_tile(sk[0], k, 0, T, ld);
     att_load_tile(sv[0], v, 0, T, ld);
     att_commit();
-    uint32_t qf[4][4];
     float o[8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     att_zero(o);
     float sl2 = scale * ATT_LOG2E;   // scores in log2 units, so exp2 does the softmax
@@ -219,11 +306,9 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
     for (int kt = 0; kt <= qt; kt++) {
         int buf = kt % 2;
         att_next_tiles(sk[buf ^ 1], sv[buf ^ 1], k, v, ld, ld, kt + 1, qt, T);
-        __syncthreads();
-        if (kt == 0) { att_load_a(qf, sq, warp * 16, lane); }
+        att_tiles_ready();
         float s[8][4];
-        att_zero(s);
-        att_mma_abt(s, qf, sk[buf], lane);
+        att_mma_abt(s, sq, sk[buf], lane);
         // only the diagonal tile and the tile holding T need masks
         att_online_softmax(s, m, l, o, kt == qt || (kt + 1) * ATT_TILE > T, row, kt * ATT_TILE, T, sl2, lane);
         uint32_t pf[4][4];
@@ -298,14 +383,31 @@ __device__ __forceinline__ void att_load_row_stats(float* s, const float* g, int
     }
 }
 
+// Shared memory of a backward kernel (dynamic: past the 48 KB of static memory): two kept tiles,
+// two double-buffered ones, the double-buffered row statistics, and room to align the tiles.
+#define ATT_TILE_ELEMS (ATT_TILE * ATT_HS)
+#define ATT_BWD_SMEM (6 * ATT_TILE_ELEMS * sizeof(floatX) + 4 * ATT_TILE * sizeof(float) + 1024)
+
+// the tiles of dynamic shared memory, from its first 1024-byte boundary: t[0..5]
+__device__ __forceinline__ floatX* att_bwd_tiles(void) {
+    extern __shared__ uint8_t att_smem_raw[];
+    uint32_t raw = (uint32_t)__cvta_generic_to_shared(att_smem_raw);
+    return reinterpret_cast<floatX*>(att_smem_raw + (((raw + 1023) & ~1023u) - raw));
+}
+
 // dK, dV of one key tile: grid (T/64 key tiles, NH, B). Each warp owns 16 keys and walks
 // the query tiles at or after its key tile (the next one loading while this one computes):
 //   P^T = exp(K Q^T * scale - lse);  dV += P^T dO;  dP^T = V dO^T;  dS^T = P^T (dP^T - delta);  dK += dS^T Q * scale
 __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(floatX* dqkv, const floatX* dout,
                                                                               const floatX* qkv, const float* lse,
                                                                               const float* delta, int T, int NH, float scale) {
-    __shared__ alignas(16) floatX sq[2][ATT_TILE * ATT_LD], sdo[2][ATT_TILE * ATT_LD];
-    __shared__ float slse[2][ATT_TILE], sdelta[2][ATT_TILE];
+    // tiles: K and V (64 keys, 64) kept; then Q and dO (64 queries, 64) of buffer 0, of buffer 1
+    floatX* sk = att_bwd_tiles();
+    floatX* sv = sk + ATT_TILE_ELEMS;
+    auto sq = [&](int buf) { return sk + (2 + 2 * buf) * ATT_TILE_ELEMS; };
+    auto sdo = [&](int buf) { return sk + (3 + 2 * buf) * ATT_TILE_ELEMS; };
+    float (*slse)[ATT_TILE] = reinterpret_cast<float (*)[ATT_TILE]>(sk + 6 * ATT_TILE_ELEMS);   // [2][64]
+    float (*sdelta)[ATT_TILE] = slse + 2;                                                         // [2][64]
     int kt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
     int C = NH * ATT_HS, ntiles = (T + ATT_TILE - 1) / ATT_TILE;
@@ -316,20 +418,13 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
     const floatX* dO = dout + (long)b * T * C + h * ATT_HS;
     const float* lse_bh = lse + ((long)b * NH + h) * T;
     const float* delta_bh = delta + ((long)b * NH + h) * T;
-    // this warp's K and V rows as A fragments, staged through buffer 1; buffer 0 gets the first query tile
-    att_load_tile(sq[1], k, kt * ATT_TILE, T, ld);
-    att_load_tile(sdo[1], v, kt * ATT_TILE, T, ld);
-    att_load_tile(sq[0], q, kt * ATT_TILE, T, ld);
-    att_load_tile(sdo[0], dO, kt * ATT_TILE, T, C);
+    att_load_tile(sk, k, kt * ATT_TILE, T, ld);
+    att_load_tile(sv, v, kt * ATT_TILE, T, ld);
+    att_load_tile(sq(0), q, kt * ATT_TILE, T, ld);
+    att_load_tile(sdo(0), dO, kt * ATT_TILE, T, C);
     att_commit();
     att_load_row_stats(slse[0], lse_bh, kt * ATT_TILE, T, ATT_LOG2E);
     att_load_row_stats(sdelta[0], delta_bh, kt * ATT_TILE, T, 1.0f);
-    att_wait<0>();
-    __syncthreads();
-    uint32_t kf[4][4], vf[4][4];
-    att_load_a(kf, sq[1], warp * 16, lane);
-    att_load_a(vf, sdo[1], warp * 16, lane);
-    __syncthreads();
     float dk[8][4], dv[8][4];
     att_zero(dk);
     att_zero(dv);
@@ -341,22 +436,20 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
             att_load_row_stats(slse[buf ^ 1], lse_bh, (qt + 1) * ATT_TILE, T, ATT_LOG2E);
             att_load_row_stats(sdelta[buf ^ 1], delta_bh, (qt + 1) * ATT_TILE, T, 1.0f);
         }
-        att_next_tiles(sq[buf ^ 1], sdo[buf ^ 1], q, dO, ld, C, qt + 1, ntiles - 1, T);
-        __syncthreads();
+        att_next_tiles(sq(buf ^ 1), sdo(buf ^ 1), q, dO, ld, C, qt + 1, ntiles - 1, T);
+        att_tiles_ready();
         int masked = qt == kt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
-        att_zero(p);
-        att_mma_abt(p, kf, sq[buf], lane);                   // S^T (16 keys x 64 queries)
+        att_mma_abt(p, sk, sq(buf), lane);                  // S^T (16 keys x 64 queries)
         att_probs(p, sl2, NULL, slse[buf], key0, qt * ATT_TILE, 0, masked, T, lane);
         uint32_t pf[4][4];
         att_c_to_a(pf, p);
-        att_mma_ab(dv, pf, sdo[buf], lane);                  // dV += P^T dO
-        att_zero(dp);
-        att_mma_abt(dp, vf, sdo[buf], lane);                 // dP^T = V dO^T
-        att_ds(dp, p, 1.0f, sdelta[buf], NULL, lane);           // dS^T = P^T (dP^T - delta)
+        att_mma_ab(dv, pf, sdo(buf), lane);                 // dV += P^T dO
+        att_mma_abt(dp, sv, sdo(buf), lane);                // dP^T = V dO^T
+        att_ds(dp, p, 1.0f, sdelta[buf], NULL, lane);       // dS^T = P^T (dP^T - delta)
         uint32_t dsf[4][4];
         att_c_to_a(dsf, dp);
-        att_mma_ab(dk, dsf, sq[buf], lane);                  // dK += dS^T Q
+        att_mma_ab(dk, dsf, sq(buf), lane);                 // dK += dS^T Q
         __syncthreads();
     }
     floatX* dk_out = dqkv + (long)b * T * ld + C + h * ATT_HS;
@@ -369,7 +462,11 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
 __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floatX* dqkv, const floatX* dout,
                                                                             const floatX* qkv, const float* lse,
                                                                             const float* delta, int T, int NH, float scale) {
-    __shared__ alignas(16) floatX sk[2][ATT_TILE * ATT_LD], sv[2][ATT_TILE * ATT_LD];
+    // tiles: Q and dO (64 queries, 64) kept; then K and V (64 keys, 64) of buffer 0, of buffer 1
+    floatX* sq = att_bwd_tiles();
+    floatX* sdo = sq + ATT_TILE_ELEMS;
+    auto sk = [&](int buf) { return sq + (2 + 2 * buf) * ATT_TILE_ELEMS; };
+    auto sv = [&](int buf) { return sq + (3 + 2 * buf) * ATT_TILE_ELEMS; };
     int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
     int C = NH * ATT_HS;
@@ -378,18 +475,11 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
     const floatX* k = q + C;
     const floatX* v = q + 2 * C;
     const floatX* dO = dout + (long)b * T * C + h * ATT_HS;
-    // Q and dO rows as A fragments, staged through buffer 1; buffer 0 gets the first key tile
-    att_load_tile(sk[1], q, qt * ATT_TILE, T, ld);
-    att_load_tile(sv[1], dO, qt * ATT_TILE, T, C);
-    att_load_tile(sk[0], k, 0, T, ld);
-    att_load_tile(sv[0], v, 0, T, ld);
+    att_load_tile(sq, q, qt * ATT_TILE, T, ld);
+    att_load_tile(sdo, dO, qt * ATT_TILE, T, C);
+    att_load_tile(sk(0), k, 0, T, ld);
+    att_load_tile(sv(0), v, 0, T, ld);
     att_commit();
-    att_wait<0>();
-    __syncthreads();
-    uint32_t qf[4][4], dof[4][4];
-    att_load_a(qf, sk[1], warp * 16, lane);
-    att_load_a(dof, sv[1], warp * 16, lane);
-    __syncthreads();
     int q0 = qt * ATT_TILE + warp * 16;
     float lse2[2], dl[2];
     for (int i = 0; i < 2; i++) {
@@ -402,19 +492,17 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
     float sl2 = scale * ATT_LOG2E;
     for (int kt = 0; kt <= qt; kt++) {
         int buf = kt % 2;
-        att_next_tiles(sk[buf ^ 1], sv[buf ^ 1], k, v, ld, ld, kt + 1, qt, T);
-        __syncthreads();
+        att_next_tiles(sk(buf ^ 1), sv(buf ^ 1), k, v, ld, ld, kt + 1, qt, T);
+        att_tiles_ready();
         int masked = kt == qt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
-        att_zero(p);
-        att_mma_abt(p, qf, sk[buf], lane);                   // S (16 queries x 64 keys)
+        att_mma_abt(p, sq, sk(buf), lane);                  // S (16 queries x 64 keys)
         att_probs(p, sl2, lse2, NULL, q0, kt * ATT_TILE, 1, masked, T, lane);
-        att_zero(dp);
-        att_mma_abt(dp, dof, sv[buf], lane);                 // dP = dO V^T
-        att_ds(dp, p, 1.0f, NULL, dl, lane);                   // dS = P (dP - delta)
+        att_mma_abt(dp, sdo, sv(buf), lane);                // dP = dO V^T
+        att_ds(dp, p, 1.0f, NULL, dl, lane);                // dS = P (dP - delta)
         uint32_t dsf[4][4];
         att_c_to_a(dsf, dp);
-        att_mma_ab(dq, dsf, sk[buf], lane);                  // dQ += dS K
+        att_mma_ab(dq, dsf, sk(buf), lane);                 // dQ += dS K
         __syncthreads();
     }
     att_store_rows(dqkv + (long)b * T * ld + h * ATT_HS, ld, q0, T, dq, scale, lane);
@@ -449,9 +537,11 @@ static inline void attention_backward(floatX* dqkv, void* scratch, const floatX*
     attention_delta_kernel<<<ceil_div((long)B * T * NH * 8, 256), 256, 0, s>>>(delta, dout, out, B, T, NH);
     cudaCheckLaunch();
     dim3 grid(ceil_div(T, ATT_TILE), NH, B);
-    attention_backward_dkdv_kernel<<<grid, ATT_THREADS, 0, s>>>(dqkv, dout, qkv, lse, delta, T, NH, scale);
+    cudaCheck(cudaFuncSetAttribute(attention_backward_dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, ATT_BWD_SMEM));
+    cudaCheck(cudaFuncSetAttribute(attention_backward_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, ATT_BWD_SMEM));
+    attention_backward_dkdv_kernel<<<grid, ATT_THREADS, ATT_BWD_SMEM, s>>>(dqkv, dout, qkv, lse, delta, T, NH, scale);
     cudaCheckLaunch();
-    attention_backward_dq_kernel<<<grid, ATT_THREADS, 0, s>>>(dqkv, dout, qkv, lse, delta, T, NH, scale);
+    attention_backward_dq_kernel<<<grid, ATT_THREADS, ATT_BWD_SMEM, s>>>(dqkv, dout, qkv, lse, delta, T, NH, scale);
     cudaCheckLaunch();
 }
 
