@@ -69,8 +69,8 @@ if nvidia-smi -L >/dev/null 2>&1; then
     suite "MXFP8/NVFP4 casts and dequantization" ./dev/test_mx --no-timing
     suite "MXFP8 GEMM (wgmma) vs fp64 reference" ./dev/test_mx_gemm --no-timing
     suite "MXFP8/NVFP4 linear layer: both GEMM paths, vs BF16" ./dev/test_mx_linear
-    suite "Blackwell scale swizzle kernel vs host layout" ./dev/test_mx_blackwell_gpu --swizzle
-    suite "Blackwell cuBLASLt MXFP8/NVFP4 GEMM vs fp64 (sm_100+)" ./dev/test_mx_blackwell_gpu --gemm
+    suite "Blackwell scale swizzle and NVFP4 tile-scale expansion kernels vs host" ./dev/test_mx_blackwell_gpu --swizzle
+    suite "Blackwell cuBLASLt MXFP8/NVFP4 GEMMs vs fp64, NVFP4 native linear vs dequant (sm_100+)" ./dev/test_mx_blackwell_gpu --gemm
     if python3 -c "import ml_dtypes, numpy" >/dev/null 2>&1; then
         suite "FP8 host reference vs ml_dtypes" python3 dev/fp8_mldtypes_check.py ./dev/test_fp8_host
     else

@@ -15,6 +15,11 @@
 //    every other byte the padding value 0
 // Self-checks make sure wrong layouts (K tiles slowest, inner strides swapped, the 32-row
 // interleave dropped) would be caught.
+// NVFP4 weights (16x16 tiles, llmc/mx.h's host quantization) as the GEMMs' operands: the tile
+// scales expanded to per-16 row scales of W (fprop) and W^T (dgrad), against the tiles walked
+// one by one and against W^T quantized on its own; the transposed packed codes with W^T's
+// expanded scales, read as cuBLASLt reads a K-major FP4 row, dequantize to W's dequantization
+// transposed, bit for bit. A self-check makes sure W's expansion used for W^T would be caught.
 // Prints PASS/FAIL lines and ends with `N passed, N failed`.
 // Build: gcc -O2 -Wall -Wextra -o dev/test_mx_blackwell dev/test_mx_blackwell.c -lm
 #include <stdlib.h>
@@ -293,6 +298,98 @@ static void test_self_checks(void) {
     check(c > 0, "self-check: a layout without the 32-row interleave is caught as no bijection (%ld problems)", c);
 }
 
+// ------------------------------------------------------------------------------------------
+// NVFP4 weights: 16x16 tile scales expanded to the GEMMs' row scales
+
+// W (R,C) with a different magnitude per tile (2^-4 .. 2^4), so that tile scales differ and a
+// scale taken from the wrong tile shows in the dequantization
+static float* tiled_weight(int R, int C) {
+    float* x = (float*)malloc((size_t)R * C * sizeof(float));
+    for (int r = 0; r < R; r++) {
+        for (int c = 0; c < C; c++) { x[(long)r * C + c] = (float)(rng_normal(&rng) * ldexp(1.0, (r / 16 + 3 * (c / 16)) % 9 - 4)); }
+    }
+    return x;
+}
+
+static void test_tile_expansion_examples(void) {
+    // W (48,96): tiles (3,6). Row 17, block 4 of W's rows -> tile (1,4); row 40, block 2 of
+    // W^T's (96,3) rows -> tile (2, 40/16 = 2)
+    int ok = mx_nvfp4_tile_scale_src(17, 4, 96, 0) == 1 * 6 + 4 && mx_nvfp4_tile_scale_src(40, 2, 96, 1) == 2 * 6 + 2 &&
+             mx_nvfp4_tile_scale_src(15, 0, 96, 0) == 0 && mx_nvfp4_tile_scale_src(16, 0, 96, 0) == 6 &&
+             mx_nvfp4_tile_scale_src(95, 0, 96, 1) == 5 && mx_nvfp4_tile_scale_src(0, 2, 96, 1) == 12;
+    check(ok, "tile scale of expanded (row, block) by hand, W (48,96): rows (17,4)->(1,4), (15,0)->(0,0), (16,0)->(1,0); "
+              "W^T rows (40,2)->(2,2), (95,0)->(0,5), (0,2)->(2,0)");
+}
+
+// wrong_t: use W's row expansion for W^T (self-check), which only fits square weights
+static long tile_expansion_problems(int R, int C, int wrong_t, int verbose) {
+    long n = (long)R * C, TR = R / 16, TC = C / 16, bad = 0;
+    float* x = tiled_weight(R, C);                               // (R,C)
+    float* xt = (float*)malloc((size_t)n * sizeof(float));      // (C,R)
+    for (long r = 0; r < R; r++) { for (long c = 0; c < C; c++) { xt[c * R + r] = x[r * C + c]; } }
+    float st = mx_nvfp4_tensor_scale(mx_absmax(x, (int)n));
+    uint8_t *q = (uint8_t*)malloc(n), *qt = (uint8_t*)malloc(n);                       // (R,C), (C,R): a code per byte
+    uint8_t *p = (uint8_t*)malloc(n / 2), *pt = (uint8_t*)malloc(n / 2);               // (R,C/2), (C,R/2): packed
+    uint8_t *tiles = (uint8_t*)malloc(TR * TC), *tiles_t = (uint8_t*)malloc(TR * TC);  // (R/16,C/16), (C/16,R/16)
+    uint8_t *er = (uint8_t*)malloc(n / 16);                                            // (R,C/16)
+    uint8_t *et = (uint8_t*)malloc(n / 16), *et2 = (uint8_t*)malloc(n / 16);           // (C,R/16)
+    mx_nvfp4_quantize_tiles(q, tiles, x, R, C, st);
+    mx_nvfp4_quantize_tiles(qt, tiles_t, xt, C, R, st);   // W^T on its own
+    mx_nvfp4_tile_scales_expand_host(er, tiles, R, C, 0);   // W's rows (R, C/16)
+    mx_nvfp4_tile_scales_expand_host(et, tiles, R, C, !wrong_t);   // W^T's rows (C, R/16)
+    mx_nvfp4_tile_scales_expand_host(et2, tiles_t, C, R, 0);
+    // the tiles one by one: tile (bi, bj) is block bj of W's rows 16bi.., block bi of W^T's rows 16bj..
+    for (long bi = 0; bi < TR; bi++) {
+        for (long bj = 0; bj < TC; bj++) {
+            uint8_t sc = tiles[bi * TC + bj];
+            for (long i = 0; i < 16; i++) {
+                int e = er[(bi * 16 + i) * TC + bj] != sc, f = et[(bj * 16 + i) * TR + bi] != sc;
+                if ((e || f) && bad++ < 3 && verbose) { printf("  (%d,%d) tile (%ld,%ld) line %ld: W rows %d, W^T rows %d wrong\n", R, C, bi, bj, i, e, f); }
+            }
+        }
+    }
+    // W^T quantized on its own: the transposed codes, and its row expansion equals W's transposed one
+    for (long r = 0; r < R; r++) {
+        for (long c = 0; c < C; c++) {
+            if (qt[c * R + r] != q[r * C + c] && bad++ < 3 && verbose) { printf("  (%d,%d): W^T's code (%ld,%ld) differs\n", R, C, c, r); }
+        }
+    }
+    for (long i = 0; i < n / 16; i++) {
+        if (et2[i] != et[i] && bad++ < 3 && verbose) { printf("  (%d,%d): W^T's own expanded scale %ld differs\n", R, C, i); }
+    }
+    // the operands as the GEMMs read them: W's packed rows with er (fprop), W^T's with et
+    // (dgrad): element k of row j in the low (k even) or high nibble of byte (j*K + k)/2
+    mx_e2m1_pack(p, q, n);
+    mx_e2m1_pack(pt, qt, n);
+    for (long r = 0; r < R; r++) {
+        for (long c = 0; c < C; c++) {
+            float want = mx_nvfp4_dequant(q[r * C + c], tiles[(r / 16) * TC + c / 16], st);   // W's tile dequantization
+            uint8_t a = (p[(r * C + c) / 2] >> (4 * (c & 1))) & 0xF, b = (pt[(c * R + r) / 2] >> (4 * (r & 1))) & 0xF;
+            float fw = mx_nvfp4_dequant(a, er[r * TC + c / 16], st), fwt = mx_nvfp4_dequant(b, et[c * TR + r / 16], st);
+            if ((fp8_float_bits(fw) != fp8_float_bits(want) || fp8_float_bits(fwt) != fp8_float_bits(want)) && bad++ < 3 && verbose) {
+                printf("  (%d,%d): W (%ld,%ld) = %g, from W's rows %g, from W^T's rows %g\n", R, C, r, c, want, fw, fwt);
+            }
+        }
+    }
+    free(x); free(xt); free(q); free(qt); free(p); free(pt); free(tiles); free(tiles_t); free(er); free(et); free(et2);
+    return bad;
+}
+
+static void test_tile_expansion(void) {
+    test_tile_expansion_examples();
+    // (OC, IC): square, non-square both ways, GPT-2 d12's qkv, fc and fcproj
+    const int shapes_w[][2] = {{16, 16}, {48, 96}, {96, 48}, {32, 160}, {64, 64}, {2304, 768}, {3072, 768}, {768, 3072}};
+    for (size_t i = 0; i < sizeof(shapes_w) / sizeof(shapes_w[0]); i++) {
+        int R = shapes_w[i][0], C = shapes_w[i][1];
+        long bad = tile_expansion_problems(R, C, 0, 1);
+        check(bad == 0, "NVFP4 weight (%d,%d): tile scales expanded to W's rows (%d,%d) and W^T's (%d,%d) = the tiles one by one and "
+              "W^T's own quantization; packed W and W^T codes with them dequantize to W's dequantization, bit for bit (%ld bad)",
+              R, C, R, C / 16, C, R / 16, bad);
+    }
+    long w = tile_expansion_problems(64, 64, 1, 0);
+    check(w > 0, "self-check: W's row expansion used for W^T (64,64) is caught (%ld problems)", w);
+}
+
 int main(void) {
     rng_seed(&rng, 0xb1ac3e11ull);
     test_documented();
@@ -302,5 +399,6 @@ int main(void) {
     test_padded_size();
     test_swizzle();
     test_self_checks();
+    test_tile_expansion();
     return check_summary();
 }

@@ -1,23 +1,35 @@
-// GPU tests of llmc/mx_gemm_cublaslt.cuh, Blackwell's native block-scaled GEMMs through cuBLASLt:
+// GPU tests of llmc/mx_gemm_cublaslt.cuh, Blackwell's native block-scaled GEMMs through cuBLASLt,
+// and of the NVFP4 linear layer on them (llmc/linear_mx.cuh, --precision nvfp4 --mx-gemm native):
 //   dev/test_mx_blackwell_gpu            both parts, then `N passed, N failed`
-//   dev/test_mx_blackwell_gpu --swizzle  the scale swizzle kernel only (any GPU of compute capability 9.0+)
-//   dev/test_mx_blackwell_gpu --gemm     the GEMMs only; below compute capability 10.0 this prints
-//                                        `SKIPPED: ...` and no result line, which dev/run_tests.sh
-//                                        counts as a skipped suite
+//   dev/test_mx_blackwell_gpu --swizzle  the scale swizzle and tile-scale expansion kernels only
+//                                        (any GPU of compute capability 9.0+)
+//   dev/test_mx_blackwell_gpu --gemm     the GEMMs and the NVFP4 linear only; below compute
+//                                        capability 10.0 this prints `SKIPPED: ...` and no result
+//                                        line, which dev/run_tests.sh counts as a skipped suite
 // Swizzle: mx_sf_swizzle bit for bit against mx_sf_swizzle_host (llmc/mx_blackwell.h, whose layout
 // dev/test_mx_blackwell checks against NVIDIA's documentation) on random scale arrays of GPT-2's
 // shapes and ragged ones; the output is poisoned first, so the padding must be written too.
+// Expansion: nvfp4_tile_scales_expand (NVFP4 weights' 16x16 tile scales as W's or W^T's per-16
+// row scales) bit for bit against mx_nvfp4_tile_scales_expand_host (checked by
+// dev/test_mx_blackwell), both orientations, square and non-square weights, output poisoned.
 // GEMMs (compute capability 10.0+ only; never run yet): MXFP8 E4M3 x E4M3 and E5M2 x E4M3, NVFP4
 // with packed codes, with bias, alpha and beta, ragged K blocks (K = 1600) and rows that are not
 // multiples of 128, against an FP64 GEMM of the operands dequantized by llmc/mx.h. Block scales
 // are random over 2^-8..2^8 (MXFP8) and 1/16..16 (NVFP4), so a misplaced scale or a misread FP4
 // nibble would show as an O(1) error, far above the tolerance (BF16 output rounding).
+// NVFP4 linear (compute capability 10.0+ only; never run yet): forward and backward of one
+// layer, native (cuBLASLt, the weight's tile codes and W^T's transposed ones with expanded
+// scales) against the dequantized path (BF16 GEMM of the same codes and scales: the same seeds
+// give the same quantization), bias, GELU and its backward, kept x^T or not, accumulated dW:
+// equal up to FP32 summation order and BF16 output rounding, relative L2 < 1e-2 (as MXFP8's
+// two paths in dev/test_mx_linear). A misplaced scale or a wrong W^T would be O(1). Also: with
+// the arena and the cuBLASLt scratch reserved up front, the native run grows neither.
 // Exit status: 0 all passed (or skipped), 1 a check failed, 77 no GPU or one below 9.0 (skipped).
 // Build (from the repository root):
 //   nvcc -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_90,code=compute_90
 //        -Xcompiler -Wall,-Wno-unused-function -o dev/test_mx_blackwell_gpu dev/test_mx_blackwell_gpu.cu -lcublasLt
 // (the compute_90 PTX is what a Blackwell GPU can run: the driver compiles it for the GPU)
-#include "../llmc/mx_gemm_cublaslt.cuh"
+#include "../llmc/linear_mx.cuh"   // and llmc/mx_gemm_cublaslt.cuh
 #include "test_util.cuh"   // VF, VD, rng, put, get, dev_alloc, fmt, check_count, check_close, gpu_found
 
 
@@ -56,6 +68,31 @@ static void test_swizzle() {
             }
         }
         check_count(fmt("swizzle (%d, %d) -> %zu bytes, bit for bit with the host", R, KB, n), bad);
+        dev_free_all();
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// NVFP4 tile-scale expansion vs host reference
+
+static void test_expand() {
+    // W (OC,IC): square, non-square both ways, GPT-2's qkv, fc, the padded LM head, d48's qkv
+    const int shapes[][2] = {{16, 16}, {48, 96}, {96, 48}, {32, 160}, {2304, 768}, {768, 3072}, {50304, 768}, {4800, 1600}};
+    for (auto& s : shapes) {
+        int R = s[0], C = s[1];
+        size_t n = (size_t)R * C / NVFP4_BLOCK;
+        Bytes tiles(n / NVFP4_BLOCK);   // (R/16, C/16)
+        for (auto& b : tiles) { b = (uint8_t)(1 + rng_u64(&rng) % 0x7E); }   // positive E4M3, never the poison
+        uint8_t* d_tiles = bytes_to_dev(tiles);
+        uint8_t* d_out = dev_alloc<uint8_t>(n);   // (R, C/16) or (C, R/16)
+        for (int t = 0; t < 2; t++) {
+            Bytes want(n);
+            mx_nvfp4_tile_scales_expand_host(want.data(), tiles.data(), R, C, t);
+            cudaCheck(cudaMemset(d_out, 0xA5, n));
+            nvfp4_tile_scales_expand(d_out, d_tiles, R, C, t, 0);
+            check_count(fmt("NVFP4 tile scales of W (%d,%d) expanded to %s rows (%d,%d), bit for bit with the host", R, C,
+                            t ? "W^T's" : "W's", t ? C : R, (t ? R : C) / NVFP4_BLOCK), count_diff(get_bytes(d_out, n), want));
+        }
         dev_free_all();
     }
 }
@@ -175,6 +212,72 @@ static void test_gemms(const MxLtContext* c) {
     for (auto& g : cases) { run_case(c, g); }
 }
 
+// ------------------------------------------------------------------------------------------
+// NVFP4 linear layer: native GEMMs vs the dequantized path
+
+struct LinCase {
+    const char* name;
+    int N, IC, OC;
+    int keep, gelu, dgelu, bias;   // x^T kept from the forward; GELU after fprop; the input a GELU's (dgrad)
+};
+struct LinOuts { VF out, pre, dinp, dw; long grown; };
+
+// one forward and backward of linear 0 in NVFP4, native or dequant, from the same inputs (a fresh
+// MxLinear each: the same seeds); dW accumulates onto dw0. The arena and the native GEMMs' room
+// are reserved first, as linear_reserve does; grown: how many of them the run had to enlarge.
+static LinOuts nvfp4_linear(GemmContext* g, int native, const LinCase& k, const floatX* x, const floatX* w, const floatX* bias,
+                            const floatX* dy, const floatX* pre_b, const VF& dw0) {
+    MxLinear mx;
+    mx_linear_init(&mx, g, MX_NVFP4, native, MX_SCALE_CEIL, 0, 1);
+    long nx = (long)k.N * k.IC, ny = (long)k.N * k.OC;
+    floatX* out = dev_alloc<floatX>(ny);    // (N,OC)
+    floatX* pre = dev_alloc<floatX>(ny);    // (N,OC)
+    floatX* dinp = dev_alloc<floatX>(nx);   // (N,IC)
+    floatX* dw = to_dev(dw0);               // (OC,IC)
+    if (native) {   // fprop, dgrad, wgrad
+        mx_gemm_native_reserve(&mx, k.N, k.OC, k.IC);
+        mx_gemm_native_reserve(&mx, k.N, k.IC, k.OC);
+        mx_gemm_native_reserve(&mx, k.OC, k.IC, k.N);
+    }
+    mx_arena(&mx, mx_call_bytes(&mx, k.N, k.IC, k.OC, k.keep));
+    size_t arena0 = mx.arena_bytes, lt0 = mx.lt_scratch_bytes;
+    mx_linear_forward(&mx, g, 0, k.keep, out, k.gelu ? pre : NULL, x, w, bias, k.N, k.IC, k.OC, 0);
+    mx_linear_backward(&mx, g, 0, k.keep, dinp, dw, NULL, NULL, dy, x, pre_b, w, k.N, k.IC, k.OC, 0);
+    device_sync();
+    LinOuts o = {get(out, ny), k.gelu ? get(pre, ny) : VF(), get(dinp, nx), get(dw, dw0.size()),
+                 (long)(mx.arena_bytes != arena0) + (mx.lt_scratch_bytes != lt0)};
+    mx_linear_free(&mx);
+    return o;
+}
+
+static void test_nvfp4_linear(GemmContext* g) {
+    const LinCase cases[] = {
+        {"qkv +bias, x^T kept", 512, 768, 2304, 1, 0, 0, 1},
+        {"fc +bias +gelu, x^T kept", 256, 768, 3072, 1, 1, 0, 1},
+        {"fcproj +dgelu", 256, 3072, 768, 0, 0, 1, 0},
+        {"non-square 96x160->224, x^T kept", 96, 160, 224, 1, 0, 0, 1},
+    };
+    for (auto& k : cases) {
+        VF x = randn((size_t)k.N * k.IC, 1.0), w = randn((size_t)k.OC * k.IC, 0.02), dy = randn((size_t)k.N * k.OC, 1e-3);
+        VF dw0 = randn((size_t)k.OC * k.IC, 1e-2), bias = randn(k.OC, 0.5), pre_b = randn((size_t)k.N * k.IC, 1.0);
+        floatX *d_x = to_dev(x), *d_w = to_dev(w), *d_dy = to_dev(dy), *d_bias = k.bias ? to_dev(bias) : NULL;
+        floatX* d_pre = k.dgelu ? to_dev(pre_b) : NULL;
+        LinOuts deq = nvfp4_linear(g, 0, k, d_x, d_w, d_bias, d_dy, d_pre, dw0);
+        LinOuts nat = nvfp4_linear(g, 1, k, d_x, d_w, d_bias, d_dy, d_pre, dw0);
+        const char* part[4] = {"fprop out", "fprop pre-gelu", "dgrad", "wgrad (accumulated)"};
+        const VF* a[4] = {&nat.out, &nat.pre, &nat.dinp, &nat.dw};
+        const VF* b[4] = {&deq.out, &deq.pre, &deq.dinp, &deq.dw};
+        check_count(fmt("nvfp4 linear %s native: nothing grown after the reserve (arena with the expanded weight scales, "
+                        "cuBLASLt scratch of 16-blocks)", k.name), nat.grown);
+        for (int i = 0; i < 4; i++) {
+            if (i == 1 && !k.gelu) { continue; }
+            check_close(fmt("nvfp4 linear %s (N=%d IC=%d OC=%d) %s: native vs dequant", k.name, k.N, k.IC, k.OC, part[i]), *a[i],
+                        VD(b[i]->begin(), b[i]->end()), 1e-2);
+        }
+        dev_free_all();
+    }
+}
+
 int main(int argc, char** argv) {
     bool swizzle = true, gemm = true;
     if (argc == 2 && strcmp(argv[1], "--swizzle") == 0) { gemm = false; }
@@ -191,12 +294,17 @@ int main(int argc, char** argv) {
     gemm_context_init(&g);
     MxLtContext c;
     mx_lt_context_init(&c, &g);
-    if (swizzle) { test_swizzle(); }
+    if (swizzle) {
+        test_swizzle();
+        test_expand();
+    }
     if (gemm) {
         if (mx_gemm_cublaslt_available(&c)) {
             test_gemms(&c);
+            test_nvfp4_linear(&g);
         } else {
-            printf("SKIPPED: cuBLASLt block-scaled GEMM needs sm_100; this GPU is sm_%d%d\n", c.cc_major, c.cc_minor);
+            printf("SKIPPED: cuBLASLt block-scaled GEMMs and the NVFP4 native linear need sm_100; this GPU is sm_%d%d\n",
+                   c.cc_major, c.cc_minor);
         }
     }
     gemm_context_free(&g);

@@ -4,7 +4,8 @@
 //    kernel on Hopper, cuBLASLt's block-scaled GEMM on Blackwell) take the same quantized
 //    operands (dev/test_mx checks the casts bit for bit) and must agree within FP32
 //    accumulation and BF16 output rounding: relative L2 < 1e-2 (seen ~2e-3, the output's BF16
-//    rounding);
+//    rounding); NVFP4's two paths (native: Blackwell only) are compared the same way in
+//    dev/test_mx_blackwell_gpu --gemm;
 //  - every mode against the unquantized BF16 linear: the error the formats predict, within a
 //    bound and above a floor (a mode that quantized nothing would fail the floor). E4M3 operands
 //    give ~3-4% per product (E5M2 gradients ~5-7%); E2M1 with per-16 scales ~8-10% per value, so

@@ -146,12 +146,10 @@ static inline int linear_options_parse(LinearOptions* o, const char* flag, const
         else if (strcmp(value, "mxfp8") == 0) { o->mx = 1; }
         else if (strcmp(value, "nvfp4") == 0) { o->mx = 2; }
         else if (strcmp(value, "bf16") != 0) { flag_error(flag, value, "expected bf16, fp8, mxfp8 or nvfp4"); }
-        if (o->mx == 2 && o->mx_native) { flag_error(flag, value, "--mx-gemm native is MXFP8's kernel; nvfp4 runs dequant"); }
     } else if (strcmp(flag, "--mx-gemm") == 0) {
         if (strcmp(value, "native") == 0) { o->mx_native = 1; }
         else if (strcmp(value, "dequant") == 0) { o->mx_native = 0; }
         else { flag_error(flag, value, "expected dequant or native"); }
-        if (o->mx == 2 && o->mx_native) { flag_error(flag, value, "native is MXFP8's kernel; --precision nvfp4 runs dequant"); }
     } else if (strcmp(flag, "--mx-scale-rounding") == 0) {
         if (strcmp(value, "floor") == 0) { o->mx_floor = 1; }
         else if (strcmp(value, "ceil") == 0) { o->mx_floor = 0; }
@@ -200,9 +198,10 @@ static inline void linear_options_help(void) {
     LinearOptions d;
     linear_options_defaults(&d);
     printf("  --precision bf16|fp8|mxfp8|nvfp4  GEMMs of the linear layers        (default %s)\n", d.fp8 ? "fp8" : "bf16");
-    printf("  --mx-gemm dequant|native       mxfp8 GEMMs: dequantized to BF16, or native:\n"
-           "                                 the wgmma kernel (Hopper), cuBLASLt's\n"
-           "                                 block-scaled GEMM (Blackwell)        (default dequant)\n");
+    printf("  --mx-gemm dequant|native       mxfp8/nvfp4 GEMMs: dequantized to BF16, or\n"
+           "                                 native: cuBLASLt's block-scaled GEMM (Blackwell),\n"
+           "                                 the wgmma kernel (Hopper, mxfp8 only;\n"
+           "                                 nvfp4 refused there)                 (default dequant)\n");
     printf("  --mx-scale-rounding ceil|floor MXFP8 block scales: NVIDIA's round-up, or\n"
            "                                 the OCP spec's floor                 (default ceil)\n");
     printf("  --fp8-scaling delayed|current  scales from an amax history, or from\n"

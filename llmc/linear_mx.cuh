@@ -12,23 +12,30 @@
 // GEMMs: the FP32 GEMM of the exactly dequantized operands, on one of two paths:
 //   dequant  codes -> BF16 (exact: E4M3/E5M2 x 2^k and E2M1 x E4M3 are BF16 values), then
 //            cuBLASLt BF16 with FP32 accumulation; NVFP4's 1/(s_tA s_tB) is the GEMM's alpha
-//   native   MXFP8 only, the kernel picked by the GPU at run time (mx_gemm_native):
-//            Hopper: llmc/mx_gemm.cuh, FP8 wgmma per 32-wide K block, scaled and accumulated in
-//            FP32 registers (numerically exact, as dequant);
+//   native   the kernel picked by the GPU at run time (mx_gemm_native):
+//            MXFP8 on Hopper: llmc/mx_gemm.cuh, FP8 wgmma per 32-wide K block, scaled and
+//            accumulated in FP32 registers (numerically exact, as dequant);
 //            Blackwell (compute capability 10+): cuBLASLt's block-scaled GEMM
-//            (llmc/mx_gemm_cublaslt.cuh, VEC32_UE8M0), the scales swizzled into a scratch buffer
-//            of its own. NOT YET RUN ON A BLACKWELL GPU; a binary for one needs sm_100a code
-//            (GPU_ARCH in the Makefile). cuBLASLt has no E5M2 x E5M2 kernel; none arises: the
-//            second operand (a weight or an input) is always E4M3.
-//   NVFP4 always runs dequant: cuBLASLt's would need W^T's codes K-major and the 16x16 tiles'
-//   scales expanded to per-row ones (nvfp4_quantize_tiles can write the transposed codes).
+//            (llmc/mx_gemm_cublaslt.cuh; MXFP8 VEC32_UE8M0, NVFP4 VEC16_UE4M3 with
+//            alpha = 1/(s_tA s_tB)), the scales swizzled into a scratch buffer of its own.
+//            NVFP4 weights: fprop takes the tiles' codes (OC,IC), dgrad W^T's codes (IC,OC)
+//            (written by the same tile pass, kept), each with the 16x16 tile scales expanded
+//            to per-16 row scales in the arena; the same codes and scales as dequant, so the
+//            same product up to FP32 summation order. cuBLASLt has no E5M2 x E5M2 kernel; none
+//            arises: the second operand (a weight or an input) is always E4M3.
+//            NOT YET RUN ON A BLACKWELL GPU (none available); a binary for one needs sm_100a
+//            code (GPU_ARCH in the Makefile). Hopper has no FP4 tensor cores and NVFP4 no
+//            native kernel there: mx_linear_init refuses nvfp4 native below compute capability 10.
 // Storage: what lives from call to call is codes and scales only, NVFP4's codes two per byte:
 // 8.25 bits per value (MXFP8), 4.5 (NVFP4 rows), 4.03 (NVFP4 weight tiles).
 //  - Weights: MXFP8 keeps none; each call quantizes the BF16 weight into its arena, rows for
 //    fprop, columns for dgrad (deterministic: the codes do not depend on when they are made;
 //    a pass over OC*IC values, small beside the GEMM, and 2 bytes per parameter not kept).
 //    NVFP4 keeps its tiles (both GEMMs; quantized once per optimizer step: the tensor scale
-//    costs a host sync). The dequant path dequantizes them into the call's arena.
+//    costs a host sync), native also W^T's codes (4 more bits per parameter). The dequant path
+//    dequantizes the tiles into the call's arena; native expands their scales there (OC*IC/16
+//    bytes per call: a pass as small as the scale swizzle's, and the arena's room is one
+//    call's, where keeping them would cost 1 bit per parameter of every linear).
 //  - The wgrad's x^T of the linears whose input comes from a LayerNorm (QKV, FC, a quantized
 //    LM head): quantized in forward and kept to the backward (MxSaved), so the model keeps no
 //    BF16 copy of that input (linear_keeps_input); NVFP4 picks the wgrad's Hadamard signs then.
@@ -54,6 +61,7 @@ typedef struct {
     const floatX* src;   // the BF16 weight quantized, stale when it changed
     int OC, IC, stale;
     uint8_t* rows;       // NVFP4: (OC,IC) tiles' codes, then scales (both GEMMs); MXFP8: NULL (per call)
+    uint8_t* codes_t;    // NVFP4 native: W^T's codes (IC,OC), dgrad's, after rows' in its allocation; else NULL
     float st;            // NVFP4 tensor scale
 } MxWeight;
 
@@ -67,7 +75,7 @@ typedef struct {
 
 typedef struct {
     MxMode mode;
-    int native;          // MXFP8 GEMMs on the native kernels (1) or dequantized to BF16 (0)
+    int native;          // GEMMs on the native kernels (1) or dequantized to BF16 (0)
     MxScaleRule rule;
     int hybrid;          // E5M2 gradients (MXFP8)
     MxWeight* w;         // (num_linears)
@@ -79,18 +87,24 @@ typedef struct {
     uint64_t calls;      // stochastic-rounding quantizations so far: the seeds (checkpointed)
     MxGemmWorkspace gemm_ws;   // split-K partial sums of the wgmma kernel (Hopper)
     MxLtContext lt;            // the GPU's compute capability; cuBLASLt for Blackwell's native GEMMs
-    uint8_t* lt_scratch;       // their swizzled scales, one GEMM's
+    uint8_t* lt_scratch;       // their swizzled scales, one GEMM's (of the mode's block)
     size_t lt_scratch_bytes;
 } MxLinear;
 
 static inline const char* mx_mode_name(MxMode m) { return m == MX_MXFP8 ? "mxfp8" : m == MX_NVFP4 ? "nvfp4" : "none"; }
 
-// g: the cuBLASLt handle and workspace of Blackwell's native GEMMs (kept, not owned)
+// g: the cuBLASLt handle and workspace of Blackwell's native GEMMs (kept, not owned). Dies
+// for NVFP4 native GEMMs below Blackwell (nothing runs them there), before any training.
 static inline void mx_linear_init(MxLinear* mx, GemmContext* g, MxMode mode, int native, MxScaleRule rule, int hybrid,
                                   int num_linears) {
     memset(mx, 0, sizeof(*mx));
     mx->mode = mode; mx->native = native; mx->rule = rule; mx->hybrid = hybrid; mx->num_linears = num_linears;
     mx_lt_context_init(&mx->lt, g);
+    if (mode == MX_NVFP4 && native && !mx_gemm_cublaslt_available(&mx->lt)) {
+        die("--precision nvfp4 --mx-gemm native needs cuBLASLt's block-scaled FP4 GEMM, on a Blackwell GPU (compute "
+            "capability 10.0+); this GPU is sm_%d%d, which has no FP4 tensor cores: use --mx-gemm dequant",
+            mx->lt.cc_major, mx->lt.cc_minor);
+    }
     mx->w = (MxWeight*)calloc_or_die(num_linears, sizeof(MxWeight), "block-scaled weights");
     mx->saved = (MxSaved*)calloc_or_die(num_linears, sizeof(MxSaved), "block-scaled inputs");
     mx->st_dev = (float*)cuda_malloc_or_die(4 * sizeof(float), "NVFP4 tensor scales");
@@ -134,9 +148,10 @@ static inline size_t mx_deq_bytes(const MxLinear* mx, long n) { return mx->nativ
 static inline size_t mx_scratch_bytes(const MxLinear* mx, long n) { return mx_packed_bytes(mx, n, 0) + mx_deq_bytes(mx, n); }
 
 // bytes of the weight's operand in the arena: MXFP8 codes, scales and dequantization; NVFP4
-// only the dequantization (its codes persist)
+// (its codes persist) the dequantization, or native the tile scales expanded to row scales
 static inline size_t mx_weight_bytes(const MxLinear* mx, long nw) {
-    return mx->mode == MX_MXFP8 ? mx_scratch_bytes(mx, nw) : mx_deq_bytes(mx, nw);
+    if (mx->mode == MX_MXFP8) { return mx_scratch_bytes(mx, nw); }
+    return mx->native ? align256(nw / NVFP4_BLOCK) : mx_deq_bytes(mx, nw);
 }
 
 // Arena of one call at N rows, the most of: forward's W and x; dgrad's W and dy; wgrad's dy^T
@@ -232,14 +247,17 @@ static inline void mx_quantize_cols(MxLinear* mx, MxOperand* o, const floatX* in
     mx_dequantize(mx, o, C, R, f, 0, s);
 }
 
-// Buffers of linear id's weight (OC,IC): its codes and scales.
+// Buffers of linear id's weight (OC,IC): its codes and scales (NVFP4 native: and W^T's codes).
 static inline void mx_weight_alloc(MxLinear* mx, int id, int OC, int IC) {
     MxWeight* w = &mx->w[id];
     if (w->OC == OC && w->IC == IC) { return; }
     mx_weight_free(w);
     long n = (long)OC * IC;
     w->OC = OC; w->IC = IC; w->stale = 1;
-    if (mx->mode == MX_NVFP4) { w->rows = (uint8_t*)cuda_malloc_or_die(mx_packed_bytes(mx, n, 1), "block-scaled weights"); }
+    if (mx->mode != MX_NVFP4) { return; }
+    size_t tiles = mx_packed_bytes(mx, n, 1);
+    w->rows = (uint8_t*)cuda_malloc_or_die(tiles + (mx->native ? mx_codes_bytes(mx, n) : 0), "block-scaled weights");
+    if (mx->native) { w->codes_t = w->rows + tiles; }
 }
 
 // The weight of linear id: NVFP4's tiles quantized when stale; MXFP8 only notes the source.
@@ -250,14 +268,15 @@ static inline MxWeight* mx_weight_ready(MxLinear* mx, int id, const floatX* weig
     if (!w->stale || mx->mode == MX_MXFP8) { return w; }
     MxOperand r = mx_operand_at(mx, w->rows, (long)OC * IC, NULL);
     w->st = mx_nvfp4_scale(mx, weight, OC, IC, 0, 0, s);
-    nvfp4_quantize_tiles(r.codes, NULL, r.scales, weight, OC, IC, nvfp4_scale_value(w->st), s);
+    nvfp4_quantize_tiles(r.codes, w->codes_t, r.scales, weight, OC, IC, nvfp4_scale_value(w->st), s);
     w->stale = 0;
     return w;
 }
 
-// The weight as a GEMM operand in the arena at p (mx_weight_bytes): MXFP8 quantized there, its
-// rows (OC,IC) for fprop or with cols its columns (IC,OC) for dgrad; NVFP4's tiles (both GEMMs)
-// dequantized there (dequant path).
+// The weight as a GEMM operand in the arena at p (mx_weight_bytes), its rows (OC,IC) for fprop
+// or with cols its columns (IC,OC) for dgrad: MXFP8 quantized there; NVFP4's kept tiles, native
+// as their codes or W^T's with the tile scales expanded there, dequant dequantized there as
+// (OC,IC) for both GEMMs (the BF16 GEMM transposes it for dgrad).
 static inline MxOperand mx_weight_operand(MxLinear* mx, const MxWeight* w, int cols, uint8_t* p, cudaStream_t s) {
     if (mx->mode == MX_MXFP8) {
         MxOperand o = mx_scratch_operand(mx, p, (long)w->OC * w->IC);
@@ -267,6 +286,12 @@ static inline MxOperand mx_weight_operand(MxLinear* mx, const MxWeight* w, int c
     }
     MxOperand o = mx_operand_at(mx, w->rows, (long)w->OC * w->IC, p);
     o.st = w->st;
+    if (mx->native) {
+        nvfp4_tile_scales_expand(p, o.scales, w->OC, w->IC, cols, s);   // (OC, IC/16) or (IC, OC/16)
+        o.scales = p;
+        if (cols) { o.codes = w->codes_t; }
+        return o;
+    }
     mx_dequantize(mx, &o, w->OC, w->IC, FP8_E4M3, 1, s);
     return o;
 }
@@ -281,33 +306,40 @@ static inline MxSaved* mx_saved_alloc(MxLinear* mx, int id, int N, int IC) {
 static inline Fp8Format mx_grad_format(const MxLinear* mx) { return mx->hybrid ? FP8_E5M2 : FP8_E4M3; }
 
 // 1: the native GEMMs run on cuBLASLt's block-scaled kernels (a Blackwell GPU), else on the
-// wgmma kernel (Hopper)
+// wgmma kernel (Hopper, MXFP8 only: mx_linear_init refuses NVFP4 there)
 static inline int mx_native_cublaslt(const MxLinear* mx) { return mx->native && mx_gemm_cublaslt_available(&mx->lt); }
 
 // the native GEMMs' kernel, NULL without them
 static inline const char* mx_native_gemm_name(const MxLinear* mx) {
-    return !mx->native ? NULL : mx_native_cublaslt(mx) ? "cuBLASLt block-scaled (Blackwell)" : "wgmma (Hopper)";
+    if (!mx->native) { return NULL; }
+    if (!mx_native_cublaslt(mx)) { return "wgmma MXFP8 (Hopper)"; }
+    return mx->mode == MX_NVFP4 ? "cuBLASLt block-scaled NVFP4 (Blackwell)" : "cuBLASLt block-scaled MXFP8 (Blackwell)";
 }
 
-// cuBLASLt's scratch for the swizzled scales of an (M,N,K) GEMM (mx_grow)
+// cuBLASLt's scratch for the swizzled scales of an (M,N,K) GEMM (mx_grow): one per block of 32
+// (MXFP8) or 16 (NVFP4) along K, each operand's
 static inline uint8_t* mx_lt_scratch(MxLinear* mx, int M, int N, int K) {
-    return mx_grow(&mx->lt_scratch, &mx->lt_scratch_bytes, mx_gemm_cublaslt_scratch_bytes(M, N, K, MXFP8_BLOCK),
-                   "swizzled block scales of the cuBLASLt MXFP8 GEMM");
+    int block = mx->mode == MX_NVFP4 ? NVFP4_BLOCK : MXFP8_BLOCK;
+    return mx_grow(&mx->lt_scratch, &mx->lt_scratch_bytes, mx_gemm_cublaslt_scratch_bytes(M, N, K, block),
+                   "swizzled block scales of the cuBLASLt block-scaled GEMM");
 }
 
-// Room for the native GEMM C (M,N) = A (M,K) @ B (N,K)^T, ahead of it: the cuBLASLt scratch or
-// the wgmma kernel's split-K partial sums.
+// Room for the native GEMM C (M,N) = A (M,K) @ B (N,K)^T, ahead of it: the cuBLASLt scratch (of
+// the mode's scales) or the wgmma kernel's split-K partial sums.
 static inline void mx_gemm_native_reserve(MxLinear* mx, int M, int N, int K) {
     if (mx_native_cublaslt(mx)) { mx_lt_scratch(mx, M, N, K); }
     else { mx_gemm_reserve(&mx->gemm_ws, M, N, K); }
 }
 
-// C (M,N) = a (M,K) @ b (N,K)^T + beta * C [+ bias (N)] on the native MXFP8 GEMM: a in format fa
+// C (M,N) = a (M,K) @ b (N,K)^T + beta * C [+ bias (N)] on the native GEMM. MXFP8: a in format fa
 // (an input or a gradient), b E4M3 (a weight or an input), so never the E5M2 x E5M2 pair that
-// cuBLASLt lacks.
+// cuBLASLt lacks. NVFP4 (fa unused): packed codes, per-16 row scales, 1/(s_ta s_tb) in alpha.
 static inline void mx_gemm_native(MxLinear* mx, floatX* C, const MxOperand* a, Fp8Format fa, const MxOperand* b,
                                   const floatX* bias, int M, int N, int K, float beta, cudaStream_t s) {
-    if (mx_native_cublaslt(mx)) {
+    if (mx->mode == MX_NVFP4) {
+        mx_gemm_cublaslt_nvfp4(&mx->lt, C, a->codes, a->scales, a->st, b->codes, b->scales, b->st, bias, M, N, K, beta,
+                               mx_lt_scratch(mx, M, N, K), s);
+    } else if (mx_native_cublaslt(mx)) {
         mx_gemm_cublaslt_mxfp8(&mx->lt, C, a->codes, fa, a->scales, b->codes, FP8_E4M3, b->scales, bias, M, N, K, 1.0f, beta,
                                mx_lt_scratch(mx, M, N, K), s);
     } else {
@@ -353,10 +385,10 @@ static inline void mx_linear_backward(MxLinear* mx, GemmContext* g, int id, int 
     Fp8Format fdy = mx_grad_format(mx);
     long nw = (long)OC * IC, nx = (long)N * IC, ny = (long)N * OC;
     uint8_t* arena = mx_arena(mx, mx_call_bytes(mx, N, IC, OC, keep));
-    // dgrad: dy rows (blocks along OC) against W's blocks along OC: MXFP8's columns (IC,OC),
-    // NVFP4's tiles (OC,IC), which the GEMM transposes
+    // dgrad: dy rows (blocks along OC) against W's blocks along OC: W^T (IC,OC) (MXFP8's columns,
+    // NVFP4 native's transposed tile codes), NVFP4 dequant's tiles (OC,IC), which the GEMM transposes
     int mxfp8 = mx->mode == MX_MXFP8;
-    MxOperand wt = mx_weight_operand(mx, w, mxfp8, arena, s);
+    MxOperand wt = mx_weight_operand(mx, w, 1, arena, s);
     MxOperand dy = mx_scratch_operand(mx, arena + mx_weight_bytes(mx, nw), ny);   // (N,OC)
     mx_quantize_rows(mx, &dy, dout, N, OC, fdy, 1, s);
     if (mx->native) {

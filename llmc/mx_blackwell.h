@@ -26,6 +26,7 @@
 //
 // Padding: filled with 0, the value the documentation asks for. No stored output should depend
 // on it: padded rows belong to outputs outside C, padded K blocks to K positions past the end.
+// Also here: NVFP4 weights' 16x16 tile scales as the per-16 row scales the GEMM takes (below).
 #ifndef LLMC_MX_BLACKWELL_H
 #define LLMC_MX_BLACKWELL_H
 
@@ -65,6 +66,31 @@ static inline void mx_sf_swizzle_host(uint8_t* out, const uint8_t* in, long R, l
     memset(out, MX_SF_PAD, (size_t)mx_sf_bytes(R, KB));
     for (long r = 0; r < R; r++) {
         for (long kb = 0; kb < KB; kb++) { out[mx_sf_offset(r, kb, KB)] = in[r * KB + kb]; }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// NVFP4 weights: 16x16 tile scales as per-16 row scales
+// A weight W (R,C) quantized in 16x16 tiles (mx_nvfp4_quantize_tiles) has scales (R/16, C/16);
+// VEC16_UE4M3 has one scale per 16 values of a K-major row, so the GEMMs take them expanded:
+//   fprop, W's rows (R, K = C):    scales (R, C/16), row r, block kb -> tile (r/16, kb)
+//   dgrad, W^T's rows (C, K = R):  scales (C, R/16), row c, block kb -> tile (kb, c/16)
+// with W^T's codes the transposed tile codes (the tiles quantize W and W^T alike, so both
+// GEMMs see the same weight, as on the dequantized path).
+
+// the index in W (R,C)'s tile scales (R/16, C/16) of the scale of (row, block kb) of W's rows,
+// or with t of W^T's rows
+static inline MX_HD long mx_nvfp4_tile_scale_src(long row, long kb, long C, int t) {
+    long tc = C / NVFP4_BLOCK;
+    return t ? kb * tc + row / NVFP4_BLOCK : (row / NVFP4_BLOCK) * tc + kb;
+}
+
+// Host reference: out (R, C/16), or with t (C, R/16), from tiles (R/16, C/16); R, C multiples
+// of 16. (The device does the same in nvfp4_tile_scales_expand, llmc/mx_gemm_cublaslt.cuh.)
+static inline void mx_nvfp4_tile_scales_expand_host(uint8_t* out, const uint8_t* tiles, long R, long C, int t) {
+    long rows = t ? C : R, kbs = (t ? R : C) / NVFP4_BLOCK;
+    for (long r = 0; r < rows; r++) {
+        for (long kb = 0; kb < kbs; kb++) { out[r * kbs + kb] = tiles[mx_nvfp4_tile_scale_src(r, kb, C, t)]; }
     }
 }
 

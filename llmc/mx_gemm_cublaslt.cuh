@@ -11,16 +11,21 @@
 //          llmc/linear_mx.cuh's dequantized path
 // The scales arrive row-major, as llmc/mx_cast.cuh writes them; each call swizzles them into
 // cuBLASLt's tiled layout (llmc/mx_blackwell.h) in scratch memory the caller provides
-// (mx_gemm_cublaslt_scratch_bytes), then runs cuBLASLt with FP32 accumulation.
+// (mx_gemm_cublaslt_scratch_bytes), then runs cuBLASLt with FP32 accumulation. NVFP4 weights,
+// quantized in 16x16 tiles, come as their codes (W's, or the transposed tile codes for W^T)
+// and the tile scales expanded to row scales (nvfp4_tile_scales_expand), which
+// llmc/linear_mx.cuh does per call.
 //
 // Needs compute capability 10.0+ (the cuBLAS guide lists both scale modes for 10.0+ only).
 // mx_gemm_cublaslt_available says whether this GPU qualifies; the GEMMs die on any other GPU
 // rather than fall back. Written against the CUDA 13 headers and the cuBLAS guide, compiled for
-// sm_90a and sm_100a, its layout checked on the CPU (dev/test_mx_blackwell); the swizzle kernel
-// (any GPU) and the GEMMs (Blackwell) have tests in dev/test_mx_blackwell_gpu. NOT YET RUN ON A
-// BLACKWELL GPU.
-// A binary for Blackwell must carry code the GPU can run for the swizzle kernel: sm_100a SASS
-// or PTX of a non-"a" target (sm_90a code does not run there).
+// sm_90a and sm_100a, its layout and the tile-scale expansion checked on the CPU
+// (dev/test_mx_blackwell); the swizzle and expansion kernels (any GPU), the GEMMs and the
+// NVFP4 linear layer on them against its dequantized path (Blackwell) have tests in
+// dev/test_mx_blackwell_gpu. NOT YET RUN ON A BLACKWELL GPU (none available): MXFP8 and
+// NVFP4 are both wired into --mx-gemm native, compiled, unexecuted.
+// A binary for Blackwell must carry code the GPU can run for the swizzle and expansion
+// kernels: sm_100a SASS or PTX of a non-"a" target (sm_90a code does not run there).
 #ifndef LLMC_MX_GEMM_CUBLASLT_CUH
 #define LLMC_MX_GEMM_CUBLASLT_CUH
 
@@ -77,6 +82,25 @@ static inline void mx_sf_swizzle(uint8_t* out, const uint8_t* in, int R, int KB,
     if (((uintptr_t)out & 15) != 0) { die("internal: swizzled scales at %p are not 16-byte aligned", (void*)out); }
     long words = mx_sf_bytes(R, KB) / 4;
     mx_sf_swizzle_kernel<<<ceil_div(words, MX_SF_THREADS), MX_SF_THREADS, 0, stream>>>((uint32_t*)out, in, R, KB, words);
+    cudaCheckLaunch();
+}
+
+// ------------------------------------------------------------------------------------------
+// NVFP4 weights: tile scales expanded to row scales (llmc/mx_blackwell.h)
+
+// out (R, C/16), or with t (C, R/16), from the 16x16 tile scales (R/16, C/16) of W (R,C): one
+// thread per output byte (the arrays are small: R*C/16 bytes)
+__global__ void __launch_bounds__(MX_SF_THREADS)
+nvfp4_tile_scales_expand_kernel(uint8_t* out, const uint8_t* tiles, int R, int C, int t) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x, kbs = (t ? R : C) / NVFP4_BLOCK;
+    if (i >= (long)R * C / NVFP4_BLOCK) { return; }
+    out[i] = tiles[mx_nvfp4_tile_scale_src(i / kbs, i % kbs, C, t)];
+}
+
+static inline void nvfp4_tile_scales_expand(uint8_t* out, const uint8_t* tiles, int R, int C, int t, cudaStream_t stream) {
+    if (R % NVFP4_BLOCK != 0 || C % NVFP4_BLOCK != 0) { die("internal: NVFP4 tile scales of (%d,%d): not multiples of 16", R, C); }
+    long n = (long)R * C / NVFP4_BLOCK;
+    nvfp4_tile_scales_expand_kernel<<<ceil_div(n, MX_SF_THREADS), MX_SF_THREADS, 0, stream>>>(out, tiles, R, C, t);
     cudaCheckLaunch();
 }
 
