@@ -136,14 +136,7 @@ __device__ __forceinline__ void att_wgmma_rs(float acc[8][4], const uint32_t a[4
 }
 
 __device__ __forceinline__ void att_wgmma_begin(void) { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-
-// completes the products issued since att_wgmma_begin: acc is read right after
-__device__ __forceinline__ void att_wgmma_end(float acc[8][4]) {
-    asm volatile("wgmma.commit_group.sync.aligned;\nwgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-    for (int i = 0; i < 8; i++) {
-        for (int e = 0; e < 4; e++) { asm volatile("" : "+f"(acc[i][e]) :: "memory"); }
-    }
-}
+__device__ __forceinline__ void att_wgmma_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 #else
 // c (16x8) += a (16x16) @ b (16x8)
 __device__ __forceinline__ void mma_bf16_16816(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
@@ -158,6 +151,10 @@ __device__ __forceinline__ void ldsm_x4_trans(uint32_t* r, uint32_t a) {
 }
 #endif
 
+// Products. On Hopper they are issued asynchronously, so that two independent ones run back
+// to back: att_mma_wait(acc) completes every product issued so far and makes acc readable
+// (call it for each accumulator read next). Elsewhere they complete at once.
+//
 // acc (16 x 64 per warp) = A @ B^T, tiles A (64 m, 64 k) and B (64 n, 64 k); a warp's rows are
 // 16 * warp.. of A. Both operands from shared memory: A fragments held in registers across a
 // loop's iterations met a ptxas (CUDA 13.0) register-allocation fault with wgmma (their
@@ -169,7 +166,7 @@ __device__ __forceinline__ void att_mma_abt(float acc[8][4], const floatX* sa, c
     for (int ks = 0; ks < 4; ks++) {   // a k-step: 16 columns, 32 bytes into every row
         att_wgmma_ss(acc, att_desc(ba + 32 * ks), att_desc(bb + 32 * ks), ks > 0);
     }
-    att_wgmma_end(acc);
+    att_wgmma_commit();
 #else
     uint32_t a[4][4];
     att_load_a(a, sa, (threadIdx.x / WARP_SIZE) * 16, lane);
@@ -185,13 +182,14 @@ __device__ __forceinline__ void att_mma_abt(float acc[8][4], const floatX* sa, c
 #endif
 }
 
-// acc (16 x 64 per warp) += p (16 x 64, registers) @ S, where tile S is (64 k, 64 n)
+// acc (16 x 64 per warp) += p (16 x 64, registers) @ S, where tile S is (64 k, 64 n); p must
+// stay unchanged until att_mma_wait
 __device__ __forceinline__ void att_mma_ab(float acc[8][4], const uint32_t p[4][4], const floatX* s, int lane) {
     uint32_t base = (uint32_t)__cvta_generic_to_shared(s);
 #ifdef ATT_WGMMA
     att_wgmma_begin();
     for (int ks = 0; ks < 4; ks++) { att_wgmma_rs(acc, p[ks], att_desc(base + 16 * 128 * ks)); }   // 16 rows a k-step
-    att_wgmma_end(acc);
+    att_wgmma_commit();
 #else
     for (int ks = 0; ks < 4; ks++) {
         for (int np = 0; np < 4; np++) {
@@ -200,6 +198,15 @@ __device__ __forceinline__ void att_mma_ab(float acc[8][4], const uint32_t p[4][
             mma_bf16_16816(acc[2 * np], p[ks], b[0], b[1]);
             mma_bf16_16816(acc[2 * np + 1], p[ks], b[2], b[3]);
         }
+    }
+#endif
+}
+
+__device__ __forceinline__ void att_mma_wait(float acc[8][4]) {
+#ifdef ATT_WGMMA
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+    for (int i = 0; i < 8; i++) {
+        for (int e = 0; e < 4; e++) { asm volatile("" : "+f"(acc[i][e]) :: "memory"); }
     }
 #endif
 }
@@ -227,34 +234,30 @@ __device__ __forceinline__ void att_store_rows(floatX* g, long ld, int row0, int
     }
 }
 
-// 2^x on the special-function unit, subnormal results flushed to 0 (probabilities below 2^-126
-// do not matter): one instruction, where exp2f adds three for subnormals
-__device__ __forceinline__ float att_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-}
-
 // One key tile of the forward's online softmax for a warp's 16 query rows (row[2]: the two rows
 // this lane holds): s (16 x 64 scores of keys key0..) becomes the probabilities relative to the
-// running row max m (log2 units: scores times sl2 > 0), whose change rescales the row sums l and
+// running row max m (log2 units: scores times sl2), whose change rescales the row sums l and
 // the output accumulator o. With `masked`, keys after the row or at/after T get probability 0.
+// The arithmetic is exp2f of the rounded scaled score minus m: a leaner form (max of the raw
+// scores, the scale and shift in one FMA, ex2.approx.ftz) ended the BF16 parity protocol 0.6%
+// higher (2.6736 against 2.6573, H100, 2026-11-22), as it did on the mma.sync kernels before.
 __device__ __forceinline__ void att_online_softmax(float s[8][4], float m[2], float l[2], float o[8][4], int masked,
                                                    const int row[2], int key0, int T, float sl2, int lane) {
     float mx[2] = {-INFINITY, -INFINITY};
     for (int nt = 0; nt < 8; nt++) {
         for (int e = 0; e < 4; e++) {
             int key = key0 + nt * 8 + (lane % 4) * 2 + (e % 2);
-            if (masked && (key > row[e / 2] || key >= T)) { s[nt][e] = -INFINITY; }
-            mx[e / 2] = fmaxf(mx[e / 2], s[nt][e]);
+            float x = (masked && (key > row[e / 2] || key >= T)) ? -INFINITY : s[nt][e] * sl2;
+            s[nt][e] = x;
+            mx[e / 2] = fmaxf(mx[e / 2], x);
         }
     }
     float corr[2];
     for (int i = 0; i < 2; i++) {   // the 4 lanes of a quad share a row
         mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
         mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-        float mn = fmaxf(m[i], mx[i] * sl2);
-        corr[i] = att_exp2(m[i] - mn);   // 0 on the first tile (m = -inf); key 0 is never masked, so mn is finite
+        float mn = fmaxf(m[i], mx[i]);
+        corr[i] = exp2f(m[i] - mn);   // 0 on the first tile (m = -inf); key 0 is never masked, so mn is finite
         m[i] = mn;
     }
     // the rescale is exact; skipped when no row of the warp has a new max (most tiles after the first)
@@ -266,7 +269,7 @@ __device__ __forceinline__ void att_online_softmax(float s[8][4], float m[2], fl
     }
     for (int nt = 0; nt < 8; nt++) {
         for (int e = 0; e < 4; e++) {
-            float p = att_exp2(fmaf(s[nt][e], sl2, -m[e / 2]));
+            float p = exp2f(s[nt][e] - m[e / 2]);
             s[nt][e] = p;
             l[e / 2] += p;
         }
@@ -311,22 +314,40 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* 
     att_load_tile(sk[0], k, 0, T, ld);
     att_load_tile(sv[0], v, 0, T, ld);
     att_commit();
-    float o[8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    if (qt > 0) {
+        att_load_tile(sk[1], k, ATT_TILE, T, ld);
+        att_load_tile(sv[1], v, ATT_TILE, T, ld);
+    }
+    att_commit();
+    float o[8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, s[8][4];
     att_zero(o);
     float sl2 = scale * ATT_LOG2E;   // scores in log2 units, so exp2 does the softmax
     int row[2] = {qt * ATT_TILE + warp * 16 + lane / 4, qt * ATT_TILE + warp * 16 + lane / 4 + 8};
+    att_wait<1>();
+    att_tiles_ready();
+    att_mma_abt(s, sq, sk[0], lane);
+    att_mma_wait(s);
+    // tile kt: softmax of its scores s, then O += P V issued together with the next tile's scores
     for (int kt = 0; kt <= qt; kt++) {
         int buf = kt % 2;
-        att_next_tiles(sk[buf ^ 1], sv[buf ^ 1], k, v, ld, ld, kt + 1, qt, T);
-        att_tiles_ready();
-        float s[8][4];
-        att_mma_abt(s, sq, sk[buf], lane);
         // only the diagonal tile and the tile holding T need masks
         att_online_softmax(s, m, l, o, kt == qt || (kt + 1) * ATT_TILE > T, row, kt * ATT_TILE, T, sl2, lane);
         uint32_t pf[4][4];
         att_c_to_a(pf, s);
         att_mma_ab(o, pf, sv[buf], lane);
-        __syncthreads();   // this buffer is refilled two tiles from now
+        if (kt < qt) {
+            att_wait<0>();   // tile kt + 1
+            att_tiles_ready();
+            att_mma_abt(s, sq, sk[buf ^ 1], lane);
+        }
+        att_mma_wait(o);
+        att_mma_wait(s);
+        __syncthreads();   // every warp is done with this buffer: tile kt + 2 goes there
+        if (kt + 2 <= qt) {
+            att_load_tile(sk[buf], k, (kt + 2) * ATT_TILE, T, ld);
+            att_load_tile(sv[buf], v, (kt + 2) * ATT_TILE, T, ld);
+            att_commit();
+        }
     }
     att_finish_rows(out + (long)b * T * C + h * ATT_HS, lse + ((long)b * NH + h) * T, o, m, l, row, qt * ATT_TILE + warp * 16,
                     T, C, 1.0f, lane);
@@ -360,7 +381,7 @@ __device__ __forceinline__ void att_probs(float s[8][4], float sl2, const float 
             int r = row0 + lane / 4 + (e / 2) * 8;
             int c = col0 + nt * 8 + (lane % 4) * 2 + (e % 2);
             float l2 = rows_are_queries ? lse2_rows[e / 2] : lse2_cols[c - col0];
-            float p = att_exp2(fmaf(s[nt][e], sl2, -l2));
+            float p = exp2f(s[nt][e] * sl2 - l2);
             if (masked) {
                 int query = rows_are_queries ? r : c, key = rows_are_queries ? c : r;
                 p = (key > query || key >= T || query >= T) ? 0.0f : p;
@@ -452,16 +473,22 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
         att_tiles_ready();
         int masked = qt == kt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
+        // one product at a time: pairing them (as the dQ kernel does) took 185 registers against
+        // 160, two blocks per SM against three, and was slower (1.49 ms against 1.35 at B=64, NH=12)
         att_mma_abt(p, sk, sq(buf), lane);                  // S^T (16 keys x 64 queries)
+        att_mma_wait(p);
         att_probs(p, sl2, NULL, slse[buf], key0, qt * ATT_TILE, 0, masked, T, lane);
         uint32_t pf[4][4];
         att_c_to_a(pf, p);
         att_mma_ab(dv, pf, sdo(buf), lane);                 // dV += P^T dO
+        att_mma_wait(dv);
         att_mma_abt(dp, sv, sdo(buf), lane);                // dP^T = V dO^T
+        att_mma_wait(dp);
         att_ds(dp, p, 1.0f, sdelta[buf], NULL, lane);       // dS^T = P^T (dP^T - delta)
         uint32_t dsf[4][4];
         att_c_to_a(dsf, dp);
         att_mma_ab(dk, dsf, sq(buf), lane);                 // dK += dS^T Q
+        att_mma_wait(dk);
         __syncthreads();
     }
     floatX* dk_out = dqkv + (long)b * T * ld + C + h * ATT_HS;
@@ -509,12 +536,15 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
         int masked = kt == qt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
         att_mma_abt(p, sq, sk(buf), lane);                  // S (16 queries x 64 keys)
-        att_probs(p, sl2, lse2, NULL, q0, kt * ATT_TILE, 1, masked, T, lane);
         att_mma_abt(dp, sdo, sv(buf), lane);                // dP = dO V^T
+        att_mma_wait(p);
+        att_mma_wait(dp);
+        att_probs(p, sl2, lse2, NULL, q0, kt * ATT_TILE, 1, masked, T, lane);
         att_ds(dp, p, 1.0f, NULL, dl, lane);                // dS = P (dP - delta)
         uint32_t dsf[4][4];
         att_c_to_a(dsf, dp);
         att_mma_ab(dq, dsf, sk(buf), lane);                 // dQ += dS K
+        att_mma_wait(dq);
         __syncthreads();
     }
     att_store_rows(dqkv + (long)b * T * ld + h * ATT_HS, ld, q0, T, dq, scale, lane);
