@@ -238,9 +238,10 @@ __device__ __forceinline__ void att_store_rows(floatX* g, long ld, int row0, int
 // this lane holds): s (16 x 64 scores of keys key0..) becomes the probabilities relative to the
 // running row max m (log2 units: scores times sl2), whose change rescales the row sums l and
 // the output accumulator o. With `masked`, keys after the row or at/after T get probability 0.
-// The arithmetic is exp2f of the rounded scaled score minus m: a leaner form (max of the raw
-// scores, the scale and shift in one FMA, ex2.approx.ftz) ended the BF16 parity protocol 0.6%
-// higher (2.6736 against 2.6573, H100, 2026-11-22), as it did on the mma.sync kernels before.
+// The arithmetic is exp2f of the rounded scaled score minus m. A leaner form (max of the raw
+// scores, the scale and shift in one FMA, ex2.approx.ftz) was 4% faster but ended the BF16 parity
+// protocol 0.6% higher (2.6736 against 2.6573, one seed, H100, 2026-11-22); the parity of every
+// mode was measured with this form.
 __device__ __forceinline__ void att_online_softmax(float s[8][4], float m[2], float l[2], float o[8][4], int masked,
                                                    const int row[2], int key0, int T, float sl2, int lane) {
     float mx[2] = {-INFINITY, -INFINITY};

@@ -18,10 +18,12 @@
 // in that order within each 16 (att8_pos), so accumulators feed the next product with no shuffle.
 // Speed on Hopper: sm_90 has FP8 tensor cores only behind wgmma. ptxas lowers FP8 mma.sync to
 // F2FP.F16.E4M3.UNPACK_B + HMMA.16816 (FP16) (cuobjdump), so these kernels do the BF16 kernels'
-// HMMAs plus the unpacks, and run ~1.45x slower (BENCHMARKS.md, issue 4). They give FP8
-// attention's numerics (--attention fp8); the speed needs a wgmma version, which can keep these
-// casts' layouts: every B operand is already K-major, as wgmma's FP8 form requires. On sm_89
-// (Ada) FP8 mma.sync is native.
+// HMMAs plus the unpacks, and take ~1.6x the time of the BF16 kernels (which run on wgmma;
+// BENCHMARKS.md, issue 4). They give FP8 attention's numerics (--attention fp8); the speed needs
+// a wgmma version, which can keep these casts' layouts (every B operand is already K-major, as
+// wgmma's FP8 form requires) and, like the BF16 kernels, must keep the operands it holds across
+// the key loop in shared memory (ptxas reused such register operands' registers). On sm_89 (Ada)
+// FP8 mma.sync is native.
 #ifndef LLMC_ATTENTION_FP8_CUH
 #define LLMC_ATTENTION_FP8_CUH
 
