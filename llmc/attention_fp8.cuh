@@ -1,8 +1,7 @@
-// Causal attention with FP8 operands: QK^T, PV and the four products of the backward on FP8
-// tensor cores with FP32 accumulation (wgmma m64n64k32 on Hopper, mma.sync m16n8k32 elsewhere);
-// otherwise the scheme of llmc/attention.cuh: 64 x 64 tiles, one warpgroup of 4 warps of 16
-// rows, online softmax, the log-sum-exp saved, the backward split into a dK/dV and a dQ kernel
-// (deterministic, no atomics on gradients).
+// Causal attention with FP8 operands: QK^T, PV and the four products of the backward as FP8
+// mma.sync m16n8k32 with FP32 accumulation; otherwise the scheme of
+// llmc/attention.cuh: 64 x 64 tiles, 4 warps of 16 rows, online softmax, the log-sum-exp saved,
+// the backward split into a dK/dV and a dQ kernel (deterministic, no atomics on gradients).
 //
 // Quantized: Q, K, V in E4M3, each with its per-tensor scale; the probabilities P in E4M3 times
 // 2^8 (P <= 1 needs no amax: 1 -> 256, and values down to 2^-17 survive as subnormals); dO and
@@ -11,24 +10,27 @@
 // so delayed scaling costs no extra pass. Current scaling measures first (ATT8_MEASURE, and
 // attention_fp8_measure_ds, the dQ kernel without its product).
 //
-// FP8 tensor-core products take both operands K-major and ldmatrix cannot transpose bytes, so
-// the casts write every operand in the orientation its products read: "rows" (B,NH,Tp,64) for Q,
-// K, V, dO, "cols" (B,NH,64,Tp) for V^T, Q^T, K^T, dO^T, Tp = T rounded up to 64, zeros beyond T.
-// A cols operand always meets an A operand made from an accumulator (P, dS), where a lane holds
-// columns 2q, 2q+1, 8+2q, 9+2q of each 16 (q = lane % 4) but the product expects 4q..4q+3 (the
-// same in mma.sync's and wgmma's register fragments): the casts store T in that order within
-// each 16 (att8_pos), so accumulators feed the next product with no shuffle.
-// On Hopper, FP8 runs only on wgmma (ptxas lowers FP8 mma.sync to FP16 HMMA plus unpacks, 1.6x
-// the BF16 kernels' time); operands held across the key loop stay in shared memory, as in the
-// BF16 kernels. wgmma's FP8 accumulation keeps fewer bits than FP32 (dev/test_attention_fp8's
-// bounds). On sm_89 (Ada) FP8 mma.sync is native.
+// FP8 mma.sync takes both operands K-major and ldmatrix cannot transpose bytes, so the casts
+// write every operand in the orientation its products read: "rows" (B,NH,Tp,64) for Q, K, V, dO,
+// "cols" (B,NH,64,Tp) for V^T, Q^T, K^T, dO^T, Tp = T rounded up to 64, zeros beyond T. A cols
+// operand always meets an A operand made from an accumulator (P, dS), where a lane holds columns
+// 2q, 2q+1, 8+2q, 9+2q of each 16 (q = lane % 4) but the mma expects 4q..4q+3: the casts store T
+// in that order within each 16 (att8_pos), so accumulators feed the next product with no shuffle.
+// Speed on Hopper: sm_90 has FP8 tensor cores only behind wgmma. ptxas lowers FP8 mma.sync to
+// F2FP.F16.E4M3.UNPACK_B + HMMA.16816 (FP16) (cuobjdump), so these kernels do the BF16 kernels'
+// HMMAs plus the unpacks, and take ~1.6x the time of the BF16 kernels (which run on wgmma;
+// BENCHMARKS.md, issue 4). They give FP8 attention's numerics (--attention fp8); the speed needs
+// a wgmma version, which can keep these casts' layouts (every B operand is already K-major, as
+// wgmma's FP8 form requires) and, like the BF16 kernels, must keep the operands it holds across
+// the key loop in shared memory (ptxas reused such register operands' registers). On sm_89 (Ada)
+// FP8 mma.sync is native.
 #ifndef LLMC_ATTENTION_FP8_CUH
 #define LLMC_ATTENTION_FP8_CUH
 
 #include "attention.cuh"
 #include "fp8_cast.cuh"
 
-#define ATT8_LD 80                          // the casts' staging tile: row stride (bytes) of a 64-byte row, padded
+#define ATT8_LD 80                          // smem row stride (bytes) of a 64-byte row: ldmatrix rows hit distinct banks
 #define ATT8_TILE_BYTES (ATT_TILE * ATT8_LD)
 #define ATT8_P_SCALE 256.0f                 // probabilities are cast times 2^8 (exact to undo)
 // The quantized tensors of one layer's attention; a layer's scales (and amaxes) are ATT8_TENSORS
@@ -91,109 +93,39 @@ __device__ __forceinline__ void att8_mma(float* c, const uint32_t* a, uint32_t b
 #endif
 }
 
-// Operand tiles: 64 rows of 64 bytes in shared memory, 512-byte aligned, in the 64-byte swizzle
-// (16-byte chunk c of row r at chunk c ^ ((r / 2) % 4)): wgmma reads them through descriptors,
-// ldmatrix without bank conflicts.
-#define ATT8_OP_TILE (ATT_TILE * 64)
-
-__device__ __forceinline__ int att8_off(int r, int c) { return r * 64 + ((c ^ ((r >> 1) & 3)) << 4); }
-
-// Starts copying a 64 x 64-byte tile (row stride ld bytes, inside the padded Tp) into smem.
-__device__ __forceinline__ void att8_load_tile(uint8_t* s, const uint8_t* g, long ld) {
-    uint32_t base = (uint32_t)__cvta_generic_to_shared(s);
-    for (int i = threadIdx.x; i < ATT_TILE * 4; i += ATT_THREADS) {
-        int r = i / 4, c = i % 4;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(base + att8_off(r, c)), "l"(g + r * ld + c * 16));
-    }
-}
-
-#ifdef ATT_WGMMA
-// descriptor of a k-step of a tile at saddr: 8-row groups 512 bytes apart, 64-byte swizzle
-__device__ __forceinline__ uint64_t att8_desc(uint32_t saddr) {
-    return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(512 >> 4) << 32) | ((uint64_t)2 << 62);
-}
-
-// Calls M(type of A, type of B) with the PTX type names of FA, FB.
-#define ATT8_TYPED(FA, FB, M)                                                                                     \
-    if constexpr (FA == FP8_E4M3 && FB == FP8_E4M3) { M("e4m3", "e4m3"); }                                        \
-    else if constexpr (FA == FP8_E4M3) { M("e4m3", "e5m2"); }                                                     \
-    else if constexpr (FB == FP8_E4M3) { M("e5m2", "e4m3"); }                                                     \
-    else { M("e5m2", "e5m2"); }
-
-// acc (the warpgroup's 64 x 64) (+)= A (64 x 32) @ B^T, B (64 n, 32 k) at descriptor db; A at
-// descriptor da (SS) or this warp's 16 rows in registers (RS); async
-template <Fp8Format FA, Fp8Format FB>
-__device__ __forceinline__ void att8_wgmma_ss(float acc[8][4], uint64_t da, uint64_t db, int accumulate) {
-#define ATT8_SS(TA, TB)                                                                                           \
-    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                    \
-                 "wgmma.mma_async.sync.aligned.m64n64k32.f32." TA "." TB " " ATT_ACC_REGS ", %32, %33, p, 1, 1;\n}\n" \
-                 : ATT_ACC_OPERANDS(acc) : "l"(da), "l"(db), "r"(accumulate))
-    ATT8_TYPED(FA, FB, ATT8_SS)
-#undef ATT8_SS
-}
-
-template <Fp8Format FA, Fp8Format FB>
-__device__ __forceinline__ void att8_wgmma_rs(float acc[8][4], const uint32_t a[4], uint64_t db) {
-#define ATT8_RS(TA, TB)                                                                                           \
-    asm volatile("wgmma.mma_async.sync.aligned.m64n64k32.f32." TA "." TB " " ATT_ACC_REGS ", {%32,%33,%34,%35}, %36, 1, 1, 1;\n" \
-                 : ATT_ACC_OPERANDS(acc) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db))
-    ATT8_TYPED(FA, FB, ATT8_RS)
-#undef ATT8_RS
-}
-#undef ATT8_TYPED
-#else
-__device__ __forceinline__ void att8_ldsm_x4(uint32_t* r, uint32_t a) {
+__device__ __forceinline__ void att8_ldsm_x4(uint32_t* r, const uint8_t* p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
 }
 
-// acc (16 x 64) (+)= a (16 x 64 bytes of k) @ S^T, tile S (64 n, 64 k)
+// Starts copying a 64 x 64-byte tile (row stride ld bytes, inside the padded Tp) into smem.
+__device__ __forceinline__ void att8_load_tile(uint8_t* s, const uint8_t* g, long ld) {
+    for (int i = threadIdx.x; i < ATT_TILE * 4; i += ATT_THREADS) {
+        int r = i / 4, c = (i % 4) * 16;
+        uint32_t dst = (uint32_t)__cvta_generic_to_shared(s + r * ATT8_LD + c);
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(g + r * ld + c));
+    }
+}
+
+// A fragments (16 rows x 64 bytes) of smem rows [row0, row0+16): f[kstep][4]
+__device__ __forceinline__ void att8_load_a(uint32_t f[2][4], const uint8_t* s, int row0, int lane) {
+    for (int ks = 0; ks < 2; ks++) {
+        att8_ldsm_x4(f[ks], s + (row0 + (lane % 8) + ((lane / 8) % 2) * 8) * ATT8_LD + ks * 32 + (lane / 16) * 16);
+    }
+}
+
+// acc (16 x 64) += a (16 x 64) @ S^T, smem S (64 n, 64 k) K-major
 template <Fp8Format FA, Fp8Format FB>
-__device__ __forceinline__ void att8_mma_sync_abt(float acc[8][4], const uint32_t a[2][4], uint32_t bb, int accumulate, int lane) {
-    if (!accumulate) { att_zero(acc); }
+__device__ __forceinline__ void att8_mma_abt(float acc[8][4], const uint32_t a[2][4], const uint8_t* s, int lane) {
     for (int ks = 0; ks < 2; ks++) {
         for (int np = 0; np < 4; np++) {
             uint32_t b[4];
-            att8_ldsm_x4(b, bb + att8_off(np * 16 + (lane % 8) + (lane / 16) * 8, 2 * ks + (lane / 8) % 2));
+            att8_ldsm_x4(b, s + (np * 16 + (lane % 8) + (lane / 16) * 8) * ATT8_LD + ks * 32 + ((lane / 8) % 2) * 16);
             att8_mma<FA, FB>(acc[2 * np], a[ks], b[0], b[1]);
             att8_mma<FA, FB>(acc[2 * np + 1], a[ks], b[2], b[3]);
         }
     }
-}
-#endif
-
-// Products, issued as llmc/attention.cuh's (att_mma_wait completes them). Every B operand is a
-// K-major tile.
-// acc (16 x 64 per warp) = A @ B^T, tiles A (64 m, 64 k) and B (64 n, 64 k): operands kept across
-// the key loop stay in shared memory (see llmc/attention.cuh's att_mma_abt)
-template <Fp8Format FA, Fp8Format FB>
-__device__ __forceinline__ void att8_mma_tt(float acc[8][4], const uint8_t* sa, const uint8_t* sb, int lane) {
-    uint32_t ba = (uint32_t)__cvta_generic_to_shared(sa), bb = (uint32_t)__cvta_generic_to_shared(sb);
-#ifdef ATT_WGMMA
-    att_wgmma_begin();
-    for (int ks = 0; ks < 2; ks++) { att8_wgmma_ss<FA, FB>(acc, att8_desc(ba + 32 * ks), att8_desc(bb + 32 * ks), ks > 0); }
-    att_wgmma_commit();
-#else
-    uint32_t a[2][4];
-    int row0 = (threadIdx.x / WARP_SIZE) % 4 * 16;
-    for (int ks = 0; ks < 2; ks++) {
-        att8_ldsm_x4(a[ks], ba + att8_off(row0 + (lane % 8) + ((lane / 8) % 2) * 8, 2 * ks + lane / 16));
-    }
-    att8_mma_sync_abt<FA, FB>(acc, a, bb, 0, lane);
-#endif
-}
-
-// acc (16 x 64 per warp) += a (16 x 64 bytes, registers; unchanged until att_mma_wait) @ S^T, tile S (64 n, 64 k)
-template <Fp8Format FA, Fp8Format FB>
-__device__ __forceinline__ void att8_mma_abt(float acc[8][4], const uint32_t a[2][4], const uint8_t* s, int lane) {
-    uint32_t bb = (uint32_t)__cvta_generic_to_shared(s);
-#ifdef ATT_WGMMA
-    att_wgmma_begin();
-    for (int ks = 0; ks < 2; ks++) { att8_wgmma_rs<FA, FB>(acc, a[ks], att8_desc(bb + 32 * ks)); }
-    att_wgmma_commit();
-#else
-    att8_mma_sync_abt<FA, FB>(acc, a, bb, 1, lane);
-#endif
 }
 
 template <Fp8Format F>
@@ -350,7 +282,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_cast_dout_kernel(At
 //   S = Q K^T / (sq sk);  online softmax;  O += fp8(P * 256) V^T^T / (256 sv)
 __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_forward_kernel(floatX* out, float* lse, Att8Copies c, int T,
                                                                             int NH, float sm_scale, const float* sc) {
-    __shared__ __align__(512) uint8_t sq[ATT8_OP_TILE], sk[2][ATT8_OP_TILE], sv[2][ATT8_OP_TILE];
+    __shared__ alignas(16) uint8_t sq[ATT8_TILE_BYTES], sk[2][ATT8_TILE_BYTES], sv[2][ATT8_TILE_BYTES];
     int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, Tp = gridDim.x * ATT_TILE, C = NH * ATT_HS;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
     long bh = (long)b * NH + h;
@@ -359,6 +291,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_forward_kernel(floa
     att8_load_tile(sk[0], src[0], ATT_HS);
     att8_load_tile(sv[0], src[1], Tp);
     att_commit();
+    uint32_t qf[2][4];
     float o[8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     att_zero(o);
     float sl2 = sm_scale * ATT_LOG2E / (sc[ATT8_Q] * sc[ATT8_K]);
@@ -367,15 +300,15 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_forward_kernel(floa
         int buf = kt % 2;
         uint8_t* dst[2] = {sk[buf ^ 1], sv[buf ^ 1]};
         att8_next_tiles(dst, src, 2, 1, kt + 1, qt, Tp);
-        att_tiles_ready();
+        __syncthreads();
+        if (kt == 0) { att8_load_a(qf, sq, warp * 16, lane); }
         float s[8][4];
-        att8_mma_tt<FP8_E4M3, FP8_E4M3>(s, sq, sk[buf], lane);
-        att_mma_wait(s);
+        att_zero(s);
+        att8_mma_abt<FP8_E4M3, FP8_E4M3>(s, qf, sk[buf], lane);
         att_online_softmax(s, m, l, o, kt == qt || (kt + 1) * ATT_TILE > T, row, kt * ATT_TILE, T, sl2, lane);
         uint32_t pf[2][4];
         att8_c_to_a<FP8_E4M3>(pf, s, ATT8_P_SCALE);
         att8_mma_abt<FP8_E4M3, FP8_E4M3>(o, pf, sv[buf], lane);
-        att_mma_wait(o);
         __syncthreads();   // this buffer is refilled two tiles from now
     }
     att_finish_rows(out + (long)b * T * C + h * ATT_HS, lse + bh * T, o, m, l, row, qt * ATT_TILE + warp * 16, T, C,
@@ -394,9 +327,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_backward_dkdv_kerne
                                                                                   const float* lse, const float* delta,
                                                                                   int T, int NH, float sm_scale,
                                                                                   const float* sc, float* amax) {
-    // K and V rows of this key tile, kept; Q, Q^T, dO, dO^T of the query tiles, double-buffered
-    __shared__ __align__(512) uint8_t sk[ATT8_OP_TILE], sv[ATT8_OP_TILE], sq[2][ATT8_OP_TILE], sqt[2][ATT8_OP_TILE],
-        sdo[2][ATT8_OP_TILE], sdot[2][ATT8_OP_TILE];
+    __shared__ alignas(16) uint8_t sq[2][ATT8_TILE_BYTES], sqt[2][ATT8_TILE_BYTES], sdo[2][ATT8_TILE_BYTES],
+        sdot[2][ATT8_TILE_BYTES];
     __shared__ float slse[2][ATT_TILE], sdelta[2][ATT_TILE];
     int kt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, Tp = gridDim.x * ATT_TILE, C = NH * ATT_HS;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, ntiles = gridDim.x;
@@ -404,8 +336,9 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_backward_dkdv_kerne
     const float* lse_bh = lse + bh * T;
     const float* delta_bh = delta + bh * T;
     const uint8_t* src[4] = {c.q + rows0, c.qt + rows0, c.dout + rows0, c.doutt + rows0};   // rows, cols, rows, cols
-    att8_load_tile(sk, c.k + rows0 + (long)kt * ATT_TILE * ATT_HS, ATT_HS);
-    att8_load_tile(sv, c.v + rows0 + (long)kt * ATT_TILE * ATT_HS, ATT_HS);
+    // this warp's K and V rows as A fragments, staged through buffer 1; buffer 0 gets query tile kt
+    att8_load_tile(sq[1], c.k + rows0 + (long)kt * ATT_TILE * ATT_HS, ATT_HS);
+    att8_load_tile(sdo[1], c.v + rows0 + (long)kt * ATT_TILE * ATT_HS, ATT_HS);
     uint8_t* first[4] = {sq[0], sqt[0], sdo[0], sdot[0]};
     for (int i = 0; i < 4; i++) {
         att8_load_tile(first[i], src[i] + (i % 2 == 0 ? (long)kt * ATT_TILE * ATT_HS : (long)kt * ATT_TILE), i % 2 == 0 ? ATT_HS : Tp);
@@ -413,6 +346,12 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_backward_dkdv_kerne
     att_commit();
     att_load_row_stats(slse[0], lse_bh, kt * ATT_TILE, T, ATT_LOG2E);
     att_load_row_stats(sdelta[0], delta_bh, kt * ATT_TILE, T, 1.0f);
+    att_wait<0>();
+    __syncthreads();
+    uint32_t kf[2][4], vf[2][4];
+    att8_load_a(kf, sq[1], warp * 16, lane);
+    att8_load_a(vf, sdo[1], warp * 16, lane);
+    __syncthreads();
     float dk[8][4], dv[8][4];
     att_zero(dk);
     att_zero(dv);
@@ -428,23 +367,21 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_backward_dkdv_kerne
         }
         uint8_t* dst[4] = {sq[buf ^ 1], sqt[buf ^ 1], sdo[buf ^ 1], sdot[buf ^ 1]};
         att8_next_tiles(dst, src, 4, 0x5, qt + 1, ntiles - 1, Tp);
-        att_tiles_ready();
+        __syncthreads();
         int masked = qt == kt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
-        att8_mma_tt<FP8_E4M3, FP8_E4M3>(p, sk, sq[buf], lane);              // S^T (16 keys x 64 queries)
-        att_mma_wait(p);
+        att_zero(p);
+        att8_mma_abt<FP8_E4M3, FP8_E4M3>(p, kf, sq[buf], lane);             // S^T (16 keys x 64 queries)
         att_probs(p, sl2, NULL, slse[buf], key0, qt * ATT_TILE, 0, masked, T, lane);
         uint32_t pf[2][4];
         att8_c_to_a<FP8_E4M3>(pf, p, ATT8_P_SCALE);
         att8_mma_abt<FP8_E4M3, G>(dv, pf, sdot[buf], lane);                // dV += P^T dO
-        att_mma_wait(dv);
-        att8_mma_tt<FP8_E4M3, G>(dp, sv, sdo[buf], lane);                  // dP^T = V dO^T
-        att_mma_wait(dp);
+        att_zero(dp);
+        att8_mma_abt<FP8_E4M3, G>(dp, vf, sdo[buf], lane);                 // dP^T = V dO^T
         ds_max = max(ds_max, att_ds(dp, p, dp_scale, sdelta[buf], NULL, lane));   // dS^T
         uint32_t dsf[2][4];
         att8_c_to_a<G>(dsf, dp, ds_scale);
         att8_mma_abt<G, FP8_E4M3>(dk, dsf, sqt[buf], lane);                // dK += dS^T Q
-        att_mma_wait(dk);
         __syncthreads();
     }
     floatX* dk_out = dqkv + (long)b * T * 3 * C + C + h * ATT_HS;
@@ -461,20 +398,25 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_backward_dq_kernel(
                                                                                 const float* delta, int T, int NH,
                                                                                 float sm_scale, const float* sc,
                                                                                 float* amax) {
-    // Q and dO rows of this query tile, kept; K, V, K^T of the key tiles, double-buffered
-    __shared__ __align__(512) uint8_t sq[ATT8_OP_TILE], sdo[ATT8_OP_TILE], sk[2][ATT8_OP_TILE], sv[2][ATT8_OP_TILE],
-        skt[2][ATT8_OP_TILE];
+    __shared__ alignas(16) uint8_t sk[2][ATT8_TILE_BYTES], sv[2][ATT8_TILE_BYTES], skt[2][ATT8_TILE_BYTES];
     int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, Tp = gridDim.x * ATT_TILE, C = NH * ATT_HS;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
     long bh = (long)b * NH + h, rows0 = bh * Tp * ATT_HS;
     const uint8_t* src[3] = {c.k + rows0, c.v + rows0, c.kt + rows0};   // rows, rows, cols
     const int nsrc = MEASURE ? 2 : 3;
-    att8_load_tile(sq, c.q + rows0 + (long)qt * ATT_TILE * ATT_HS, ATT_HS);
-    att8_load_tile(sdo, c.dout + rows0 + (long)qt * ATT_TILE * ATT_HS, ATT_HS);
+    // Q and dO rows as A fragments, staged through buffer 1; buffer 0 gets key tile 0
+    att8_load_tile(sk[1], c.q + rows0 + (long)qt * ATT_TILE * ATT_HS, ATT_HS);
+    att8_load_tile(sv[1], c.dout + rows0 + (long)qt * ATT_TILE * ATT_HS, ATT_HS);
     att8_load_tile(sk[0], src[0], ATT_HS);
     att8_load_tile(sv[0], src[1], ATT_HS);
     if (!MEASURE) { att8_load_tile(skt[0], src[2], Tp); }
     att_commit();
+    att_wait<0>();
+    __syncthreads();
+    uint32_t qf[2][4], dof[2][4];
+    att8_load_a(qf, sk[1], warp * 16, lane);
+    att8_load_a(dof, sv[1], warp * 16, lane);
+    __syncthreads();
     int q0 = qt * ATT_TILE + warp * 16;
     float lse2[2], dl[2];
     for (int i = 0; i < 2; i++) {
@@ -491,20 +433,19 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_backward_dq_kernel(
         int buf = kt % 2;
         uint8_t* dst[3] = {sk[buf ^ 1], sv[buf ^ 1], skt[buf ^ 1]};
         att8_next_tiles(dst, src, nsrc, 0x3, kt + 1, qt, Tp);
-        att_tiles_ready();
+        __syncthreads();
         int masked = kt == qt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
-        att8_mma_tt<FP8_E4M3, FP8_E4M3>(p, sq, sk[buf], lane);              // S (16 queries x 64 keys)
-        att8_mma_tt<G, FP8_E4M3>(dp, sdo, sv[buf], lane);                  // dP = dO V^T
-        att_mma_wait(p);
-        att_mma_wait(dp);
+        att_zero(p);
+        att8_mma_abt<FP8_E4M3, FP8_E4M3>(p, qf, sk[buf], lane);             // S (16 queries x 64 keys)
         att_probs(p, sl2, lse2, NULL, q0, kt * ATT_TILE, 1, masked, T, lane);
+        att_zero(dp);
+        att8_mma_abt<G, FP8_E4M3>(dp, dof, sv[buf], lane);                 // dP = dO V^T
         ds_max = max(ds_max, att_ds(dp, p, dp_scale, NULL, dl, lane));           // dS
         if (!MEASURE) {
             uint32_t dsf[2][4];
             att8_c_to_a<G>(dsf, dp, ds_scale);
             att8_mma_abt<G, FP8_E4M3>(dq, dsf, skt[buf], lane);            // dQ += dS K
-            att_mma_wait(dq);
         }
         __syncthreads();
     }
