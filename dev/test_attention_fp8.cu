@@ -30,8 +30,11 @@
 // Measured on the H100 (2026-11-22), worst over the shapes: out 1.9e-2, lse 4.5e-8, dq/dk 5.4e-2
 // (E4M3 dS: 2.8e-2), dv 2.5e-2; against BF16: out 4.8e-2, lse 4.8e-3, dq/dk 9.3e-2, dv 6.8e-2;
 // delta 3.1e-8, max|dS| 1.7e-7: the emulation's figures.
-// TOL_ATT8_LSE: the scores are the exact code products summed in FP32 (4-bit significands: the
-//   sums of 64 are nearly exact) times 1/(sq sk), then exp2/log2 in FP32: a few ulp, ~20x margin.
+// TOL_ATT8_LSE: the scores are the exact code products summed by the tensor cores times
+//   1/(sq sk), then exp2/log2 in FP32. Emulated FP8 mma.sync (sm_89, non-"a" sm_90 builds) sums
+//   in FP32: 4.5e-8. Hopper's FP8 wgmma (sm_90a) keeps about 14 fraction bits in its
+//   accumulation (DeepSeek-V3 measured ~14 bits), ~6e-5 of the summed terms' scale: measured
+//   1.6e-5 on the H100 (2026-11-22), ~6x margin.
 // TOL_ATT8_FWD: P is rounded to E4M3 (times 256): 3 mantissa bits, relative error <= 2^-4,
 //   2^-4/sqrt(3) = 3.6% RMS at the bottom of a binade, ~2.5% over one. out = sum_j P_j v_j / l
 //   with the unrounded l and independent v_j, so its relative error is that RMS weighted by
@@ -44,15 +47,17 @@
 //   3.9-4.7%, lse 1.2e-3..5e-3, dq, dk 8.3-9.1%, dv 6.3-6.6% (BF16's own ~0.3% aside): ~2x margin.
 // TOL_ATT8_DELTA: 64 products summed in FP32 (the codes decoded exactly), one division: ~1e-7.
 // TOL_ATT8_AMAX (relative, of max|dS|): the CPU's max from the same lse and delta differs only by
-//   the FP32 score and dP sums (~1e-6); the backward recomputes the same dS as measure_ds.
-#define TOL_ATT8_LSE 1e-6
+//   the score and dP sums: ~1e-6 with FP32 sums; with wgmma's (above) dP - delta loses a few
+//   more bits to cancellation: measured 3.4e-4 (sm_90a, 2026-11-22), ~6x margin. The backward
+//   recomputes the same dS as measure_ds.
+#define TOL_ATT8_LSE 1e-4
 #define TOL_ATT8_FWD 4e-2
 #define TOL_ATT8_BWD 1e-1
 #define TOL_ATT8_BF16_FWD 1e-1
 #define TOL_ATT8_BF16_LSE 1.5e-2
 #define TOL_ATT8_BF16_BWD 2e-1
 #define TOL_ATT8_DELTA 1e-5
-#define TOL_ATT8_AMAX 1e-5
+#define TOL_ATT8_AMAX 2e-3
 
 #define SM_SCALE 0.125f   // 1/sqrt(64)
 
@@ -450,6 +455,7 @@ int main(int argc, char** argv) {
     bool timing = !(argc > 1 && strcmp(argv[1], "--no-timing") == 0);
     cudaDeviceProp prop;
     if (!gpu_found("test_attention_fp8", &prop)) { return 77; }
+    attention_init();
     rng_seed(&rng, 0xa77e8f00u);
     // T a multiple of the 64-row tile, below one tile, two and three tiles (the first reuse of a
     // double buffer), ragged over several, d12's heads at T=1000

@@ -20,6 +20,35 @@ python3 "$here/make_shard.py" "$tmp/t_val_000000.bin" 20000 --seed 3
 args=(-e "$model" -i "$tmp/t_train_*.bin" -j "$tmp/t_val_*.bin" -b 4 -t 64 -d 512 -x 12 -n 6
       -v 6 -m 4 -s 0 -l 1e-3 -u 2 -q 0.1 -c 0.1 --seed 5)
 
+# run_case DIR FLAGS...: the 12-step run with FLAGS into $tmp/DIR; exit status in rc, its train
+# losses one per line in $tmp/DIR.losses
+run_case() {
+    local d=$1; shift
+    "$bin" "${args[@]}" "$@" -o "$tmp/$d" > "$tmp/$d.txt" 2>&1; rc=$?
+    grep -o '"train_loss":[^,]*' "$tmp/$d/log.jsonl" 2>/dev/null | cut -d: -f2 > "$tmp/$d.losses"
+}
+# resume_case DIR NAME REFUSED FLAGS...: DIR's run resumed from its step-6 checkpoint with FLAGS
+# ends with the same model bit for bit; with REFUSED (a pattern), a resume without FLAGS is
+# refused with a message matching it
+resume_case() {
+    local d=$1 name=$2 refused=$3; shift 3
+    mkdir -p "$tmp/${d}_r"
+    cp "$tmp/$d/model_00000006.bin" "$tmp/$d/state_00000006_00000.bin" "$tmp/$d/DONE_00000006" "$tmp/${d}_r/"
+    "$bin" "${args[@]}" "$@" -o "$tmp/${d}_r" -y 1 > "$tmp/${d}_r.txt" 2>&1
+    desc="$name: resumed run's final model bit-identical"
+    ok cmp -s "$tmp/$d/model_00000012.bin" "$tmp/${d}_r/model_00000012.bin"
+    if [ -n "$refused" ]; then
+        "$bin" "${args[@]}" -o "$tmp/${d}_r" -y 1 > "$tmp/${d}_refused.txt" 2>&1; local rcr=$?
+        desc="resume of a $name run without it is refused with a message"
+        ok sh -c "[ $rcr != 0 ] && grep -q '$refused' '$tmp/${d}_refused.txt'"
+    fi
+}
+# trained RC LOSSES [OTHER]: exit status 0 and 12 finite losses (which differ from OTHER's)
+trained() {
+    [ "$1" = 0 ] && [ "$(grep -cE '^-?[0-9.]+(e[-+]?[0-9]+)?$' "$2")" = 12 ] || return 1
+    [ $# -lt 3 ] || ! cmp -s "$2" "$3"
+}
+
 "$bin" "${args[@]}" -o "$tmp/A" > "$tmp/A.txt" 2>&1; rcA=$?
 desc="uninterrupted run exits 0"; ok test $rcA = 0
 "$bin" "${args[@]}" -o "$tmp/A2" > "$tmp/A2.txt" 2>&1
@@ -59,35 +88,27 @@ ok sh -c "[ $rcD != 0 ] && grep -q 'resume:.*-b 4' '$tmp/D.txt'"
 # --qk-norm and --act-stats: a run trains to finite losses that differ from the plain run's,
 # logs one kurtosis per block, resumes bit for bit, and a resume without --qk-norm is refused
 qk=(--qk-norm 1 --qk-scale 0.2 --act-stats 3)
-"$bin" "${args[@]}" "${qk[@]}" -o "$tmp/Q" > "$tmp/Q.txt" 2>&1; rcQ=$?
-grep -o '"train_loss":[^,]*' "$tmp/Q/log.jsonl" | cut -d: -f2 > "$tmp/q_losses"
-grep -o '"train_loss":[^,]*' "$tmp/A/log.jsonl" | cut -d: -f2 > "$tmp/a_losses"
+run_case Q "${qk[@]}"; rcQ=$rc
+grep -o '"train_loss":[^,]*' "$tmp/A/log.jsonl" | cut -d: -f2 > "$tmp/A.losses"
 desc="--qk-norm 1: run exits 0 with 12 finite losses, not the plain run's"
-ok sh -c "[ $rcQ = 0 ] && [ \$(grep -cE '^-?[0-9.]+(e[-+]?[0-9]+)?$' '$tmp/q_losses') = 12 ] && ! cmp -s '$tmp/q_losses' '$tmp/a_losses'"
+ok trained $rcQ "$tmp/Q.losses" "$tmp/A.losses"
 desc="--act-stats 3: a finite kurtosis >= 1 for every block at steps 1, 4, 7, 10"
-ok python3 - "$tmp/Q/log.jsonl" "$(grep -c . "$tmp/Q/log.jsonl")" <<'PY'
+ok python3 - "$tmp/Q/log.jsonl" <<'PY'
 import json, math, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if '"kurtosis"' in l]
 ok = [r["step"] for r in rows] == [1, 4, 7, 10] and all(math.isfinite(k) and k >= 1 for r in rows for k in r["kurtosis"])
 ok = ok and len({len(r["kurtosis"]) for r in rows}) == 1
 sys.exit(0 if ok else 1)
 PY
-mkdir -p "$tmp/Q2"
-cp "$tmp/Q/model_00000006.bin" "$tmp/Q/state_00000006_00000.bin" "$tmp/Q/DONE_00000006" "$tmp/Q2/"
-"$bin" "${args[@]}" "${qk[@]}" -o "$tmp/Q2" -y 1 > "$tmp/Q2.txt" 2>&1
-desc="--qk-norm 1: resumed run's final model bit-identical"; ok cmp -s "$tmp/Q/model_00000012.bin" "$tmp/Q2/model_00000012.bin"
-"$bin" "${args[@]}" -o "$tmp/Q2" -y 1 > "$tmp/Q3.txt" 2>&1; rcQ3=$?
-desc="resume of a --qk-norm run without it is refused with a message"
-ok sh -c "[ $rcQ3 != 0 ] && grep -q 'resume:.*--qk-norm 1' '$tmp/Q3.txt'"
+resume_case Q "--qk-norm 1" 'resume:.*--qk-norm 1' "${qk[@]}"
 
 # FP8 attention (FP8 trainer): finite losses, not the BF16-attention run's; per-layer attention
 # tensors in the --fp8-stats lines; resumes bit for bit; a resume without it is refused
 if [[ "$bin" == *fp8* ]]; then
     att=(--attention fp8 --fp8-stats 3)
-    "$bin" "${args[@]}" "${att[@]}" -o "$tmp/F" > "$tmp/F.txt" 2>&1; rcF=$?
-    grep -o '"train_loss":[^,]*' "$tmp/F/log.jsonl" | cut -d: -f2 > "$tmp/f_losses"
+    run_case F "${att[@]}"; rcF=$rc
     desc="--attention fp8: run exits 0 with 12 finite losses, not the BF16-attention run's"
-    ok sh -c "[ $rcF = 0 ] && [ \$(grep -cE '^-?[0-9.]+(e[-+]?[0-9]+)?$' '$tmp/f_losses') = 12 ] && ! cmp -s '$tmp/f_losses' '$tmp/a_losses'"
+    ok trained $rcF "$tmp/F.losses" "$tmp/A.losses"
     desc="--attention fp8 --fp8-stats 3: amax and scale of every layer's q, k, v, dout, ds in a stats step"
     ok python3 - "$tmp/F/log.jsonl" <<'PY'
 import json, math, sys
@@ -99,24 +120,15 @@ ok = ok and all(math.isfinite(r["amax"]) and r["amax"] > 0 and r["scale"] > 0 fo
 ok = ok and all(("saturated" in r) == (not r["fp8_tensor"].endswith(".ds")) for r in rows)
 sys.exit(0 if ok else 1)
 PY
-    mkdir -p "$tmp/F2"
-    cp "$tmp/F/model_00000006.bin" "$tmp/F/state_00000006_00000.bin" "$tmp/F/DONE_00000006" "$tmp/F2/"
-    "$bin" "${args[@]}" "${att[@]}" -o "$tmp/F2" -y 1 > "$tmp/F2.txt" 2>&1
-    desc="--attention fp8: resumed run's final model bit-identical"; ok cmp -s "$tmp/F/model_00000012.bin" "$tmp/F2/model_00000012.bin"
-    "$bin" "${args[@]}" -o "$tmp/F2" -y 1 > "$tmp/F3.txt" 2>&1; rcF3=$?
-    desc="resume of an --attention fp8 run without it is refused with a message"
-    ok sh -c "[ $rcF3 != 0 ] && grep -q 'resume:.*--attention' '$tmp/F3.txt'"
+    resume_case F "--attention fp8" 'resume:.*--attention' "${att[@]}"
 
     # block-scaled modes resume bit for bit too: NVFP4's seeds come from the checkpointed count
     # of stochastic-rounding casts, which the validation forwards (run again at the resumed
     # step) leave alone, and the kept inputs live from a forward to its backward only
     for mx in mxfp8 nvfp4; do
-        "$bin" "${args[@]}" --precision $mx -o "$tmp/X$mx" > "$tmp/X$mx.txt" 2>&1; rcX=$?
-        mkdir -p "$tmp/Y$mx"
-        cp "$tmp/X$mx/model_00000006.bin" "$tmp/X$mx/state_00000006_00000.bin" "$tmp/X$mx/DONE_00000006" "$tmp/Y$mx/"
-        "$bin" "${args[@]}" --precision $mx -o "$tmp/Y$mx" -y 1 > "$tmp/Y$mx.txt" 2>&1
-        desc="--precision $mx: run exits 0, resumed run's final model bit-identical"
-        ok sh -c "[ $rcX = 0 ] && cmp -s '$tmp/X$mx/model_00000012.bin' '$tmp/Y$mx/model_00000012.bin'"
+        run_case "X$mx" --precision $mx
+        desc="--precision $mx: run exits 0 with 12 finite losses"; ok trained $rc "$tmp/X$mx.losses"
+        resume_case "X$mx" "--precision $mx" "" --precision $mx
     done
 fi
 

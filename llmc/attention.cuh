@@ -10,6 +10,8 @@
 //
 // Backward is split in two kernels so every output element is written by exactly one
 // thread (deterministic, no atomics): one per key tile (dK, dV), one per query tile (dQ).
+// The kernels are written once over an operand set (below): BF16 here, FP8 in
+// llmc/attention_fp8.cuh.
 #ifndef LLMC_ATTENTION_CUH
 #define LLMC_ATTENTION_CUH
 
@@ -77,21 +79,6 @@ __device__ __forceinline__ void att_tiles_ready(void) {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
     __syncthreads();
-}
-
-// Double buffering: starts copying tile `next` of two (T, 64) slices a, b (row strides lda, ldb)
-// into smem sa, sb when next <= last, then waits for the copies of the current tile.
-// att_tiles_ready must follow before the current tile is read.
-__device__ __forceinline__ void att_next_tiles(floatX* sa, floatX* sb, const floatX* a, const floatX* b,
-                                               long lda, long ldb, int next, int last, int T) {
-    if (next <= last) {
-        att_load_tile(sa, a, next * ATT_TILE, T, lda);
-        att_load_tile(sb, b, next * ATT_TILE, T, ldb);
-        att_commit();
-        att_wait<1>();
-    } else {
-        att_wait<0>();
-    }
 }
 
 // A fragments (16 rows x 64) of tile rows [row0, row0+16): f[kstep][4]
@@ -298,79 +285,7 @@ __device__ __forceinline__ void att_finish_rows(floatX* out, float* lse, float o
 }
 
 // ---------------------------------------------------------------------------------------
-// Forward. grid (T/64 query tiles, NH, B), longest (last) query tiles first.
-// out (B,T,C); lse (B,NH,T) natural-log sum of exp of the scaled scores of each row.
-__global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* out, float* lse, const floatX* qkv,
-                                                                        int T, int NH, float scale) {
-    // Q tile, and K and V tiles double-buffered: the next tile loads while this one computes
-    __shared__ __align__(1024) floatX sq[ATT_TILE * ATT_HS], sk[2][ATT_TILE * ATT_HS], sv[2][ATT_TILE * ATT_HS];
-    int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
-    int C = NH * ATT_HS;
-    long ld = 3L * C;
-    const floatX* q = qkv + (long)b * T * ld + h * ATT_HS;
-    const floatX* k = q + C;
-    const floatX* v = q + 2 * C;
-    att_load_tile(sq, q, qt * ATT_TILE, T, ld);
-    att_load_tile(sk[0], k, 0, T, ld);
-    att_load_tile(sv[0], v, 0, T, ld);
-    att_commit();
-    if (qt > 0) {
-        att_load_tile(sk[1], k, ATT_TILE, T, ld);
-        att_load_tile(sv[1], v, ATT_TILE, T, ld);
-    }
-    att_commit();
-    float o[8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, s[8][4];
-    att_zero(o);
-    float sl2 = scale * ATT_LOG2E;   // scores in log2 units, so exp2 does the softmax
-    int row[2] = {qt * ATT_TILE + warp * 16 + lane / 4, qt * ATT_TILE + warp * 16 + lane / 4 + 8};
-    att_wait<1>();
-    att_tiles_ready();
-    att_mma_abt(s, sq, sk[0], lane);
-    att_mma_wait(s);
-    // tile kt: softmax of its scores s, then O += P V issued together with the next tile's scores
-    for (int kt = 0; kt <= qt; kt++) {
-        int buf = kt % 2;
-        // only the diagonal tile and the tile holding T need masks
-        att_online_softmax(s, m, l, o, kt == qt || (kt + 1) * ATT_TILE > T, row, kt * ATT_TILE, T, sl2, lane);
-        uint32_t pf[4][4];
-        att_c_to_a(pf, s);
-        att_mma_ab(o, pf, sv[buf], lane);
-        if (kt < qt) {
-            att_wait<0>();   // tile kt + 1
-            att_tiles_ready();
-            att_mma_abt(s, sq, sk[buf ^ 1], lane);
-        }
-        att_mma_wait(o);
-        att_mma_wait(s);
-        __syncthreads();   // every warp is done with this buffer: tile kt + 2 goes there
-        if (kt + 2 <= qt) {
-            att_load_tile(sk[buf], k, (kt + 2) * ATT_TILE, T, ld);
-            att_load_tile(sv[buf], v, (kt + 2) * ATT_TILE, T, ld);
-            att_commit();
-        }
-    }
-    att_finish_rows(out + (long)b * T * C + h * ATT_HS, lse + ((long)b * NH + h) * T, o, m, l, row, qt * ATT_TILE + warp * 16,
-                    T, C, 1.0f, lane);
-}
-
-// ---------------------------------------------------------------------------------------
-// Backward, step 0: delta (B,NH,T) = rowsum(dout * out) per head; one thread per 8 channels.
-__global__ void attention_delta_kernel(float* delta, const floatX* dout, const floatX* out, int B, int T, int NH) {
-    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;   // (b, t, h, chunk of 8)
-    if (i >= (long)B * T * NH * 8) { return; }
-    x8 d = load16(dout + i * 8), o = load16(out + i * 8);
-    float s = 0.0f;
-    for (int e = 0; e < 8; e++) { s += __bfloat162float(d.v[e]) * __bfloat162float(o.v[e]); }
-    s += __shfl_xor_sync(0xffffffffu, s, 1);
-    s += __shfl_xor_sync(0xffffffffu, s, 2);
-    s += __shfl_xor_sync(0xffffffffu, s, 4);
-    if (i % 8 == 0) {
-        long row = i / 8;
-        int h = row % NH, t = (row / NH) % T, b = row / ((long)NH * T);
-        delta[((long)b * NH + h) * T + t] = s;
-    }
-}
+// Backward steps shared by both kernels.
 
 // Probabilities of a warp's 16 x 64 block of scores s (rows row0.., columns col0..): p = exp2(s * sl2 - lse2),
 // lse2 the row's (queries as rows) or the column's (keys as rows) log-sum-exp in log2 units. With
@@ -417,52 +332,204 @@ __device__ __forceinline__ void att_load_row_stats(float* s, const float* g, int
     }
 }
 
-// Shared memory of a backward kernel (dynamic: past the 48 KB of static memory): two kept tiles,
-// two double-buffered ones, the double-buffered row statistics, and room to align the tiles.
-#define ATT_TILE_ELEMS (ATT_TILE * ATT_HS)
-#define ATT_BWD_SMEM (6 * ATT_TILE_ELEMS * sizeof(floatX) + 4 * ATT_TILE * sizeof(float) + 1024)
+// The block's max of `bits` (|x| as float bits: NaN above inf, like the casts' amax) raised into *amax
+__device__ __forceinline__ void att_commit_amax(uint32_t bits, float* amax) {
+    __shared__ uint32_t part[ATT_THREADS / WARP_SIZE];
+    bits = __reduce_max_sync(0xffffffffu, bits);
+    if (threadIdx.x % WARP_SIZE == 0) { part[threadIdx.x / WARP_SIZE] = bits; }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        for (int w = 1; w < ATT_THREADS / WARP_SIZE; w++) { bits = max(bits, part[w]); }
+        atomicMax(reinterpret_cast<unsigned int*>(amax), bits);
+    }
+}
 
-// the tiles of dynamic shared memory, from its first 1024-byte boundary: t[0..5]
-__device__ __forceinline__ floatX* att_bwd_tiles(void) {
+// ---------------------------------------------------------------------------------------
+// Operand sets. The kernels below are written once over an operand set `Ops`, which says where
+// the tiles come from and how products multiply them: AttBf16 here (BF16 read in place from the
+// QKV output), AttFp8<G> in llmc/attention_fp8.cuh (FP8 copies made by its casts). Ops gives:
+//   TILE_BYTES            one 64 x 64 operand tile in shared memory
+//   SEPARATE_T            products acc += A @ tile read a transposed copy (an FP8 operand must be
+//                         K-major); BF16 reads the row tile itself, transposed by the tensor core
+//   QUANTIZED             the kernels record dS's amax
+//   Args                  kernel argument: the sources and the device scales (sc)
+//   View view(args, b, h, T, NH), view.load(tile, operand, t): starts copying tile t of an
+//                         AttOperand of head (b, h) into shared memory (cp.async)
+//   abt<FA, FB>(acc, sa, sb, lane)   acc (16 x 64 per warp) = A @ B^T, tiles A (64 m, 64 k), B (64 n, 64 k)
+//   ab<FA, FB>(acc, frag, s, lane)   acc += frag @ tile s (the row tile, or its transposed copy)
+//   to_frag<F>(frag, acc, scale)     an accumulator times scale -> A fragments of the next product
+//   scales(sm_scale, sc)             the AttScales that undo operand scales
+// FA, FB say each operand's role: X = Q, K, V, P (E4M3 under FP8), G = dO, dS (the gradient format).
+typedef enum { ATT_Q, ATT_K, ATT_V, ATT_DO, ATT_QT, ATT_KT, ATT_VT, ATT_DOT } AttOperand;
+typedef enum { ATT_X, ATT_G } AttRole;
+
+typedef struct {
+    float sl2;                 // scores -> log2 units: softmax scale * log2(e) / (Q, K scales)
+    float p, ds;               // P and dS are cast times these
+    float o, dp, dq, dk, dv;   // what O, dP, dQ, dK, dV are multiplied by on the way out
+} AttScales;
+
+struct AttBf16 {
+    static constexpr int TILE_BYTES = ATT_TILE * ATT_HS * (int)sizeof(floatX);
+    static constexpr bool SEPARATE_T = false;
+    static constexpr bool QUANTIZED = false;
+    struct Frag { uint32_t r[4][4]; };
+    struct Args { const floatX* qkv; const floatX* dout; const float* sc; };   // qkv (B,T,3C), dout (B,T,C); sc unused
+    struct View {
+        const floatX* src[4];   // Q, K, V, dO of the head: rows of time
+        long ld[4];
+        int T;
+        __device__ __forceinline__ void load(uint8_t* tile, int op, int t) const {
+            att_load_tile(reinterpret_cast<floatX*>(tile), src[op], t * ATT_TILE, T, ld[op]);
+        }
+    };
+    static __device__ __forceinline__ View view(const Args& a, int b, int h, int T, int NH) {
+        int C = NH * ATT_HS;
+        const floatX* q = a.qkv + (long)b * T * 3 * C + h * ATT_HS;
+        View v = {{q, q + C, q + 2 * C, a.dout + (long)b * T * C + h * ATT_HS}, {3L * C, 3L * C, 3L * C, C}, T};
+        return v;
+    }
+    template <AttRole FA, AttRole FB>
+    static __device__ __forceinline__ void abt(float acc[8][4], const uint8_t* sa, const uint8_t* sb, int lane) {
+        att_mma_abt(acc, reinterpret_cast<const floatX*>(sa), reinterpret_cast<const floatX*>(sb), lane);
+    }
+    template <AttRole FA, AttRole FB>
+    static __device__ __forceinline__ void ab(float acc[8][4], const Frag& a, const uint8_t* s, int lane) {
+        att_mma_ab(acc, a.r, reinterpret_cast<const floatX*>(s), lane);
+    }
+    template <AttRole F>
+    static __device__ __forceinline__ void to_frag(Frag& a, const float c[8][4], float scale) { att_c_to_a(a.r, c); }
+    static __device__ __forceinline__ AttScales scales(float sm_scale, const float* sc) {
+        AttScales s = {sm_scale * ATT_LOG2E, 1.0f, 1.0f, 1.0f, 1.0f, sm_scale, sm_scale, 1.0f};
+        return s;
+    }
+};
+
+// Double buffering: starts copying tile `next` of operands ops[0..n) into tiles[0..n) when
+// next <= last, then waits for the copies of the current tile. att_tiles_ready must follow
+// before the current tile is read.
+template <class View>
+__device__ __forceinline__ void att_next_tiles(const View& v, uint8_t* const* tiles, const int* ops, int n, int next, int last) {
+    if (next <= last) {
+        for (int i = 0; i < n; i++) { v.load(tiles[i], ops[i], next); }
+        att_commit();
+        att_wait<1>();
+    } else {
+        att_wait<0>();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Forward. grid (T/64 query tiles, NH, B), longest (last) query tiles first.
+// out (B,T,C); lse (B,NH,T) natural-log sum of exp of the scaled scores of each row.
+//   S = Q K^T;  online softmax;  O += P V
+template <class Ops>
+__global__ void __launch_bounds__(ATT_THREADS) attention_forward_kernel(floatX* out, float* lse, typename Ops::Args args,
+                                                                        int T, int NH, float sm_scale) {
+    // Q tile, and K and V tiles double-buffered: the next tile loads while this one computes
+    constexpr int TB = Ops::TILE_BYTES;
+    __shared__ __align__(1024) uint8_t smem[5 * TB];
+    uint8_t* sq = smem;
+    auto sk = [&](int buf) { return smem + (1 + buf) * TB; };
+    auto sv = [&](int buf) { return smem + (3 + buf) * TB; };
+    int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    int C = NH * ATT_HS;
+    const int v_op = Ops::SEPARATE_T ? ATT_VT : ATT_V;
+    typename Ops::View v = Ops::view(args, b, h, T, NH);
+    v.load(sq, ATT_Q, qt);
+    v.load(sk(0), ATT_K, 0);
+    v.load(sv(0), v_op, 0);
+    att_commit();
+    if (qt > 0) {
+        v.load(sk(1), ATT_K, 1);
+        v.load(sv(1), v_op, 1);
+    }
+    att_commit();
+    AttScales sc = Ops::scales(sm_scale, args.sc);
+    float o[8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, s[8][4];
+    att_zero(o);
+    int row[2] = {qt * ATT_TILE + warp * 16 + lane / 4, qt * ATT_TILE + warp * 16 + lane / 4 + 8};
+    att_wait<1>();
+    att_tiles_ready();
+    Ops::template abt<ATT_X, ATT_X>(s, sq, sk(0), lane);
+    att_mma_wait(s);
+    // tile kt: softmax of its scores s, then O += P V issued together with the next tile's scores
+    for (int kt = 0; kt <= qt; kt++) {
+        int buf = kt % 2;
+        // only the diagonal tile and the tile holding T need masks
+        att_online_softmax(s, m, l, o, kt == qt || (kt + 1) * ATT_TILE > T, row, kt * ATT_TILE, T, sc.sl2, lane);
+        typename Ops::Frag pf;
+        Ops::template to_frag<ATT_X>(pf, s, sc.p);
+        Ops::template ab<ATT_X, ATT_X>(o, pf, sv(buf), lane);
+        if (kt < qt) {
+            att_wait<0>();   // tile kt + 1
+            att_tiles_ready();
+            Ops::template abt<ATT_X, ATT_X>(s, sq, sk(buf ^ 1), lane);
+        }
+        att_mma_wait(o);
+        att_mma_wait(s);
+        __syncthreads();   // every warp is done with this buffer: tile kt + 2 goes there
+        if (kt + 2 <= qt) {
+            v.load(sk(buf), ATT_K, kt + 2);
+            v.load(sv(buf), v_op, kt + 2);
+            att_commit();
+        }
+    }
+    att_finish_rows(out + (long)b * T * C + h * ATT_HS, lse + ((long)b * NH + h) * T, o, m, l, row, qt * ATT_TILE + warp * 16,
+                    T, C, sc.o, lane);
+}
+
+// ---------------------------------------------------------------------------------------
+// Backward. Shared memory (dynamic: BF16's is past the 48 KB of static memory): two kept tiles,
+// two buffers of up to four double-buffered ones, the double-buffered row statistics, and room
+// to align the tiles.
+template <class Ops>
+constexpr int att_bwd_smem(void) {
+    return (2 + 2 * (Ops::SEPARATE_T ? 4 : 2)) * Ops::TILE_BYTES + 4 * ATT_TILE * (int)sizeof(float) + 1024;
+}
+
+// the tiles of dynamic shared memory, from its first 1024-byte boundary
+__device__ __forceinline__ uint8_t* att_bwd_tiles(void) {
     extern __shared__ uint8_t att_smem_raw[];
     uint32_t raw = (uint32_t)__cvta_generic_to_shared(att_smem_raw);
-    return reinterpret_cast<floatX*>(att_smem_raw + (((raw + 1023) & ~1023u) - raw));
+    return att_smem_raw + (((raw + 1023) & ~1023u) - raw);
 }
 
 // dK, dV of one key tile: grid (T/64 key tiles, NH, B). Each warp owns 16 keys and walks
-// the query tiles at or after its key tile (the next one loading while this one computes):
+// the query tiles at or after its key tile (the next one loading while this one computes).
+// Under QUANTIZED, dS^T's amax is raised into amax (NULL: not recorded).
 //   P^T = exp(K Q^T * scale - lse);  dV += P^T dO;  dP^T = V dO^T;  dS^T = P^T (dP^T - delta);  dK += dS^T Q * scale
-__global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(floatX* dqkv, const floatX* dout,
-                                                                              const floatX* qkv, const float* lse,
-                                                                              const float* delta, int T, int NH, float scale) {
-    // tiles: K and V (64 keys, 64) kept; then Q and dO (64 queries, 64) of buffer 0, of buffer 1
-    floatX* sk = att_bwd_tiles();
-    floatX* sv = sk + ATT_TILE_ELEMS;
-    auto sq = [&](int buf) { return sk + (2 + 2 * buf) * ATT_TILE_ELEMS; };
-    auto sdo = [&](int buf) { return sk + (3 + 2 * buf) * ATT_TILE_ELEMS; };
-    float (*slse)[ATT_TILE] = reinterpret_cast<float (*)[ATT_TILE]>(sk + 6 * ATT_TILE_ELEMS);   // [2][64]
-    float (*sdelta)[ATT_TILE] = slse + 2;                                                         // [2][64]
+template <class Ops>
+__global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(floatX* dqkv, typename Ops::Args args,
+                                                                              const float* lse, const float* delta, int T,
+                                                                              int NH, float sm_scale, float* amax) {
+    // tiles: K and V (64 keys, 64) kept; then per buffer Q, dO (64 queries, 64) and, when
+    // SEPARATE_T, their transposed copies
+    constexpr int TB = Ops::TILE_BYTES, PER = Ops::SEPARATE_T ? 4 : 2;
+    uint8_t* sk = att_bwd_tiles();
+    uint8_t* sv = sk + TB;
+    auto tile = [&](int buf, int i) { return sk + (2 + PER * buf + i) * TB; };
+    float (*slse)[ATT_TILE] = reinterpret_cast<float (*)[ATT_TILE]>(sk + (2 + 2 * PER) * TB);   // [2][64]
+    float (*sdelta)[ATT_TILE] = slse + 2;                                                      // [2][64]
+    const int ops[4] = {ATT_Q, ATT_DO, ATT_QT, ATT_DOT};
     int kt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
-    int C = NH * ATT_HS, ntiles = (T + ATT_TILE - 1) / ATT_TILE;
-    long ld = 3L * C;
-    const floatX* q = qkv + (long)b * T * ld + h * ATT_HS;
-    const floatX* k = q + C;
-    const floatX* v = q + 2 * C;
-    const floatX* dO = dout + (long)b * T * C + h * ATT_HS;
+    int C = NH * ATT_HS, ntiles = gridDim.x;
     const float* lse_bh = lse + ((long)b * NH + h) * T;
     const float* delta_bh = delta + ((long)b * NH + h) * T;
-    att_load_tile(sk, k, kt * ATT_TILE, T, ld);
-    att_load_tile(sv, v, kt * ATT_TILE, T, ld);
-    att_load_tile(sq(0), q, kt * ATT_TILE, T, ld);
-    att_load_tile(sdo(0), dO, kt * ATT_TILE, T, C);
+    typename Ops::View v = Ops::view(args, b, h, T, NH);
+    v.load(sk, ATT_K, kt);
+    v.load(sv, ATT_V, kt);
+    for (int i = 0; i < PER; i++) { v.load(tile(0, i), ops[i], kt); }
     att_commit();
     att_load_row_stats(slse[0], lse_bh, kt * ATT_TILE, T, ATT_LOG2E);
     att_load_row_stats(sdelta[0], delta_bh, kt * ATT_TILE, T, 1.0f);
+    AttScales sc = Ops::scales(sm_scale, args.sc);
     float dk[8][4], dv[8][4];
     att_zero(dk);
     att_zero(dv);
-    float sl2 = scale * ATT_LOG2E;
+    uint32_t ds_max = 0u;
     int key0 = kt * ATT_TILE + warp * 16;
     for (int qt = kt; qt < ntiles; qt++) {
         int buf = (qt - kt) % 2;
@@ -470,55 +537,58 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
             att_load_row_stats(slse[buf ^ 1], lse_bh, (qt + 1) * ATT_TILE, T, ATT_LOG2E);
             att_load_row_stats(sdelta[buf ^ 1], delta_bh, (qt + 1) * ATT_TILE, T, 1.0f);
         }
-        att_next_tiles(sq(buf ^ 1), sdo(buf ^ 1), q, dO, ld, C, qt + 1, ntiles - 1, T);
+        uint8_t* next[4] = {tile(buf ^ 1, 0), tile(buf ^ 1, 1), tile(buf ^ 1, 2 % PER), tile(buf ^ 1, 3 % PER)};
+        att_next_tiles(v, next, ops, PER, qt + 1, ntiles - 1);
         att_tiles_ready();
+        uint8_t *sq = tile(buf, 0), *sdo = tile(buf, 1), *sqt = tile(buf, 2 % PER), *sdot = tile(buf, 3 % PER);
         int masked = qt == kt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
         // one product at a time: pairing them (as the dQ kernel does) took 185 registers against
         // 160, two blocks per SM against three, and was slower (1.49 ms against 1.35 at B=64, NH=12)
-        att_mma_abt(p, sk, sq(buf), lane);                  // S^T (16 keys x 64 queries)
+        Ops::template abt<ATT_X, ATT_X>(p, sk, sq, lane);          // S^T (16 keys x 64 queries)
         att_mma_wait(p);
-        att_probs(p, sl2, NULL, slse[buf], key0, qt * ATT_TILE, 0, masked, T, lane);
-        uint32_t pf[4][4];
-        att_c_to_a(pf, p);
-        att_mma_ab(dv, pf, sdo(buf), lane);                 // dV += P^T dO
+        att_probs(p, sc.sl2, NULL, slse[buf], key0, qt * ATT_TILE, 0, masked, T, lane);
+        typename Ops::Frag pf;
+        Ops::template to_frag<ATT_X>(pf, p, sc.p);
+        Ops::template ab<ATT_X, ATT_G>(dv, pf, sdot, lane);         // dV += P^T dO
         att_mma_wait(dv);
-        att_mma_abt(dp, sv, sdo(buf), lane);                // dP^T = V dO^T
+        Ops::template abt<ATT_X, ATT_G>(dp, sv, sdo, lane);         // dP^T = V dO^T
         att_mma_wait(dp);
-        att_ds(dp, p, 1.0f, sdelta[buf], NULL, lane);       // dS^T = P^T (dP^T - delta)
-        uint32_t dsf[4][4];
-        att_c_to_a(dsf, dp);
-        att_mma_ab(dk, dsf, sq(buf), lane);                 // dK += dS^T Q
+        uint32_t m = att_ds(dp, p, sc.dp, sdelta[buf], NULL, lane);   // dS^T = P^T (dP^T - delta)
+        if (Ops::QUANTIZED) { ds_max = max(ds_max, m); }
+        typename Ops::Frag dsf;
+        Ops::template to_frag<ATT_G>(dsf, dp, sc.ds);
+        Ops::template ab<ATT_G, ATT_X>(dk, dsf, sqt, lane);         // dK += dS^T Q
         att_mma_wait(dk);
         __syncthreads();
     }
-    floatX* dk_out = dqkv + (long)b * T * ld + C + h * ATT_HS;
-    att_store_rows(dk_out, ld, key0, T, dk, scale, lane);
-    att_store_rows(dk_out + C, ld, key0, T, dv, 1.0f, lane);
+    floatX* dk_out = dqkv + (long)b * T * 3 * C + C + h * ATT_HS;
+    att_store_rows(dk_out, 3L * C, key0, T, dk, sc.dk, lane);
+    att_store_rows(dk_out + C, 3L * C, key0, T, dv, sc.dv, lane);
+    if (Ops::QUANTIZED && amax != NULL) { att_commit_amax(ds_max, amax); }
 }
 
 // dQ of one query tile: grid (T/64 query tiles, NH, B). Each warp owns 16 queries:
 //   P = exp(Q K^T * scale - lse);  dP = dO V^T;  dS = P (dP - delta);  dQ += dS K * scale
-__global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floatX* dqkv, const floatX* dout,
-                                                                            const floatX* qkv, const float* lse,
-                                                                            const float* delta, int T, int NH, float scale) {
-    // tiles: Q and dO (64 queries, 64) kept; then K and V (64 keys, 64) of buffer 0, of buffer 1
-    floatX* sq = att_bwd_tiles();
-    floatX* sdo = sq + ATT_TILE_ELEMS;
-    auto sk = [&](int buf) { return sq + (2 + 2 * buf) * ATT_TILE_ELEMS; };
-    auto sv = [&](int buf) { return sq + (3 + 2 * buf) * ATT_TILE_ELEMS; };
+// MEASURE (an FP8 set's current scaling): no dQ, only dS's amax, raised into amax.
+template <class Ops, bool MEASURE>
+__global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floatX* dqkv, typename Ops::Args args,
+                                                                            const float* lse, const float* delta, int T,
+                                                                            int NH, float sm_scale, float* amax) {
+    // tiles: Q and dO (64 queries, 64) kept; then per buffer K, V (64 keys, 64) and, when
+    // SEPARATE_T, K's transposed copy
+    constexpr int TB = Ops::TILE_BYTES, BUF = Ops::SEPARATE_T ? 4 : 2, PER = Ops::SEPARATE_T && !MEASURE ? 3 : 2;
+    uint8_t* sq = att_bwd_tiles();
+    uint8_t* sdo = sq + TB;
+    auto tile = [&](int buf, int i) { return sq + (2 + BUF * buf + i) * TB; };
+    const int ops[3] = {ATT_K, ATT_V, ATT_KT};
     int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
     int C = NH * ATT_HS;
-    long ld = 3L * C;
-    const floatX* q = qkv + (long)b * T * ld + h * ATT_HS;
-    const floatX* k = q + C;
-    const floatX* v = q + 2 * C;
-    const floatX* dO = dout + (long)b * T * C + h * ATT_HS;
-    att_load_tile(sq, q, qt * ATT_TILE, T, ld);
-    att_load_tile(sdo, dO, qt * ATT_TILE, T, C);
-    att_load_tile(sk(0), k, 0, T, ld);
-    att_load_tile(sv(0), v, 0, T, ld);
+    typename Ops::View v = Ops::view(args, b, h, T, NH);
+    v.load(sq, ATT_Q, qt);
+    v.load(sdo, ATT_DO, qt);
+    for (int i = 0; i < PER; i++) { v.load(tile(0, i), ops[i], 0); }
     att_commit();
     int q0 = qt * ATT_TILE + warp * 16;
     float lse2[2], dl[2];
@@ -527,31 +597,69 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
         lse2[i] = r < T ? lse[((long)b * NH + h) * T + r] * ATT_LOG2E : 0.0f;
         dl[i] = r < T ? delta[((long)b * NH + h) * T + r] : 0.0f;
     }
+    AttScales sc = Ops::scales(sm_scale, args.sc);
     float dq[8][4];
     att_zero(dq);
-    float sl2 = scale * ATT_LOG2E;
+    uint32_t ds_max = 0u;
     for (int kt = 0; kt <= qt; kt++) {
         int buf = kt % 2;
-        att_next_tiles(sk(buf ^ 1), sv(buf ^ 1), k, v, ld, ld, kt + 1, qt, T);
+        uint8_t* next[3] = {tile(buf ^ 1, 0), tile(buf ^ 1, 1), tile(buf ^ 1, 2 % PER)};
+        att_next_tiles(v, next, ops, PER, kt + 1, qt);
         att_tiles_ready();
+        uint8_t *sk = tile(buf, 0), *sv = tile(buf, 1), *skt = tile(buf, Ops::SEPARATE_T ? 2 : 0);
         int masked = kt == qt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
-        att_mma_abt(p, sq, sk(buf), lane);                  // S (16 queries x 64 keys)
-        att_mma_abt(dp, sdo, sv(buf), lane);                // dP = dO V^T
+        Ops::template abt<ATT_X, ATT_X>(p, sq, sk, lane);           // S (16 queries x 64 keys)
+        Ops::template abt<ATT_G, ATT_X>(dp, sdo, sv, lane);         // dP = dO V^T
         att_mma_wait(p);
         att_mma_wait(dp);
-        att_probs(p, sl2, lse2, NULL, q0, kt * ATT_TILE, 1, masked, T, lane);
-        att_ds(dp, p, 1.0f, NULL, dl, lane);                // dS = P (dP - delta)
-        uint32_t dsf[4][4];
-        att_c_to_a(dsf, dp);
-        att_mma_ab(dq, dsf, sk(buf), lane);                 // dQ += dS K
-        att_mma_wait(dq);
+        att_probs(p, sc.sl2, lse2, NULL, q0, kt * ATT_TILE, 1, masked, T, lane);
+        uint32_t m = att_ds(dp, p, sc.dp, NULL, dl, lane);           // dS = P (dP - delta)
+        if (MEASURE) {
+            ds_max = max(ds_max, m);
+        } else {
+            typename Ops::Frag dsf;
+            Ops::template to_frag<ATT_G>(dsf, dp, sc.ds);
+            Ops::template ab<ATT_G, ATT_X>(dq, dsf, skt, lane);     // dQ += dS K
+            att_mma_wait(dq);
+        }
         __syncthreads();
     }
-    att_store_rows(dqkv + (long)b * T * ld + h * ATT_HS, ld, q0, T, dq, scale, lane);
+    if (MEASURE) { att_commit_amax(ds_max, amax); }
+    else { att_store_rows(dqkv + (long)b * T * 3 * C + h * ATT_HS, 3L * C, q0, T, dq, sc.dq, lane); }
+}
+
+// Lets a backward kernel of `Ops` have its dynamic shared memory (once, at setup: the attribute
+// is per device and function).
+template <class Ops>
+static inline void attention_allow_smem(void) {
+    cudaCheck(cudaFuncSetAttribute(attention_backward_dkdv_kernel<Ops>, cudaFuncAttributeMaxDynamicSharedMemorySize, att_bwd_smem<Ops>()));
+    cudaCheck(cudaFuncSetAttribute(attention_backward_dq_kernel<Ops, false>, cudaFuncAttributeMaxDynamicSharedMemorySize, att_bwd_smem<Ops>()));
+    if constexpr (Ops::QUANTIZED) {
+        cudaCheck(cudaFuncSetAttribute(attention_backward_dq_kernel<Ops, true>, cudaFuncAttributeMaxDynamicSharedMemorySize, att_bwd_smem<Ops>()));
+    }
 }
 
 // ---------------------------------------------------------------------------------------
+// BF16 attention: kernels of AttBf16, and delta.
+
+// Backward, step 0: delta (B,NH,T) = rowsum(dout * out) per head; one thread per 8 channels.
+__global__ void attention_delta_kernel(float* delta, const floatX* dout, const floatX* out, int B, int T, int NH) {
+    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;   // (b, t, h, chunk of 8)
+    if (i >= (long)B * T * NH * 8) { return; }
+    x8 d = load16(dout + i * 8), o = load16(out + i * 8);
+    float s = 0.0f;
+    for (int e = 0; e < 8; e++) { s += __bfloat162float(d.v[e]) * __bfloat162float(o.v[e]); }
+    s += __shfl_xor_sync(0xffffffffu, s, 1);
+    s += __shfl_xor_sync(0xffffffffu, s, 2);
+    s += __shfl_xor_sync(0xffffffffu, s, 4);
+    if (i % 8 == 0) {
+        long row = i / 8;
+        int h = row % NH, t = (row / NH) % T, b = row / ((long)NH * T);
+        delta[((long)b * NH + h) * T + t] = s;
+    }
+}
+
 // Bytes of per-layer state attention keeps for backward: the log-sum-exp (B,NH,T).
 static inline size_t attention_saved_bytes(int B, int T, int NH) { return (size_t)B * NH * T * sizeof(float); }
 // Scratch shared by all layers: delta (B,NH,T).
@@ -561,13 +669,17 @@ static inline void attention_check_shape(int C, int NH) {
     if (C / NH != ATT_HS || C % NH != 0) { die("attention supports head size %d only (C=%d, NH=%d)", ATT_HS, C, NH); }
 }
 
+// Once per device, before the first attention_backward.
+static inline void attention_init(void) { attention_allow_smem<AttBf16>(); }
+
 // out (B,T,C) = causal attention of qkv (B,T,3C); saved: attention_saved_bytes of state for backward
 // scale: the softmax's, 1/sqrt(ATT_HS) for GPT-2 (a fixed other one with --qk-norm)
 static inline void attention_forward(floatX* out, void* saved, const floatX* qkv, int B, int T, int C, int NH, float scale,
                                      cudaStream_t s) {
     attention_check_shape(C, NH);
     dim3 grid(ceil_div(T, ATT_TILE), NH, B);
-    attention_forward_kernel<<<grid, ATT_THREADS, 0, s>>>(out, (float*)saved, qkv, T, NH, scale);
+    AttBf16::Args args = {qkv, NULL, NULL};
+    attention_forward_kernel<AttBf16><<<grid, ATT_THREADS, 0, s>>>(out, (float*)saved, args, T, NH, scale);
     cudaCheckLaunch();
 }
 
@@ -580,11 +692,11 @@ static inline void attention_backward(floatX* dqkv, void* scratch, const floatX*
     attention_delta_kernel<<<ceil_div((long)B * T * NH * 8, 256), 256, 0, s>>>(delta, dout, out, B, T, NH);
     cudaCheckLaunch();
     dim3 grid(ceil_div(T, ATT_TILE), NH, B);
-    cudaCheck(cudaFuncSetAttribute(attention_backward_dkdv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, ATT_BWD_SMEM));
-    cudaCheck(cudaFuncSetAttribute(attention_backward_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, ATT_BWD_SMEM));
-    attention_backward_dkdv_kernel<<<grid, ATT_THREADS, ATT_BWD_SMEM, s>>>(dqkv, dout, qkv, lse, delta, T, NH, scale);
+    AttBf16::Args args = {qkv, dout, NULL};
+    constexpr int smem = att_bwd_smem<AttBf16>();
+    attention_backward_dkdv_kernel<AttBf16><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, scale, NULL);
     cudaCheckLaunch();
-    attention_backward_dq_kernel<<<grid, ATT_THREADS, ATT_BWD_SMEM, s>>>(dqkv, dout, qkv, lse, delta, T, NH, scale);
+    attention_backward_dq_kernel<AttBf16, false><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, scale, NULL);
     cudaCheckLaunch();
 }
 

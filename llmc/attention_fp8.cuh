@@ -1,7 +1,8 @@
-// Causal attention with FP8 operands: QK^T, PV and the four products of the backward as FP8
-// mma.sync m16n8k32 with FP32 accumulation; otherwise the scheme of
-// llmc/attention.cuh: 64 x 64 tiles, 4 warps of 16 rows, online softmax, the log-sum-exp saved,
-// the backward split into a dK/dV and a dQ kernel (deterministic, no atomics on gradients).
+// Causal attention with FP8 operands: QK^T, PV and the four products of the backward on FP8
+// tensor cores with FP32 accumulation (wgmma m64n64k32 on Hopper, mma.sync m16n8k32 elsewhere).
+// The kernels are llmc/attention.cuh's, run over the operand set AttFp8 below: 64 x 64 tiles,
+// one warpgroup of 4 warps of 16 rows, online softmax, the log-sum-exp saved, the backward
+// split into a dK/dV and a dQ kernel (deterministic, no atomics on gradients).
 //
 // Quantized: Q, K, V in E4M3, each with its per-tensor scale; the probabilities P in E4M3 times
 // 2^8 (P <= 1 needs no amax: 1 -> 256, and values down to 2^-17 survive as subnormals); dO and
@@ -10,27 +11,23 @@
 // so delayed scaling costs no extra pass. Current scaling measures first (ATT8_MEASURE, and
 // attention_fp8_measure_ds, the dQ kernel without its product).
 //
-// FP8 mma.sync takes both operands K-major and ldmatrix cannot transpose bytes, so the casts
-// write every operand in the orientation its products read: "rows" (B,NH,Tp,64) for Q, K, V, dO,
-// "cols" (B,NH,64,Tp) for V^T, Q^T, K^T, dO^T, Tp = T rounded up to 64, zeros beyond T. A cols
-// operand always meets an A operand made from an accumulator (P, dS), where a lane holds columns
-// 2q, 2q+1, 8+2q, 9+2q of each 16 (q = lane % 4) but the mma expects 4q..4q+3: the casts store T
-// in that order within each 16 (att8_pos), so accumulators feed the next product with no shuffle.
-// Speed on Hopper: sm_90 has FP8 tensor cores only behind wgmma. ptxas lowers FP8 mma.sync to
-// F2FP.F16.E4M3.UNPACK_B + HMMA.16816 (FP16) (cuobjdump), so these kernels do the BF16 kernels'
-// HMMAs plus the unpacks, and take ~1.6x the time of the BF16 kernels (which run on wgmma;
-// BENCHMARKS.md, issue 4). They give FP8 attention's numerics (--attention fp8); the speed needs
-// a wgmma version, which can keep these casts' layouts (every B operand is already K-major, as
-// wgmma's FP8 form requires) and, like the BF16 kernels, must keep the operands it holds across
-// the key loop in shared memory (ptxas reused such register operands' registers). On sm_89 (Ada)
-// FP8 mma.sync is native.
+// FP8 tensor-core products take both operands K-major and ldmatrix cannot transpose bytes, so
+// the casts write every operand in the orientation its products read: "rows" (B,NH,Tp,64) for Q,
+// K, V, dO, "cols" (B,NH,64,Tp) for V^T, Q^T, K^T, dO^T, Tp = T rounded up to 64, zeros beyond T.
+// A cols operand always meets an A operand made from an accumulator (P, dS), where a lane holds
+// columns 2q, 2q+1, 8+2q, 9+2q of each 16 (q = lane % 4) but the product expects 4q..4q+3 (the
+// same in mma.sync's and wgmma's register fragments): the casts store T in that order within
+// each 16 (att8_pos), so accumulators feed the next product with no shuffle.
+// On Hopper, FP8 runs only on wgmma (ptxas lowers FP8 mma.sync to FP16 HMMA plus unpacks, 1.6x
+// the BF16 kernels' time). wgmma's FP8 accumulation keeps fewer bits than FP32
+// (dev/test_attention_fp8's bounds). On sm_89 (Ada) FP8 mma.sync is native.
 #ifndef LLMC_ATTENTION_FP8_CUH
 #define LLMC_ATTENTION_FP8_CUH
 
 #include "attention.cuh"
 #include "fp8_cast.cuh"
 
-#define ATT8_LD 80                          // smem row stride (bytes) of a 64-byte row: ldmatrix rows hit distinct banks
+#define ATT8_LD 80                          // the casts' staging tile: row stride (bytes) of a 64-byte row, padded
 #define ATT8_TILE_BYTES (ATT_TILE * ATT8_LD)
 #define ATT8_P_SCALE 256.0f                 // probabilities are cast times 2^8 (exact to undo)
 // The quantized tensors of one layer's attention; a layer's scales (and amaxes) are ATT8_TENSORS
@@ -93,39 +90,109 @@ __device__ __forceinline__ void att8_mma(float* c, const uint32_t* a, uint32_t b
 #endif
 }
 
-__device__ __forceinline__ void att8_ldsm_x4(uint32_t* r, const uint8_t* p) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+// Operand tiles: 64 rows of 64 bytes in shared memory, 512-byte aligned, in the 64-byte swizzle
+// (16-byte chunk c of row r at chunk c ^ ((r / 2) % 4)): wgmma reads them through descriptors,
+// ldmatrix without bank conflicts.
+#define ATT8_OP_TILE (ATT_TILE * 64)
+
+__device__ __forceinline__ int att8_off(int r, int c) { return r * 64 + ((c ^ ((r >> 1) & 3)) << 4); }
+
+// Starts copying a 64 x 64-byte tile (row stride ld bytes, inside the padded Tp) into smem.
+__device__ __forceinline__ void att8_load_tile(uint8_t* s, const uint8_t* g, long ld) {
+    uint32_t base = (uint32_t)__cvta_generic_to_shared(s);
+    for (int i = threadIdx.x; i < ATT_TILE * 4; i += ATT_THREADS) {
+        int r = i / 4, c = i % 4;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(base + att8_off(r, c)), "l"(g + r * ld + c * 16));
+    }
+}
+
+#ifdef ATT_WGMMA
+// descriptor of a k-step of a tile at saddr: 8-row groups 512 bytes apart, 64-byte swizzle
+__device__ __forceinline__ uint64_t att8_desc(uint32_t saddr) {
+    return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(512 >> 4) << 32) | ((uint64_t)2 << 62);
+}
+
+// Calls M(type of A, type of B) with the PTX type names of FA, FB.
+#define ATT8_TYPED(FA, FB, M)                                                                                     \
+    if constexpr (FA == FP8_E4M3 && FB == FP8_E4M3) { M("e4m3", "e4m3"); }                                        \
+    else if constexpr (FA == FP8_E4M3) { M("e4m3", "e5m2"); }                                                     \
+    else if constexpr (FB == FP8_E4M3) { M("e5m2", "e4m3"); }                                                     \
+    else { M("e5m2", "e5m2"); }
+
+// acc (the warpgroup's 64 x 64) (+)= A (64 x 32) @ B^T, B (64 n, 32 k) at descriptor db; A at
+// descriptor da (SS) or this warp's 16 rows in registers (RS); async
+template <Fp8Format FA, Fp8Format FB>
+__device__ __forceinline__ void att8_wgmma_ss(float acc[8][4], uint64_t da, uint64_t db, int accumulate) {
+#define ATT8_SS(TA, TB)                                                                                           \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                                    \
+                 "wgmma.mma_async.sync.aligned.m64n64k32.f32." TA "." TB " " ATT_ACC_REGS ", %32, %33, p, 1, 1;\n}\n" \
+                 : ATT_ACC_OPERANDS(acc) : "l"(da), "l"(db), "r"(accumulate))
+    ATT8_TYPED(FA, FB, ATT8_SS)
+#undef ATT8_SS
+}
+
+template <Fp8Format FA, Fp8Format FB>
+__device__ __forceinline__ void att8_wgmma_rs(float acc[8][4], const uint32_t a[4], uint64_t db) {
+#define ATT8_RS(TA, TB)                                                                                           \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n64k32.f32." TA "." TB " " ATT_ACC_REGS ", {%32,%33,%34,%35}, %36, 1, 1, 1;\n" \
+                 : ATT_ACC_OPERANDS(acc) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db))
+    ATT8_TYPED(FA, FB, ATT8_RS)
+#undef ATT8_RS
+}
+#undef ATT8_TYPED
+#else
+__device__ __forceinline__ void att8_ldsm_x4(uint32_t* r, uint32_t a) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(a));
 }
 
-// Starts copying a 64 x 64-byte tile (row stride ld bytes, inside the padded Tp) into smem.
-__device__ __forceinline__ void att8_load_tile(uint8_t* s, const uint8_t* g, long ld) {
-    for (int i = threadIdx.x; i < ATT_TILE * 4; i += ATT_THREADS) {
-        int r = i / 4, c = (i % 4) * 16;
-        uint32_t dst = (uint32_t)__cvta_generic_to_shared(s + r * ATT8_LD + c);
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst), "l"(g + r * ld + c));
-    }
-}
-
-// A fragments (16 rows x 64 bytes) of smem rows [row0, row0+16): f[kstep][4]
-__device__ __forceinline__ void att8_load_a(uint32_t f[2][4], const uint8_t* s, int row0, int lane) {
-    for (int ks = 0; ks < 2; ks++) {
-        att8_ldsm_x4(f[ks], s + (row0 + (lane % 8) + ((lane / 8) % 2) * 8) * ATT8_LD + ks * 32 + (lane / 16) * 16);
-    }
-}
-
-// acc (16 x 64) += a (16 x 64) @ S^T, smem S (64 n, 64 k) K-major
+// acc (16 x 64) (+)= a (16 x 64 bytes of k) @ S^T, tile S (64 n, 64 k)
 template <Fp8Format FA, Fp8Format FB>
-__device__ __forceinline__ void att8_mma_abt(float acc[8][4], const uint32_t a[2][4], const uint8_t* s, int lane) {
+__device__ __forceinline__ void att8_mma_sync_abt(float acc[8][4], const uint32_t a[2][4], uint32_t bb, int accumulate, int lane) {
+    if (!accumulate) { att_zero(acc); }
     for (int ks = 0; ks < 2; ks++) {
         for (int np = 0; np < 4; np++) {
             uint32_t b[4];
-            att8_ldsm_x4(b, s + (np * 16 + (lane % 8) + (lane / 16) * 8) * ATT8_LD + ks * 32 + ((lane / 8) % 2) * 16);
+            att8_ldsm_x4(b, bb + att8_off(np * 16 + (lane % 8) + (lane / 16) * 8, 2 * ks + (lane / 8) % 2));
             att8_mma<FA, FB>(acc[2 * np], a[ks], b[0], b[1]);
             att8_mma<FA, FB>(acc[2 * np + 1], a[ks], b[2], b[3]);
         }
     }
+}
+#endif
+
+// Products, issued as llmc/attention.cuh's (att_mma_wait completes them); AttFp8's abt and ab.
+// Every B operand is a K-major tile.
+// acc (16 x 64 per warp) = A @ B^T, tiles A (64 m, 64 k) and B (64 n, 64 k): operands kept across
+// the key loop stay in shared memory (see llmc/attention.cuh's att_mma_abt)
+template <Fp8Format FA, Fp8Format FB>
+__device__ __forceinline__ void att8_mma_tt(float acc[8][4], const uint8_t* sa, const uint8_t* sb, int lane) {
+    uint32_t ba = (uint32_t)__cvta_generic_to_shared(sa), bb = (uint32_t)__cvta_generic_to_shared(sb);
+#ifdef ATT_WGMMA
+    att_wgmma_begin();
+    for (int ks = 0; ks < 2; ks++) { att8_wgmma_ss<FA, FB>(acc, att8_desc(ba + 32 * ks), att8_desc(bb + 32 * ks), ks > 0); }
+    att_wgmma_commit();
+#else
+    uint32_t a[2][4];
+    int row0 = (threadIdx.x / WARP_SIZE) % 4 * 16;
+    for (int ks = 0; ks < 2; ks++) {
+        att8_ldsm_x4(a[ks], ba + att8_off(row0 + (lane % 8) + ((lane / 8) % 2) * 8, 2 * ks + lane / 16));
+    }
+    att8_mma_sync_abt<FA, FB>(acc, a, bb, 0, lane);
+#endif
+}
+
+// acc (16 x 64 per warp) += a (16 x 64 bytes, registers; unchanged until att_mma_wait) @ S^T, tile S (64 n, 64 k)
+template <Fp8Format FA, Fp8Format FB>
+__device__ __forceinline__ void att8_mma_abt(float acc[8][4], const uint32_t a[2][4], const uint8_t* s, int lane) {
+    uint32_t bb = (uint32_t)__cvta_generic_to_shared(s);
+#ifdef ATT_WGMMA
+    att_wgmma_begin();
+    for (int ks = 0; ks < 2; ks++) { att8_wgmma_rs<FA, FB>(acc, a[ks], att8_desc(bb + 32 * ks)); }
+    att_wgmma_commit();
+#else
+    att8_mma_sync_abt<FA, FB>(acc, a, bb, 1, lane);
+#endif
 }
 
 template <Fp8Format F>
@@ -150,34 +217,52 @@ __device__ __forceinline__ void att8_c_to_a(uint32_t a[2][4], const float c[8][4
     }
 }
 
-// Starts copying tile `next` of up to 4 operands (rows: tile row stride 64; cols: column offset
-// in a (64, Tp) slice) when next <= last, then waits for the current tile's copies. A barrier must
-// follow. rows_mask bit i: operand i is rows.
-__device__ __forceinline__ void att8_next_tiles(uint8_t* const* dst, const uint8_t* const* src, int n, int rows_mask,
-                                                int next, int last, int Tp) {
-    if (next <= last) {
-        for (int i = 0; i < n; i++) {
-            int rows = (rows_mask >> i) & 1;
-            att8_load_tile(dst[i], src[i] + (rows ? (long)next * ATT_TILE * ATT_HS : (long)next * ATT_TILE), rows ? ATT_HS : Tp);
+// The operand set of the shared kernels (llmc/attention.cuh) for FP8 copies; G is the format of
+// dO and dS.
+template <Fp8Format G>
+struct AttFp8 {
+    static constexpr int TILE_BYTES = ATT8_OP_TILE;
+    static constexpr bool SEPARATE_T = true;
+    static constexpr bool QUANTIZED = true;
+    struct Frag { uint32_t r[2][4]; };
+    struct Args { Att8Copies c; const float* sc; };   // sc: the layer's ATT8_TENSORS scales
+    struct View {
+        const uint8_t* rows[4];   // Q, K, V, dO of the head: (Tp, 64)
+        const uint8_t* cols[4];   // Q^T, K^T, V^T, dO^T: (64, Tp)
+        int Tp;
+        __device__ __forceinline__ void load(uint8_t* tile, int op, int t) const {
+            if (op < ATT_QT) { att8_load_tile(tile, rows[op] + (long)t * ATT_TILE * ATT_HS, ATT_HS); }
+            else { att8_load_tile(tile, cols[op - ATT_QT] + (long)t * ATT_TILE, Tp); }
         }
-        att_commit();
-        att_wait<1>();
-    } else {
-        att_wait<0>();
+    };
+    static __device__ __forceinline__ View view(const Args& a, int b, int h, int T, int NH) {
+        int Tp = attention_fp8_tp(T);
+        long o = ((long)b * NH + h) * Tp * ATT_HS;
+        const Att8Copies& c = a.c;
+        View v = {{c.q + o, c.k + o, c.v + o, c.dout + o}, {c.qt + o, c.kt + o, c.vt + o, c.doutt + o}, Tp};
+        return v;
     }
-}
-
-// max |x| as float bits (NaN above inf, like the casts' amax) over the block, raised into *amax
-__device__ __forceinline__ void att8_commit_amax(uint32_t bits, float* amax) {
-    __shared__ uint32_t part[ATT_THREADS / WARP_SIZE];
-    bits = __reduce_max_sync(0xffffffffu, bits);
-    if (threadIdx.x % WARP_SIZE == 0) { part[threadIdx.x / WARP_SIZE] = bits; }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        for (int w = 1; w < ATT_THREADS / WARP_SIZE; w++) { bits = max(bits, part[w]); }
-        atomicMax(reinterpret_cast<unsigned int*>(amax), bits);
+    static constexpr __host__ __device__ Fp8Format fmt(AttRole r) { return r == ATT_X ? FP8_E4M3 : G; }
+    template <AttRole FA, AttRole FB>
+    static __device__ __forceinline__ void abt(float acc[8][4], const uint8_t* sa, const uint8_t* sb, int lane) {
+        att8_mma_tt<fmt(FA), fmt(FB)>(acc, sa, sb, lane);
     }
-}
+    template <AttRole FA, AttRole FB>
+    static __device__ __forceinline__ void ab(float acc[8][4], const Frag& a, const uint8_t* s, int lane) {
+        att8_mma_abt<fmt(FA), fmt(FB)>(acc, a.r, s, lane);
+    }
+    template <AttRole F>
+    static __device__ __forceinline__ void to_frag(Frag& a, const float c[8][4], float scale) { att8_c_to_a<fmt(F)>(a.r, c, scale); }
+    static __device__ __forceinline__ AttScales scales(float sm_scale, const float* sc) {
+        float ds = sc[ATT8_DS];
+        AttScales s = {sm_scale * ATT_LOG2E / (sc[ATT8_Q] * sc[ATT8_K]), ATT8_P_SCALE, ds, 1.0f / (ATT8_P_SCALE * sc[ATT8_V]),
+                       1.0f / (sc[ATT8_V] * sc[ATT8_DOUT]), sm_scale / (ds * sc[ATT8_K]), sm_scale / (ds * sc[ATT8_Q]),
+                       1.0f / (ATT8_P_SCALE * sc[ATT8_DOUT])};
+        return s;
+    }
+};
+// its backward's shared memory stays within the 48 KB a launch may take without an attribute
+static_assert(att_bwd_smem<AttFp8<FP8_E4M3>>() <= 48 * 1024, "FP8 attention backward: shared memory over 48 KB");
 
 // ---------------------------------------------------------------------------------------
 // Casts. grid (Tp/64, NH, B), 128 threads: a thread casts 32 values of one row of the tile,
@@ -278,182 +363,6 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_cast_dout_kernel(At
 }
 
 // ---------------------------------------------------------------------------------------
-// Forward. grid (Tp/64 query tiles, NH, B), longest (last) query tiles first.
-//   S = Q K^T / (sq sk);  online softmax;  O += fp8(P * 256) V^T^T / (256 sv)
-__global__ void __launch_bounds__(ATT_THREADS) attention_fp8_forward_kernel(floatX* out, float* lse, Att8Copies c, int T,
-                                                                            int NH, float sm_scale, const float* sc) {
-    __shared__ alignas(16) uint8_t sq[ATT8_TILE_BYTES], sk[2][ATT8_TILE_BYTES], sv[2][ATT8_TILE_BYTES];
-    int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, Tp = gridDim.x * ATT_TILE, C = NH * ATT_HS;
-    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
-    long bh = (long)b * NH + h;
-    const uint8_t* src[2] = {c.k + bh * Tp * ATT_HS, c.vt + bh * ATT_HS * Tp};
-    att8_load_tile(sq, c.q + (bh * Tp + (long)qt * ATT_TILE) * ATT_HS, ATT_HS);
-    att8_load_tile(sk[0], src[0], ATT_HS);
-    att8_load_tile(sv[0], src[1], Tp);
-    att_commit();
-    uint32_t qf[2][4];
-    float o[8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    att_zero(o);
-    float sl2 = sm_scale * ATT_LOG2E / (sc[ATT8_Q] * sc[ATT8_K]);
-    int row[2] = {qt * ATT_TILE + warp * 16 + lane / 4, qt * ATT_TILE + warp * 16 + lane / 4 + 8};
-    for (int kt = 0; kt <= qt; kt++) {
-        int buf = kt % 2;
-        uint8_t* dst[2] = {sk[buf ^ 1], sv[buf ^ 1]};
-        att8_next_tiles(dst, src, 2, 1, kt + 1, qt, Tp);
-        __syncthreads();
-        if (kt == 0) { att8_load_a(qf, sq, warp * 16, lane); }
-        float s[8][4];
-        att_zero(s);
-        att8_mma_abt<FP8_E4M3, FP8_E4M3>(s, qf, sk[buf], lane);
-        att_online_softmax(s, m, l, o, kt == qt || (kt + 1) * ATT_TILE > T, row, kt * ATT_TILE, T, sl2, lane);
-        uint32_t pf[2][4];
-        att8_c_to_a<FP8_E4M3>(pf, s, ATT8_P_SCALE);
-        att8_mma_abt<FP8_E4M3, FP8_E4M3>(o, pf, sv[buf], lane);
-        __syncthreads();   // this buffer is refilled two tiles from now
-    }
-    att_finish_rows(out + (long)b * T * C + h * ATT_HS, lse + bh * T, o, m, l, row, qt * ATT_TILE + warp * 16, T, C,
-                    1.0f / (ATT8_P_SCALE * sc[ATT8_V]), lane);
-}
-
-// ---------------------------------------------------------------------------------------
-// Backward.
-
-// dK, dV of one key tile: grid (Tp/64 key tiles, NH, B); a warp owns 16 keys and walks the query
-// tiles from its own on. dS^T's amax (float bits) is raised into amax (NULL: not recorded).
-//   P^T = exp(K Q^T s - lse);  dV += fp8(256 P^T) dO;  dP^T = V dO^T;  dS^T = P^T (dP^T - delta);
-//   dK += fp8(dS^T) Q s
-template <Fp8Format G>
-__global__ void __launch_bounds__(ATT_THREADS) attention_fp8_backward_dkdv_kernel(floatX* dqkv, Att8Copies c,
-                                                                                  const float* lse, const float* delta,
-                                                                                  int T, int NH, float sm_scale,
-                                                                                  const float* sc, float* amax) {
-    __shared__ alignas(16) uint8_t sq[2][ATT8_TILE_BYTES], sqt[2][ATT8_TILE_BYTES], sdo[2][ATT8_TILE_BYTES],
-        sdot[2][ATT8_TILE_BYTES];
-    __shared__ float slse[2][ATT_TILE], sdelta[2][ATT_TILE];
-    int kt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, Tp = gridDim.x * ATT_TILE, C = NH * ATT_HS;
-    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE, ntiles = gridDim.x;
-    long bh = (long)b * NH + h, rows0 = bh * Tp * ATT_HS;
-    const float* lse_bh = lse + bh * T;
-    const float* delta_bh = delta + bh * T;
-    const uint8_t* src[4] = {c.q + rows0, c.qt + rows0, c.dout + rows0, c.doutt + rows0};   // rows, cols, rows, cols
-    // this warp's K and V rows as A fragments, staged through buffer 1; buffer 0 gets query tile kt
-    att8_load_tile(sq[1], c.k + rows0 + (long)kt * ATT_TILE * ATT_HS, ATT_HS);
-    att8_load_tile(sdo[1], c.v + rows0 + (long)kt * ATT_TILE * ATT_HS, ATT_HS);
-    uint8_t* first[4] = {sq[0], sqt[0], sdo[0], sdot[0]};
-    for (int i = 0; i < 4; i++) {
-        att8_load_tile(first[i], src[i] + (i % 2 == 0 ? (long)kt * ATT_TILE * ATT_HS : (long)kt * ATT_TILE), i % 2 == 0 ? ATT_HS : Tp);
-    }
-    att_commit();
-    att_load_row_stats(slse[0], lse_bh, kt * ATT_TILE, T, ATT_LOG2E);
-    att_load_row_stats(sdelta[0], delta_bh, kt * ATT_TILE, T, 1.0f);
-    att_wait<0>();
-    __syncthreads();
-    uint32_t kf[2][4], vf[2][4];
-    att8_load_a(kf, sq[1], warp * 16, lane);
-    att8_load_a(vf, sdo[1], warp * 16, lane);
-    __syncthreads();
-    float dk[8][4], dv[8][4];
-    att_zero(dk);
-    att_zero(dv);
-    float sl2 = sm_scale * ATT_LOG2E / (sc[ATT8_Q] * sc[ATT8_K]);
-    float dp_scale = 1.0f / (sc[ATT8_V] * sc[ATT8_DOUT]), ds_scale = sc[ATT8_DS];
-    uint32_t ds_max = 0u;
-    int key0 = kt * ATT_TILE + warp * 16;
-    for (int qt = kt; qt < ntiles; qt++) {
-        int buf = (qt - kt) % 2;
-        if (qt + 1 < ntiles) {
-            att_load_row_stats(slse[buf ^ 1], lse_bh, (qt + 1) * ATT_TILE, T, ATT_LOG2E);
-            att_load_row_stats(sdelta[buf ^ 1], delta_bh, (qt + 1) * ATT_TILE, T, 1.0f);
-        }
-        uint8_t* dst[4] = {sq[buf ^ 1], sqt[buf ^ 1], sdo[buf ^ 1], sdot[buf ^ 1]};
-        att8_next_tiles(dst, src, 4, 0x5, qt + 1, ntiles - 1, Tp);
-        __syncthreads();
-        int masked = qt == kt || (qt + 1) * ATT_TILE > T;
-        float p[8][4], dp[8][4];
-        att_zero(p);
-        att8_mma_abt<FP8_E4M3, FP8_E4M3>(p, kf, sq[buf], lane);             // S^T (16 keys x 64 queries)
-        att_probs(p, sl2, NULL, slse[buf], key0, qt * ATT_TILE, 0, masked, T, lane);
-        uint32_t pf[2][4];
-        att8_c_to_a<FP8_E4M3>(pf, p, ATT8_P_SCALE);
-        att8_mma_abt<FP8_E4M3, G>(dv, pf, sdot[buf], lane);                // dV += P^T dO
-        att_zero(dp);
-        att8_mma_abt<FP8_E4M3, G>(dp, vf, sdo[buf], lane);                 // dP^T = V dO^T
-        ds_max = max(ds_max, att_ds(dp, p, dp_scale, sdelta[buf], NULL, lane));   // dS^T
-        uint32_t dsf[2][4];
-        att8_c_to_a<G>(dsf, dp, ds_scale);
-        att8_mma_abt<G, FP8_E4M3>(dk, dsf, sqt[buf], lane);                // dK += dS^T Q
-        __syncthreads();
-    }
-    floatX* dk_out = dqkv + (long)b * T * 3 * C + C + h * ATT_HS;
-    att_store_rows(dk_out, 3L * C, key0, T, dk, sm_scale / (ds_scale * sc[ATT8_Q]), lane);
-    att_store_rows(dk_out + C, 3L * C, key0, T, dv, 1.0f / (ATT8_P_SCALE * sc[ATT8_DOUT]), lane);
-    if (amax != NULL) { att8_commit_amax(ds_max, amax); }
-}
-
-// dQ of one query tile: grid (Tp/64 query tiles, NH, B); a warp owns 16 queries.
-//   P = exp(Q K^T s - lse);  dP = dO V^T;  dS = P (dP - delta);  dQ += fp8(dS) K s
-// MEASURE: only dS's amax, raised into amax (current scaling's pass before the backward).
-template <Fp8Format G, bool MEASURE>
-__global__ void __launch_bounds__(ATT_THREADS) attention_fp8_backward_dq_kernel(floatX* dqkv, Att8Copies c, const float* lse,
-                                                                                const float* delta, int T, int NH,
-                                                                                float sm_scale, const float* sc,
-                                                                                float* amax) {
-    __shared__ alignas(16) uint8_t sk[2][ATT8_TILE_BYTES], sv[2][ATT8_TILE_BYTES], skt[2][ATT8_TILE_BYTES];
-    int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z, Tp = gridDim.x * ATT_TILE, C = NH * ATT_HS;
-    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
-    long bh = (long)b * NH + h, rows0 = bh * Tp * ATT_HS;
-    const uint8_t* src[3] = {c.k + rows0, c.v + rows0, c.kt + rows0};   // rows, rows, cols
-    const int nsrc = MEASURE ? 2 : 3;
-    // Q and dO rows as A fragments, staged through buffer 1; buffer 0 gets key tile 0
-    att8_load_tile(sk[1], c.q + rows0 + (long)qt * ATT_TILE * ATT_HS, ATT_HS);
-    att8_load_tile(sv[1], c.dout + rows0 + (long)qt * ATT_TILE * ATT_HS, ATT_HS);
-    att8_load_tile(sk[0], src[0], ATT_HS);
-    att8_load_tile(sv[0], src[1], ATT_HS);
-    if (!MEASURE) { att8_load_tile(skt[0], src[2], Tp); }
-    att_commit();
-    att_wait<0>();
-    __syncthreads();
-    uint32_t qf[2][4], dof[2][4];
-    att8_load_a(qf, sk[1], warp * 16, lane);
-    att8_load_a(dof, sv[1], warp * 16, lane);
-    __syncthreads();
-    int q0 = qt * ATT_TILE + warp * 16;
-    float lse2[2], dl[2];
-    for (int i = 0; i < 2; i++) {
-        int r = q0 + lane / 4 + i * 8;
-        lse2[i] = r < T ? lse[bh * T + r] * ATT_LOG2E : 0.0f;
-        dl[i] = r < T ? delta[bh * T + r] : 0.0f;
-    }
-    float dq[8][4];
-    att_zero(dq);
-    float sl2 = sm_scale * ATT_LOG2E / (sc[ATT8_Q] * sc[ATT8_K]);
-    float dp_scale = 1.0f / (sc[ATT8_V] * sc[ATT8_DOUT]), ds_scale = sc[ATT8_DS];
-    uint32_t ds_max = 0u;
-    for (int kt = 0; kt <= qt; kt++) {
-        int buf = kt % 2;
-        uint8_t* dst[3] = {sk[buf ^ 1], sv[buf ^ 1], skt[buf ^ 1]};
-        att8_next_tiles(dst, src, nsrc, 0x3, kt + 1, qt, Tp);
-        __syncthreads();
-        int masked = kt == qt || (qt + 1) * ATT_TILE > T;
-        float p[8][4], dp[8][4];
-        att_zero(p);
-        att8_mma_abt<FP8_E4M3, FP8_E4M3>(p, qf, sk[buf], lane);             // S (16 queries x 64 keys)
-        att_probs(p, sl2, lse2, NULL, q0, kt * ATT_TILE, 1, masked, T, lane);
-        att_zero(dp);
-        att8_mma_abt<G, FP8_E4M3>(dp, dof, sv[buf], lane);                 // dP = dO V^T
-        ds_max = max(ds_max, att_ds(dp, p, dp_scale, NULL, dl, lane));           // dS
-        if (!MEASURE) {
-            uint32_t dsf[2][4];
-            att8_c_to_a<G>(dsf, dp, ds_scale);
-            att8_mma_abt<G, FP8_E4M3>(dq, dsf, skt[buf], lane);            // dQ += dS K
-        }
-        __syncthreads();
-    }
-    if (MEASURE) { att8_commit_amax(ds_max, amax); }
-    else { att_store_rows(dqkv + (long)b * T * 3 * C + h * ATT_HS, 3L * C, q0, T, dq, sm_scale / (ds_scale * sc[ATT8_K]), lane); }
-}
-
-// ---------------------------------------------------------------------------------------
 // Launchers. sc: the layer's ATT8_TENSORS scales; amax: its ATT8_TENSORS amaxes, raised (NULL:
 // not); counts: (ATT8_TENSORS, 2) saturated and flushed counts of a stats step (NULL: none).
 
@@ -487,38 +396,43 @@ static inline void attention_fp8_cast_dout(const Att8Copies* c, float* delta, co
 static inline void attention_fp8_forward(floatX* out, float* lse, const Att8Copies* c, int B, int T, int NH, float sm_scale,
                                          const float* sc, cudaStream_t s) {
     dim3 grid(attention_fp8_tp(T) / ATT_TILE, NH, B);
-    attention_fp8_forward_kernel<<<grid, ATT_THREADS, 0, s>>>(out, lse, *c, T, NH, sm_scale, sc);
+    AttFp8<FP8_E4M3>::Args args = {*c, sc};
+    attention_forward_kernel<AttFp8<FP8_E4M3>><<<grid, ATT_THREADS, 0, s>>>(out, lse, args, T, NH, sm_scale);
     cudaCheckLaunch();
 }
 
-// dqkv (B,T,3C) from the copies of cast_qkv (ATT8_BWD) and cast_dout, the forward's lse and delta
+// With measure: amax[ATT8_DS] raised with max |dS| (current scaling's pass before the cast);
+// else dqkv (B,T,3C) from the copies of cast_qkv (ATT8_BWD) and cast_dout, the forward's lse and
+// delta, dS's amax raised into amax[ATT8_DS] (amax NULL: not recorded).
+template <Fp8Format G>
+static inline void att8_backward_launch(floatX* dqkv, const Att8Copies* c, const float* lse, const float* delta, int B, int T,
+                                        int NH, float sm_scale, const float* sc, float* amax, int measure, cudaStream_t s) {
+    dim3 grid(attention_fp8_tp(T) / ATT_TILE, NH, B);
+    typename AttFp8<G>::Args args = {*c, sc};
+    constexpr int smem = att_bwd_smem<AttFp8<G>>();
+    float* ads = amax != NULL ? amax + ATT8_DS : NULL;
+    if (measure) {
+        attention_backward_dq_kernel<AttFp8<G>, true><<<grid, ATT_THREADS, smem, s>>>(NULL, args, lse, delta, T, NH, sm_scale, ads);
+    } else {
+        attention_backward_dkdv_kernel<AttFp8<G>><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, sm_scale, ads);
+        cudaCheckLaunch();
+        attention_backward_dq_kernel<AttFp8<G>, false><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, sm_scale, NULL);
+    }
+    cudaCheckLaunch();
+}
+
 static inline void attention_fp8_backward(floatX* dqkv, const Att8Copies* c, const float* lse, const float* delta, int B,
                                           int T, int NH, float sm_scale, const float* sc, float* amax, Fp8Format g,
                                           cudaStream_t s) {
-    dim3 grid(attention_fp8_tp(T) / ATT_TILE, NH, B);
-    float* ads = amax != NULL ? amax + ATT8_DS : NULL;
-    if (g == FP8_E4M3) {
-        attention_fp8_backward_dkdv_kernel<FP8_E4M3><<<grid, ATT_THREADS, 0, s>>>(dqkv, *c, lse, delta, T, NH, sm_scale, sc, ads);
-        cudaCheckLaunch();
-        attention_fp8_backward_dq_kernel<FP8_E4M3, false><<<grid, ATT_THREADS, 0, s>>>(dqkv, *c, lse, delta, T, NH, sm_scale, sc, NULL);
-    } else {
-        attention_fp8_backward_dkdv_kernel<FP8_E5M2><<<grid, ATT_THREADS, 0, s>>>(dqkv, *c, lse, delta, T, NH, sm_scale, sc, ads);
-        cudaCheckLaunch();
-        attention_fp8_backward_dq_kernel<FP8_E5M2, false><<<grid, ATT_THREADS, 0, s>>>(dqkv, *c, lse, delta, T, NH, sm_scale, sc, NULL);
-    }
-    cudaCheckLaunch();
+    if (g == FP8_E4M3) { att8_backward_launch<FP8_E4M3>(dqkv, c, lse, delta, B, T, NH, sm_scale, sc, amax, 0, s); }
+    else { att8_backward_launch<FP8_E5M2>(dqkv, c, lse, delta, B, T, NH, sm_scale, sc, amax, 0, s); }
 }
 
 // amax[ATT8_DS] raised with max |dS|, the backward's dS before its cast
 static inline void attention_fp8_measure_ds(float* amax, const Att8Copies* c, const float* lse, const float* delta, int B,
                                             int T, int NH, float sm_scale, const float* sc, Fp8Format g, cudaStream_t s) {
-    dim3 grid(attention_fp8_tp(T) / ATT_TILE, NH, B);
-    if (g == FP8_E4M3) {
-        attention_fp8_backward_dq_kernel<FP8_E4M3, true><<<grid, ATT_THREADS, 0, s>>>(NULL, *c, lse, delta, T, NH, sm_scale, sc, amax + ATT8_DS);
-    } else {
-        attention_fp8_backward_dq_kernel<FP8_E5M2, true><<<grid, ATT_THREADS, 0, s>>>(NULL, *c, lse, delta, T, NH, sm_scale, sc, amax + ATT8_DS);
-    }
-    cudaCheckLaunch();
+    if (g == FP8_E4M3) { att8_backward_launch<FP8_E4M3>(NULL, c, lse, delta, B, T, NH, sm_scale, sc, amax, 1, s); }
+    else { att8_backward_launch<FP8_E5M2>(NULL, c, lse, delta, B, T, NH, sm_scale, sc, amax, 1, s); }
 }
 
 #endif // LLMC_ATTENTION_FP8_CUH

@@ -68,6 +68,7 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     (void)o; (void)num_layers;
     memset(lc, 0, sizeof(*lc));
     gemm_context_init(&lc->gemm);
+    attention_init();
 }
 
 static inline void linear_context_free(LinearContext* lc) { gemm_context_free(&lc->gemm); }

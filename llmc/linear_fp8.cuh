@@ -217,8 +217,8 @@ static inline void linear_options_help(void) {
     printf("  --fp8-stats N                  every N steps, per FP8 tensor: amax, scale, saturated\n"
            "                                 and flushed fractions; 0 = off       (default 0)\n");
     printf("  --attention fp8|bf16           under --precision fp8: QK^T, PV and their backward\n"
-           "                                 in FP8 (all GEMMs FP8; on Hopper ~1.6x slower than\n"
-           "                                 BF16 attention, see README), or BF16 (default bf16;\n"
+           "                                 in FP8 (all GEMMs FP8; about BF16's speed with its\n"
+           "                                 casts, see README), or BF16 (default bf16;\n"
            "                                 always bf16 in other modes and --bf16-layers blocks)\n");
     printf("  --zero-fp8-gather 1|0          with -z 1, gather the updated weights as\n"
            "                                 FP8 codes (half the bytes) instead of BF16 (default %d)\n", d.zero_fp8_gather);
@@ -475,6 +475,7 @@ static inline int gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Forma
 static inline void linear_context_init(LinearContext* lc, const LinearOptions* o, int num_layers) {
     memset(lc, 0, sizeof(*lc));
     gemm_context_init(&lc->gemm);
+    attention_init();
     lc->opt = *o;
     lc->num_layers = num_layers;
     lc->fused_gelu = 1;

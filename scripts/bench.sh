@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throughput benchmark at T=1024: d12 (B=64, or D12_B) and d48 (B=16, or D48_B), random init,
-# on the shards in DATA (default data/debian_docs). Prints tok/s, ms/step, MFU and GPU memory;
-# not a test.
+# on the shards in DATA (default data/debian_docs); MODELS="d12" (or "d48") runs one of them.
+# Prints tok/s, ms/step, MFU and GPU memory; not a test.
 # usage: scripts/bench.sh [TRAINER] [extra trainer flags...]
 set -eu
 cd "$(dirname "$0")/.."
@@ -21,5 +21,10 @@ run() {  # run NAME MODEL B
     printf '%-6s B=%-3s %s | last step %s\n' "$name" "$b" "${avg#average over }" "$mfu"
 }
 echo "trainer: $bin   steps: $steps (first excluded)   $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
-run d12 d12 "${D12_B:-64}" "$@"
-run d48 d48 "${D48_B:-16}" "$@"
+for m in ${MODELS:-d12 d48}; do
+    case $m in
+        d12) run d12 d12 "${D12_B:-64}" "$@" ;;
+        d48) run d48 d48 "${D48_B:-16}" "$@" ;;
+        *) echo "bench.sh: MODELS takes d12 and d48, not '$m'" >&2; exit 1 ;;
+    esac
+done
