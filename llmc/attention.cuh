@@ -510,6 +510,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
     uint8_t* sk = att_bwd_tiles();
     uint8_t* sv = sk + TB;
     auto tile = [&](int buf, int i) { return sk + (2 + PER * buf + i) * TB; };
+    // what a product acc += A @ tile reads of tile i: its transposed copy (i + 2) or the tile itself
+    auto tcopy = [&](int buf, int i) { return tile(buf, Ops::SEPARATE_T ? i + 2 : i); };
     float (*slse)[ATT_TILE] = reinterpret_cast<float (*)[ATT_TILE]>(sk + (2 + 2 * PER) * TB);   // [2][64]
     float (*sdelta)[ATT_TILE] = slse + 2;                                                      // [2][64]
     const int ops[4] = {ATT_Q, ATT_DO, ATT_QT, ATT_DOT};
@@ -537,10 +539,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
             att_load_row_stats(slse[buf ^ 1], lse_bh, (qt + 1) * ATT_TILE, T, ATT_LOG2E);
             att_load_row_stats(sdelta[buf ^ 1], delta_bh, (qt + 1) * ATT_TILE, T, 1.0f);
         }
-        uint8_t* next[4] = {tile(buf ^ 1, 0), tile(buf ^ 1, 1), tile(buf ^ 1, 2 % PER), tile(buf ^ 1, 3 % PER)};
+        uint8_t* next[4] = {tile(buf ^ 1, 0), tile(buf ^ 1, 1), tcopy(buf ^ 1, 0), tcopy(buf ^ 1, 1)};
         att_next_tiles(v, next, ops, PER, qt + 1, ntiles - 1);
         att_tiles_ready();
-        uint8_t *sq = tile(buf, 0), *sdo = tile(buf, 1), *sqt = tile(buf, 2 % PER), *sdot = tile(buf, 3 % PER);
+        uint8_t *sq = tile(buf, 0), *sdo = tile(buf, 1), *sqt = tcopy(buf, 0), *sdot = tcopy(buf, 1);
         int masked = qt == kt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
         // one product at a time: pairing them (as the dQ kernel does) took 185 registers against
@@ -581,6 +583,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
     uint8_t* sq = att_bwd_tiles();
     uint8_t* sdo = sq + TB;
     auto tile = [&](int buf, int i) { return sq + (2 + BUF * buf + i) * TB; };
+    auto tcopy = [&](int buf, int i) { return tile(buf, Ops::SEPARATE_T ? i + 2 : i); };   // as in dK/dV
     const int ops[3] = {ATT_K, ATT_V, ATT_KT};
     int qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
@@ -603,10 +606,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
     uint32_t ds_max = 0u;
     for (int kt = 0; kt <= qt; kt++) {
         int buf = kt % 2;
-        uint8_t* next[3] = {tile(buf ^ 1, 0), tile(buf ^ 1, 1), tile(buf ^ 1, 2 % PER)};
+        uint8_t* next[3] = {tile(buf ^ 1, 0), tile(buf ^ 1, 1), tcopy(buf ^ 1, 0)};
         att_next_tiles(v, next, ops, PER, kt + 1, qt);
         att_tiles_ready();
-        uint8_t *sk = tile(buf, 0), *sv = tile(buf, 1), *skt = tile(buf, Ops::SEPARATE_T ? 2 : 0);
+        uint8_t *sk = tile(buf, 0), *sv = tile(buf, 1), *skt = tcopy(buf, 0);
         int masked = kt == qt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
         Ops::template abt<ATT_X, ATT_X>(p, sq, sk, lane);           // S (16 queries x 64 keys)
