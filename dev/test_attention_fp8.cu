@@ -249,9 +249,9 @@ static void test_attention_fp8(int B, int NH, int T, Fp8Format g) {
     AttRef ref = attention_ref(xd[0], xd[1], xd[2], xd[3], BH, T, SM_SCALE);
 
     floatX *d_qkv = to_dev(qkv), *d_dout = to_dev(dout);
-    size_t nscratch = attention_fp8_scratch_bytes(B, T, NH);
+    size_t nscratch = attention_fp8_qkv_bytes(B, T, NH) + attention_fp8_dout_bytes(B, T, NH);
     uint8_t* d_scratch = dev_alloc<uint8_t>(nscratch);
-    Att8Copies c = attention_fp8_carve(d_scratch, B, T, NH);
+    Att8Copies c = attention_fp8_carve(d_scratch, d_scratch + attention_fp8_qkv_bytes(B, T, NH), B, T, NH);
     float* d_sc = dev_alloc<float>(ATT8_TENSORS);
     float* d_amax = dev_alloc<float>(4 * ATT8_TENSORS);   // fresh arrays: measure, casts, measure_ds, backward
     float *am_measure = d_amax, *am_cast = d_amax + ATT8_TENSORS, *am_ds = d_amax + 2 * ATT8_TENSORS, *am_bwd = d_amax + 3 * ATT8_TENSORS;
@@ -277,7 +277,7 @@ static void test_attention_fp8(int B, int NH, int T, Fp8Format g) {
     for (float v : dl) { changed += fp8_float_bits(v) != 0xFFFFFFFFu; }
     check_count("measure.scratch_and_delta_untouched", changed);
 
-    // b. ATT8_FWD cast, then the forward (which reads v^T, overwritten by the ATT8_BWD cast's v)
+    // b. ATT8_FWD cast, then the forward
     cudaCheck(cudaMemset(d_scratch, 0xAB, nscratch));
     cudaCheck(cudaMemset(d_counts, 0, 2 * ATT8_TENSORS * sizeof(ull)));
     attention_fp8_cast_qkv(&c, d_qkv, B, T, NH, d_sc, am_cast, d_counts, ATT8_FWD, 0);
@@ -305,6 +305,17 @@ static void test_attention_fp8(int B, int NH, int T, Fp8Format g) {
     check_count("cast_qkv(BWD).qt_cols", count_diff(get_codes(c.qt, ncopy), ex[ATT8_Q].cols));
     check_count("cast_qkv(BWD).kt_cols", count_diff(get_codes(c.kt, ncopy), ex[ATT8_K].cols));
     check_counts("cast_qkv(BWD).counts", d_counts, ex, ATT8_Q, ATT8_DOUT);
+    // both at once (the trainer's forward, keeping the copies for its backward): all six
+    cudaCheck(cudaMemset(d_scratch, 0xAB, nscratch));
+    attention_fp8_cast_qkv(&c, d_qkv, B, T, NH, d_sc, NULL, NULL, ATT8_FWD | ATT8_BWD, 0);
+    device_sync();
+    long bad6 = 0;
+    for (int k = 0; k < 3; k++) {
+        const uint8_t* rows[3] = {c.q, c.k, c.v};
+        const uint8_t* cols[3] = {c.qt, c.kt, c.vt};
+        bad6 += count_diff(get_codes(rows[k], ncopy), ex[ATT8_Q + k].rows) + count_diff(get_codes(cols[k], ncopy), ex[ATT8_Q + k].cols);
+    }
+    check_count("cast_qkv(FWD|BWD).q_k_v_rows_and_cols", bad6);
 
     // d. cast_dout and delta = sum_d dequant(dout code) * out, from the GPU's out
     cudaCheck(cudaMemset(d_counts, 0, 2 * ATT8_TENSORS * sizeof(ull)));
@@ -407,8 +418,8 @@ static void run_timing(Fp8Format g) {
         floatX *out = dev_alloc<floatX>(N * C), *dout = dev_alloc<floatX>(N * C);
         float *lse = dev_alloc<float>(nlse), *delta = dev_alloc<float>(nlse);
         float* scr16 = dev_alloc<float>(attention_scratch_bytes(B, T, NH) / sizeof(float));
-        uint8_t* scratch = dev_alloc<uint8_t>(attention_fp8_scratch_bytes(B, T, NH));
-        Att8Copies c = attention_fp8_carve(scratch, B, T, NH);
+        uint8_t* scratch = dev_alloc<uint8_t>(attention_fp8_qkv_bytes(B, T, NH) + attention_fp8_dout_bytes(B, T, NH));
+        Att8Copies c = attention_fp8_carve(scratch, scratch + attention_fp8_qkv_bytes(B, T, NH), B, T, NH);
         float *sc = dev_alloc<float>(ATT8_TENSORS), *amax = dev_alloc<float>(ATT8_TENSORS);
         fill_random(qkv, (long)(N * 3 * C), 1.0f);
         fill_random(dout, (long)(N * C), 1.0f);
@@ -421,7 +432,9 @@ static void run_timing(Fp8Format g) {
 
         float f16 = time_ms([&] { attention_forward(out, lse, qkv, B, T, C, NH, SM_SCALE, 0); });
         float b16 = time_ms([&] { attention_backward(dqkv, scr16, dout, out, qkv, lse, B, T, C, NH, SM_SCALE, 0); });
-        // FP8, in the order of a step (the forward reads the v^T that the ATT8_BWD cast overwrites)
+        // FP8, in the order of a step; the trainer's forward casts all six copies at once (cc6) and
+        // its backward then casts only dO
+        float cc6 = time_ms([&] { attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, amax, NULL, ATT8_FWD | ATT8_BWD, 0); });
         float ccf = time_ms([&] { attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, amax, NULL, ATT8_FWD, 0); });
         float f8 = time_ms([&] { attention_fp8_forward(out, lse, &c, B, T, NH, SM_SCALE, sc, 0); });
         float ccb = time_ms([&] { attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, amax, NULL, ATT8_BWD, 0); });
@@ -440,13 +453,16 @@ static void run_timing(Fp8Format g) {
         timing_row("fp8 backward kernels (dK/dV, dQ)", b8, 0, 2.5 * flops);
         timing_row("fp8 cast_qkv FWD (q, k, v^T)", ccf, 3 * bf + 3.0 * ncopy, 0);
         timing_row("fp8 cast_qkv BWD (q, k, v, q^T, k^T)", ccb, 3 * bf + 5.0 * ncopy, 0);
+        timing_row("fp8 cast_qkv FWD|BWD (all six)", cc6, 3 * bf + 6.0 * ncopy, 0);
         timing_row("fp8 cast_dout (dout, dout^T, delta)", ccd, 2 * bf + 2.0 * ncopy + 4.0 * nlse, 0);
         timing_row("fp8 measure_ds (current scaling only)", mds, 0, 0);
         timing_row("fp8 forward total (cast FWD + forward)", ccf + f8, 0, flops);
         timing_row("fp8 backward total (casts BWD, dout + backward)", ccb + ccd + b8, 0, 2.5 * flops);
-        float t16 = f16 + b16, t8 = ccf + f8 + ccb + ccd + b8;
+        float t16 = f16 + b16, t8 = ccf + f8 + ccb + ccd + b8, t8k = cc6 + f8 + ccd + b8;
         printf("  fwd+bwd: bf16 %.3f ms, fp8 %.3f ms: fp8/bf16 time %.3f (fwd %.3f, bwd %.3f)\n", t16, t8, t8 / t16,
                (ccf + f8) / f16, (ccb + ccd + b8) / b16);
+        printf("  fwd+bwd, the copies of Q, K, V kept from forward to backward (the trainer): fp8 %.3f ms, fp8/bf16 time %.3f\n",
+               t8k, t8k / t16);
         dev_free_all();
     }
 }

@@ -854,9 +854,11 @@ static void model_build(GPT2* m, const GPT2Config* cfg, const LinearOptions& o, 
     gpt2_init_random(m, seed);
 }
 
-static float model_grads(GPT2* m, const LinearOptions& o, const int* in, const int* tg, float dloss_mult, VF* g) {
+static float model_grads(GPT2* m, const LinearOptions& o, const int* in, const int* tg, float dloss_mult, VF* g,
+                         int att8_keep = 1) {
     linear_context_free(&m->lin);   // the model's linear layer, as gpt2_build and gpt2_alloc_activations set it up
     linear_context_init(&m->lin, &o, m->cfg.num_layers);
+    m->lin.att8_keep = att8_keep;
     linear_reserve(&m->lin, m->B * m->T, m->cfg.channels, m->cfg.padded_vocab_size);
     linear_step_begin(&m->lin);
     gpt2_zero_grad(m);
@@ -868,11 +870,13 @@ static float model_grads(GPT2* m, const LinearOptions& o, const int* in, const i
 }
 
 // Two steps (the second on delayed scales) of forward + backward with a fresh linear context
-// whose LayerNorms write the FP8 inputs directly (fused) or not: the gradients of the second step.
+// whose LayerNorms write the FP8 inputs directly (fused & 1) or not, and whose FCs write GELU's
+// output in FP8 (fused & 2) or not: the gradients of the second step.
 static float model_grads_second_step(GPT2* m, const LinearOptions& o, int fused, const int* in, const int* tg, VF* g) {
     linear_context_free(&m->lin);
     linear_context_init(&m->lin, &o, m->cfg.num_layers);
-    m->lin.fused_inputs = fused;
+    m->lin.fused_inputs = fused & 1;
+    m->lin.fused_gelu_out = (fused & 2) != 0;
     linear_reserve(&m->lin, m->B * m->T, m->cfg.channels, m->cfg.padded_vocab_size);
     float loss = 0.0f;
     for (int step = 0; step < 2; step++) {
@@ -884,6 +888,62 @@ static float model_grads_second_step(GPT2* m, const LinearOptions& o, int fused,
     device_sync();
     *g = get(m->grads, m->num_params);
     return loss;
+}
+
+// The FC's GEMM writing GELU's output in E4M3 (gemm_fp8_out, what fc_gelu_out8 uses) against
+// the BF16-output GEMM and the cast it replaces: the same pre-GELU aux bit for bit; each code that
+// of e4m3(bf16 output * scale) or one step from it (the GEMM rounds FP32 once, the two-pass path
+// twice), at most 5% one step off; amax the BF16 output's within its rounding (2^-8); and with a
+// scale twice too large, saturation to +-448, no NaN code.
+static void test_gemm_fp8_out() {
+    const int M = 512, N = 1024, K = 256;
+    Bytes hx((size_t)M * K), hw((size_t)N * K);
+    for (auto& c : hx) { c = fp8_encode((float)rng_normal(&rng), FP8_E4M3); }
+    for (auto& c : hw) { c = fp8_encode((float)rng_normal(&rng), FP8_E4M3); }
+    uint8_t *x8 = bytes_to_dev(hx), *w8 = bytes_to_dev(hw), *q = dev_alloc<uint8_t>((size_t)M * N);
+    floatX *bias = to_dev(randn(N, 0.5)), *out = dev_alloc<floatX>((size_t)M * N);
+    floatX *aux_ref = dev_alloc<floatX>((size_t)M * N), *aux = dev_alloc<floatX>((size_t)M * N);
+    float *sinv = dev_alloc<float>(4), *o8 = dev_alloc<float>(8);
+    put_f32(sinv, 1.0f / 8);
+    GemmContext g;
+    gemm_context_init(&g);
+    int ok = gemm_fp8(&g, out, x8, FP8_E4M3, sinv, w8, FP8_E4M3, sinv, bias, M, N, K, 0.0f, 1, GEMM_GELU_FORWARD, aux_ref, 0);
+    VF ref = get(out, (size_t)M * N);
+    float amax_ref = 0.0f;
+    for (float v : ref) { amax_ref = fmaxf(amax_ref, fabsf(v)); }
+    for (int sat = 0; sat < 2 && ok; sat++) {
+        float scale = (sat ? 2.0f : 0.9f) * FP8_E4M3_MAX / amax_ref;
+        put_f32(o8, scale);
+        GemmOut8 q8 = {q, o8, o8 + 4};
+        if (!gemm_fp8_out(&g, out, &q8, x8, FP8_E4M3, sinv, w8, FP8_E4M3, sinv, bias, M, N, K, 0.0f, 1, GEMM_GELU_FORWARD, aux, 0)) {
+            report(false, "gemm_fp8_out: cuBLASLt runs the FP8 GEMM with GELU into E4M3", 1.0, 0.0);
+            break;
+        }
+        Bytes got = get_bytes(q, (size_t)M * N);
+        float amax = get_f32(o8 + 4, 1)[0];
+        long off1 = 0, bad = 0, nan = 0, unsat = 0;
+        for (size_t i = 0; i < got.size(); i++) {
+            uint8_t want = fp8_encode(ref[i] * scale, FP8_E4M3);
+            int d = abs((int)(got[i] & 0x7F) - (int)(want & 0x7F));
+            bool same_sign = ((got[i] ^ want) & 0x80) == 0 || (got[i] & 0x7F) == 0 || (want & 0x7F) == 0;
+            nan += (got[i] & 0x7F) == 0x7F;
+            if (got[i] != want) { if (d == 1 && same_sign) { off1++; } else { bad++; } }
+            unsat += fabsf(ref[i] * scale) > 1.1f * FP8_E4M3_MAX && (got[i] & 0x7F) != 0x7E;
+        }
+        const char* tag = sat ? "scale 2x too large" : "scale 0.9 of amax";
+        check_count(fmt("gemm_fp8_out (%s): codes e4m3(bf16 gelu * scale) or one step off (%ld of %d one step off)", tag, off1, M * N),
+                    bad + (off1 > (long)got.size() / 20));
+        check_count(fmt("gemm_fp8_out (%s): no NaN code, values past 448 saturated", tag), nan + unsat);
+        if (!sat) {
+            check_count("gemm_fp8_out: pre-GELU aux = the BF16-output GEMM's, bit for bit",
+                        count_diff(get_bits(aux, (size_t)M * N), get_bits(aux_ref, (size_t)M * N)));
+            report(fabsf(amax - amax_ref) <= amax_ref / 256, fmt("gemm_fp8_out: amax %.5f = bf16 output's %.5f within its rounding", amax, amax_ref),
+                   fabsf(amax - amax_ref) / amax_ref, 1.0 / 256);
+        }
+    }
+    if (!ok) { report(false, "gemm_fp8: cuBLASLt runs the FP8 GEMM with the GELU epilogue", 1.0, 0.0); }
+    gemm_context_free(&g);
+    dev_free_all();
 }
 
 // Rows of T+1 tokens repeating a motif (period 2..9) over a 512-token alphabet, one token in 16
@@ -926,10 +986,15 @@ static void test_model_grads() {
     float l_cur = model_grads(&m, hyb_cur, in.data(), tg.data(), 1.0f, &g_cur);
     float l_e4 = model_grads(&m, e4m3, in.data(), tg.data(), 1.0f, &g_e4);
     float l_att = model_grads(&m, hyb_att, in.data(), tg.data(), 1.0f, &g_att);
+    int att_kept = gpt2_attention_keeps_qkv(&m, 0, B, T);
     model_grads(&m, bf16, in.data(), tg.data(), 1.25f, &g_scaled);
     model_grads(&m, bf16, in.data(), tg2.data(), 1.0f, &g_tg2);
     check_count("model fp8 hybrid: delayed scaling's first step gives current scaling's gradients bit for bit",
                 count_diff(g_hyb, g_cur) + (l_hyb != l_cur));
+    VF g_att_recast;
+    float l_att_recast = model_grads(&m, hyb_att, in.data(), tg.data(), 1.0f, &g_att_recast, 0);
+    check_count("model fp8 attention: Q, K, V's copies kept from forward = re-cast by the backward, gradients and loss bit for bit",
+                count_diff(g_att, g_att_recast) + (l_att != l_att_recast) + !att_kept);
     struct { const char* name; GradDiff d; float loss; } runs[] = {
         {"fp8 hybrid", grad_diff(m, g_hyb, g_ref), l_hyb}, {"fp8 e4m3", grad_diff(m, g_e4, g_ref), l_e4},
         {"fp8 hybrid, fp8 att", grad_diff(m, g_att, g_ref), l_att}, {"control x1.25", grad_diff(m, g_scaled, g_ref), l_ref}, {"control targets", grad_diff(m, g_tg2, g_ref), l_ref}};
@@ -985,6 +1050,18 @@ static void test_model_fused_inputs() {
     report(grads_close(d) && dl <= MODEL_LOSS,
            fmt("model grads fp8 (second step, fused inputs) vs bf16: max rel L2 (worst %s); min cosine %.5f >= %.2f",
                PARAM_NAMES[d.worst], d.min_cos, MODEL_COS), d.max_rel, MODEL_REL, fmt("(loss rel %.1e)", dl));
+    // The FCs' GEMMs writing GELU's output in FP8 (second step only: the first has no scale ahead).
+    // ~1.5% of the projection's input codes move one E4M3 step (test_gemm_fp8_out); downstream,
+    // the backward's own FP8 roundings then fall differently, so the gradients move by up to
+    // FP8's own noise: bound, that distance of FP8 from BF16 (d.max_rel); the loss within 1e-3.
+    VF g_gout;
+    float l_gout = model_grads_second_step(&m, hyb, 3, in.data(), tg.data(), &g_gout);
+    check_count(fmt("model fp8, second step: each FC's GEMM wrote GELU's output in FP8 (%ld of %d)", m.lin.gelu_out8, cfg.num_layers),
+                m.lin.gelu_out8 != cfg.num_layers);
+    GradDiff dg = grad_diff(m, g_gout, g_fused);
+    report(dg.max_rel <= d.max_rel && fabs((double)l_gout - l_fused) <= 1e-3 * l_fused,
+           fmt("model fp8, FP8 GELU output vs cast: max rel L2 of the gradients (worst %s) within FP8's from BF16; loss %.5f vs %.5f",
+               PARAM_NAMES[dg.worst], l_gout, l_fused), dg.max_rel, d.max_rel);
     linear_context_free(&m.lin);
 }
 
@@ -1143,6 +1220,7 @@ int main(int argc, char** argv) {
     test_linear_fp8();
     test_model_grads();
     test_model_fused_inputs();
+    test_gemm_fp8_out();
     if (timing) { run_cast_timing(); run_timing(); }
     printf("%d passed, %d failed\n", n_passed, n_failed);
     return n_failed == 0 ? 0 : 1;

@@ -433,7 +433,7 @@ static void lt_plan(GemmContext* g, LtPlan* p, bool fp8, int fast, const float* 
     cublasCheck(cublasLtMatrixLayoutCreate(&p->la, t, K, N, K));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->lb, t, K, M, K));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->lc, CUDA_R_16BF, N, M, N));
-    cublasStatus_t st = gemm_pick_algo(g, p->desc, p->la, p->lb, p->lc, &p->heur, &p->found);
+    cublasStatus_t st = gemm_pick_algo(g, p->desc, p->la, p->lb, p->lc, p->lc, &p->heur, &p->found);
     if (st != CUBLAS_STATUS_SUCCESS) { p->found = 0; }
 }
 static void lt_run(GemmContext* g, LtPlan* p, floatX* C, const void* A, const void* B, float beta) {

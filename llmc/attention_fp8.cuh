@@ -39,8 +39,9 @@ typedef enum { ATT8_Q, ATT8_K, ATT8_V, ATT8_DOUT, ATT8_DS, ATT8_TENSORS } Att8Te
 #define ATT8_BWD 2       // q, k, v rows and q^T, k^T: the backward's
 #define ATT8_MEASURE 4   // only raise the amaxes (current scaling's first pass)
 
-// FP8 copies of one layer's operands, in scratch: rows (B,NH,Tp,64), cols (B,NH,64,Tp). vt and v
-// share a buffer (the forward reads v^T, the backward v).
+// FP8 copies of one layer's operands: rows (B,NH,Tp,64), cols (B,NH,64,Tp). The six of Q, K, V
+// (attention_fp8_qkv_bytes) can outlive the forward in place of the BF16 QKV activation (the
+// trainer's --attention fp8: the backward then casts only dO); dO's two live in scratch.
 typedef struct { uint8_t *q, *k, *v, *vt, *qt, *kt, *dout, *doutt; } Att8Copies;
 
 static inline __host__ __device__ int attention_fp8_tp(int T) { return (T + ATT_TILE - 1) / ATT_TILE * ATT_TILE; }
@@ -56,13 +57,15 @@ static inline __host__ __device__ int att8_time_at(int p) { return 2 * (p / 4) +
 static inline size_t attention_fp8_copy_bytes(int B, int T, int NH) {
     return ((size_t)B * NH * attention_fp8_tp(T) * ATT_HS + 255) & ~(size_t)255;
 }
-static inline size_t attention_fp8_scratch_bytes(int B, int T, int NH) { return 7 * attention_fp8_copy_bytes(B, T, NH); }
+static inline size_t attention_fp8_qkv_bytes(int B, int T, int NH) { return 6 * attention_fp8_copy_bytes(B, T, NH); }
+static inline size_t attention_fp8_dout_bytes(int B, int T, int NH) { return 2 * attention_fp8_copy_bytes(B, T, NH); }
 
-static inline Att8Copies attention_fp8_carve(uint8_t* scratch, int B, int T, int NH) {
+// The copies of Q, K, V in qkv8 (attention_fp8_qkv_bytes) and of dO in dout8 (attention_fp8_dout_bytes)
+static inline Att8Copies attention_fp8_carve(uint8_t* qkv8, uint8_t* dout8, int B, int T, int NH) {
     size_t n = attention_fp8_copy_bytes(B, T, NH);
     Att8Copies c;
-    c.q = scratch; c.k = scratch + n; c.v = scratch + 2 * n; c.vt = c.v;
-    c.qt = scratch + 3 * n; c.kt = scratch + 4 * n; c.dout = scratch + 5 * n; c.doutt = scratch + 6 * n;
+    c.q = qkv8; c.k = qkv8 + n; c.v = qkv8 + 2 * n; c.vt = qkv8 + 3 * n; c.qt = qkv8 + 4 * n; c.kt = qkv8 + 5 * n;
+    c.dout = dout8; c.doutt = dout8 + n;
     return c;
 }
 
@@ -265,9 +268,10 @@ struct AttFp8 {
 static_assert(att_bwd_smem<AttFp8<FP8_E4M3>>() <= 48 * 1024, "FP8 attention backward: shared memory over 48 KB");
 
 // ---------------------------------------------------------------------------------------
-// Casts. grid (Tp/64, NH, B), 128 threads: a thread casts 32 values of one row of the tile,
-// writes them as rows, and stages them for the cols copy, which a thread writes 16 positions
-// at a time from a column of the staged tile (a warp reads 32 consecutive bytes of a row).
+// Casts. grid (Tp/64, NH, B), 128 threads: a thread casts 32 values of one row of the tile (of
+// each of Q, K, V, loaded together), writes them as rows, and stages them for the cols copies,
+// which a thread writes 16 positions at a time from a column of the staged tile (a warp reads
+// 32 consecutive bytes of a row).
 
 // Writes a staged 64 x 64 tile (rows of time) as the cols copy of times tile*64.. of a (64, Tp) slice.
 __device__ __forceinline__ void att8_write_cols(uint8_t* cols, const uint8_t* tile, int tt, int Tp) {
@@ -279,46 +283,54 @@ __device__ __forceinline__ void att8_write_cols(uint8_t* cols, const uint8_t* ti
     }
 }
 
-// One thread's 32 values of row t (< T, else zeros) of a head slice src (row stride ld) cast into code[32].
-template <Fp8Format F, bool STATS>
-__device__ __forceinline__ void att8_cast32(uint8_t code[32], const floatX* src, int t, int T, long ld, float scale,
-                                            CastAcc& acc) {
+// One thread's 32 values of row t (< T, else zeros) of a head slice src (row stride ld)
+__device__ __forceinline__ void att8_load32(x8 v[4], const floatX* src, int t, int T, long ld) {
     for (int j = 0; j < 4; j++) {
-        x8 v;
-        if (t < T) { v = load16(src + (long)t * ld + 8 * j); }
-        else { for (int e = 0; e < 8; e++) { v.v[e] = __float2bfloat16(0.0f); } }
-        cast8<F, STATS>(code + 8 * j, v, scale, acc);
+        if (t < T) { v[j] = load16(src + (long)t * ld + 8 * j); }
+        else { for (int e = 0; e < 8; e++) { v[j].v[e] = __float2bfloat16(0.0f); } }
     }
+}
+
+// ... cast into code[32]
+template <Fp8Format F, bool STATS>
+__device__ __forceinline__ void att8_cast32(uint8_t code[32], const x8 v[4], float scale, CastAcc& acc) {
+    for (int j = 0; j < 4; j++) { cast8<F, STATS>(code + 8 * j, v[j], scale, acc); }
 }
 
 template <bool STATS>
 __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_cast_qkv_kernel(Att8Copies c, const floatX* qkv, int T, int NH,
                                                                              const float* sc, float* amax,
                                                                              unsigned long long* counts, int flags) {
-    __shared__ alignas(16) uint8_t tile[ATT8_TILE_BYTES];
+    __shared__ alignas(16) uint8_t tile[3][ATT8_TILE_BYTES];
     int tt = blockIdx.x, h = blockIdx.y, b = blockIdx.z, Tp = gridDim.x * ATT_TILE, C = NH * ATT_HS;
     int r = threadIdx.x / 2, half = threadIdx.x % 2, t = tt * ATT_TILE + r;
     long bh = (long)b * NH + h;
-    int measure = flags & ATT8_MEASURE, bwd = flags & ATT8_BWD;
-    for (int w = 0; w < 3; w++) {   // q, k, v
+    int measure = flags & ATT8_MEASURE, fwd = flags & ATT8_FWD, bwd = flags & ATT8_BWD;
+    x8 v[3][4];   // q, k, v: all loads in flight together
+    for (int w = 0; w < 3; w++) { att8_load32(v[w], qkv + (long)b * T * 3 * C + w * C + h * ATT_HS + half * 32, t, T, 3L * C); }
+    uint8_t* cols[3];
+    for (int w = 0; w < 3; w++) {
         uint8_t* rows = measure || (w == 2 && !bwd) ? NULL : w == 0 ? c.q : w == 1 ? c.k : c.v;
-        uint8_t* cols = measure ? NULL : bwd ? (w == 0 ? c.qt : w == 1 ? c.kt : NULL) : (w == 2 ? c.vt : NULL);
+        cols[w] = measure || (w < 2 ? !bwd : !fwd) ? NULL : w == 0 ? c.qt : w == 1 ? c.kt : c.vt;
         alignas(16) uint8_t code[32];
         CastAcc acc = {0u, 0u, 0u};
-        att8_cast32<FP8_E4M3, STATS>(code, qkv + (long)b * T * 3 * C + w * C + h * ATT_HS + half * 32, t, T, 3L * C,
-                                     measure ? 1.0f : sc[w], acc);
+        att8_cast32<FP8_E4M3, STATS>(code, v[w], measure ? 1.0f : sc[w], acc);
         if (rows != NULL) {
             uint8_t* dst = rows + (bh * Tp + t) * ATT_HS + half * 32;
             store16(dst, *reinterpret_cast<u8x16*>(code));
             store16(dst + 16, *reinterpret_cast<u8x16*>(code + 16));
         }
-        if (cols != NULL) {   // uniform over the block
-            for (int j = 0; j < 32; j += 16) { *reinterpret_cast<u8x16*>(tile + r * ATT8_LD + half * 32 + j) = *reinterpret_cast<u8x16*>(code + j); }
-            __syncthreads();
-            att8_write_cols(cols + bh * ATT_HS * Tp, tile, tt, Tp);
+        if (cols[w] != NULL) {
+            for (int j = 0; j < 32; j += 16) { *reinterpret_cast<u8x16*>(tile[w] + r * ATT8_LD + half * 32 + j) = *reinterpret_cast<u8x16*>(code + j); }
         }
-        if (amax != NULL || STATS) { cast_acc_commit<STATS>(acc, amax != NULL ? amax + w : NULL, counts + 2 * w); }
-        __syncthreads();   // the tile and the commit's partials are reused
+        if (amax != NULL || STATS) {
+            cast_acc_commit<STATS>(acc, amax != NULL ? amax + w : NULL, counts + 2 * w);
+            __syncthreads();   // the commit's partials are reused
+        }
+    }
+    __syncthreads();
+    for (int w = 0; w < 3; w++) {   // uniform over the block
+        if (cols[w] != NULL) { att8_write_cols(cols[w] + bh * ATT_HS * Tp, tile[w], tt, Tp); }
     }
 }
 
@@ -336,7 +348,9 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_fp8_cast_dout_kernel(At
     float scale = measure ? 1.0f : sc[ATT8_DOUT];
     alignas(16) uint8_t code[32];
     CastAcc acc = {0u, 0u, 0u};
-    att8_cast32<F, STATS>(code, dout + off, t, T, C, scale, acc);
+    x8 v[4];
+    att8_load32(v, dout + off, t, T, C);
+    att8_cast32<F, STATS>(code, v, scale, acc);
     if (!measure) {
         uint8_t* dst = c.dout + (bh * Tp + t) * ATT_HS + half * 32;
         store16(dst, *reinterpret_cast<u8x16*>(code));

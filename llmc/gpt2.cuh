@@ -377,6 +377,12 @@ static inline LayerActs gpt2_layer_acts(const GPT2* m, int l) {
     return x;
 }
 
+// 1 when layer l's attention keeps its own copies of Q, K, V (FP8) for its backward in the QKV
+// activation's place (not with qk-norm, whose backward reads the BF16 Q and K)
+static inline int gpt2_attention_keeps_qkv(const GPT2* m, int l, int B, int T) {
+    return !m->qk_norm && linear_attention_keeps_qkv(&m->lin, l, B, T, m->cfg.num_heads, 3 * m->act_stride * sizeof(floatX));
+}
+
 // Layer l's slice of per-layer parameter tensor i, in `views` (m->p for weights, m->g for gradients).
 static inline floatX* gpt2_layer_param(const GPT2* m, floatX* const* views, int i, int l) {
     return views[i] + (size_t)l * (m->param_sizes[i] / m->cfg.num_layers);
@@ -415,10 +421,14 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
     prof_mark(prof, "layernorm", "forward");
     for (int l = 0; l < L; l++) {
         LayerActs x = gpt2_layer_acts(m, l);
-        linear_forward(&m->lin, LINEAR_QKV, l, x.qkv, NULL, x.ln1, gpt2_layer_param(m, m->p, P_QKVW, l),
+        // where attention keeps its own copies of Q, K, V in the QKV activation's place, the BF16
+        // Q, K, V live only until it has read them, in dbuf
+        int kept = gpt2_attention_keeps_qkv(m, l, B, T);
+        floatX* qkv = kept ? a->dbuf : x.qkv;
+        linear_forward(&m->lin, LINEAR_QKV, l, qkv, NULL, x.ln1, gpt2_layer_param(m, m->p, P_QKVW, l),
                        gpt2_layer_param(m, m->p, P_QKVB, l), N, C, 3 * C, s);
         if (m->qk_norm) { qk_norm_forward(x.qkv, x.qk_rstd, B, T, C, NH, s); prof_mark(prof, "qk-norm", "forward"); }
-        linear_attention_forward(&m->lin, l, x.atty, x.att, x.qkv, B, T, C, NH, m->att_scale, s);
+        linear_attention_forward(&m->lin, l, x.atty, x.att, qkv, kept ? x.qkv : NULL, B, T, C, NH, m->att_scale, s);
         linear_forward(&m->lin, LINEAR_ATTPROJ, l, a->proj_out, NULL, x.atty, gpt2_layer_param(m, m->p, P_ATTPROJW, l),
                        gpt2_layer_param(m, m->p, P_ATTPROJB, l), N, C, C, s);
         f8 = linear_input_fp8(&m->lin, LINEAR_FC, l, N, C, 4 * C, &q8);
@@ -538,7 +548,9 @@ static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
         linear_backward(&m->lin, LINEAR_ATTPROJ, l, a->datty, gpt2_layer_param(m, m->g, P_ATTPROJW, l),
                         gpt2_layer_param(m, m->g, P_ATTPROJB, l), scratch, a->dresidual, x.atty, NULL,
                         gpt2_layer_param(m, m->p, P_ATTPROJW, l), N, C, C, s);
-        linear_attention_backward(&m->lin, l, a->dbuf, a->attn_scratch, a->datty, x.atty, x.qkv, x.att, B, T, C, NH,
+        int kept = gpt2_attention_keeps_qkv(m, l, B, T);
+        linear_attention_backward(&m->lin, l, a->dbuf, a->attn_scratch, a->datty, x.atty, kept ? NULL : x.qkv,
+                                  kept ? x.qkv : NULL, x.att, B, T, C, NH,
                                   m->att_scale, s);
         if (m->qk_norm) { qk_norm_backward(a->dbuf, x.qkv, x.qk_rstd, B, T, C, NH, s); prof_mark(prof, "qk-norm", "backward"); }
         linear_backward(&m->lin, LINEAR_QKV, l, a->dln, gpt2_layer_param(m, m->g, P_QKVW, l),

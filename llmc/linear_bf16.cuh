@@ -37,6 +37,7 @@ static const char* const LINEAR_KIND_NAMES[LINEAR_KINDS] = {"qkv", "attproj", "f
 //   linear_input_fp8                                   the input's producer writes it in FP8 (Fp8Out)
 //   linear_reserve_attention, linear_attention_forward/backward
 //                                                      attention, in the layer's precision
+//   linear_attention_keeps_qkv                         ... keeping its own Q, K, V copies instead of BF16's
 //   LinearWeightPart, linear_weight_gathers_fp8,       ZeRO-1 weights that travel in a low
 //   linear_weight_parts_cast,                          precision (see llmc/linear_fp8.cuh);
 //   linear_weight_received                             none here
@@ -151,18 +152,25 @@ static inline void linear_backward_mlp(LinearContext* lc, int layer, floatX* dln
     linear_backward(lc, LINEAR_FC, layer, dln, dw_fc, db_fc, scratch, dfch, ln2, NULL, w_fc, N, C, 4 * C, s);
 }
 
-// Attention (llmc/attention.cuh), BF16 here; a low-precision layer may run it in its format.
-static inline void linear_attention_forward(LinearContext* lc, int layer, floatX* out, void* saved, const floatX* qkv, int B,
-                                            int T, int C, int NH, float sm_scale, cudaStream_t s) {
-    (void)layer;
+// Attention (llmc/attention.cuh), BF16 here; a low-precision layer may run it in its format, and
+// keep its own copies of Q, K, V from forward to backward in `room` bytes (kept8: see
+// llmc/linear_fp8.cuh), in place of the BF16 QKV activation. BF16 keeps none.
+static inline int linear_attention_keeps_qkv(const LinearContext* lc, int layer, int B, int T, int NH, size_t room) {
+    (void)lc; (void)layer; (void)B; (void)T; (void)NH; (void)room;
+    return 0;
+}
+
+static inline void linear_attention_forward(LinearContext* lc, int layer, floatX* out, void* saved, const floatX* qkv,
+                                            void* kept8, int B, int T, int C, int NH, float sm_scale, cudaStream_t s) {
+    if (kept8 != NULL) { die("internal: BF16 attention keeps no copies of Q, K, V (layer %d)", layer); }
     attention_forward(out, saved, qkv, B, T, C, NH, sm_scale, s);
     prof_mark(lc->prof, "attention", "forward");
 }
 
 static inline void linear_attention_backward(LinearContext* lc, int layer, floatX* dqkv, void* scratch, const floatX* dout,
-                                             const floatX* out, const floatX* qkv, const void* saved, int B, int T, int C,
-                                             int NH, float sm_scale, cudaStream_t s) {
-    (void)layer;
+                                             const floatX* out, const floatX* qkv, const void* kept8, const void* saved, int B,
+                                             int T, int C, int NH, float sm_scale, cudaStream_t s) {
+    if (kept8 != NULL) { die("internal: BF16 attention keeps no copies of Q, K, V (layer %d)", layer); }
     attention_backward(dqkv, scratch, dout, out, qkv, saved, B, T, C, NH, sm_scale, s);
     prof_mark(lc->prof, "attention", "backward");
 }

@@ -89,7 +89,11 @@ typedef struct {
     int weights_hook;              // 1: linear_weights_changed marks weights stale (else each backward does)
     int fused_gelu;                // 1: try cuBLASLt's GELU epilogue in FP8 forward (tests clear it to cover the other path)
     int fused_inputs;              // 1: producers write inputs in FP8 (linear_input_fp8; tests clear it to compare)
+    int fused_gelu_out;            // 1: the FC's GEMM writes the FC projection's FP8 input (fc_gelu_out8; tests clear it)
+    int att8_keep;                 // 1: FP8 attention keeps Q, K, V's copies for its backward (linear_attention_keeps_qkv)
     long unfused_gelu;             // forward GEMMs whose GELU ran as a separate pass: no FP8 kernel with the epilogue
+    long gelu_out8;                // FC GEMMs that wrote GELU's output in FP8
+    float* out8;                   // (8) device: [0] the D scale, [4] the amax of an FP8-output GEMM (16-byte aligned)
     long fused_mlp;                // MLP backwards with GELU's backward in the FC's gradient cast
     uint8_t* arena;                // fp8 gradients and transposed copies of one call
     size_t arena_bytes;
@@ -357,6 +361,13 @@ __global__ void fp8_current_scale_kernel(float* blk, int NT, int H, int t, float
     fp8_current_scale_tensor(blk, NT, H, t, fmax, margin);
 }
 
+// An FP8-output GEMM of tensor t (GemmOut8 at out8): its scale copied where cuBLASLt can read
+// it before, and the step's amax raised with the GEMM's after.
+__global__ void fp8_out8_scale_kernel(float* out8, const float* blk, int NT, int t) { out8[0] = fp8_scale((float*)blk, NT)[t]; }
+__global__ void fp8_out8_amax_kernel(float* blk, const float* out8, int t) {
+    fp8_amax_step(blk)[t] = fp8_amax_max(fp8_amax_step(blk)[t], out8[4]);
+}
+
 // Casts in (rows, cols) to tensor t's format and scale, into out (rows, cols) and/or out_t
 // (cols, rows) (NULL: not wanted). record = 1 for the tensor's cast proper: current scaling
 // measures its amax and sets its scale first, delayed scaling raises the step's amax, a stats
@@ -423,13 +434,20 @@ static inline cudaDataType_t fp8_cuda_type(Fp8Format f) { return f == FP8_E4M3 ?
 // device floats; C bf16; FP32 accumulation. fast_accum lets Hopper keep partial sums in its
 // faster, less precise FP8 accumulator (the forward only, as Transformer Engine's recipe does).
 // M, N, K multiples of 16. Returns 0, having done nothing, when cuBLASLt has no FP8 kernel for
-// the GELU epilogue asked for; any other failure is fatal.
+// the GELU epilogue or the E4M3 output asked for; any other failure is fatal.
 // Column-major, cuBLASLt computes C^T (N,M) = B (N,K) . A^T (K,M): its first operand is our B,
 // transposed, its second our A, so its A scale is b_scale_inv and its B scale a_scale_inv.
-static inline int gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Format fa, const float* a_scale_inv,
-                           const uint8_t* B, Fp8Format fb, const float* b_scale_inv, const floatX* bias,
-                           int M, int N, int K, float beta, int fast_accum, GemmGelu gelu, floatX* aux,
-                           cudaStream_t stream) {
+// An E4M3 output of an FP8 GEMM instead of C: q (M,N) = the result times *scale, rounded once
+// from FP32 and saturated to +-448; *amax set (not raised) to max |result| before the scale.
+// cuBLASLt takes only 16-byte aligned scalars.
+typedef struct { uint8_t* q; const float* scale; float* amax; } GemmOut8;
+
+// gemm_fp8 writing q8 (C unused but for its layout; beta 0) when q8 is not NULL
+static inline int gemm_fp8_out(GemmContext* g, floatX* C, const GemmOut8* q8, const uint8_t* A, Fp8Format fa,
+                               const float* a_scale_inv, const uint8_t* B, Fp8Format fb, const float* b_scale_inv,
+                               const floatX* bias, int M, int N, int K, float beta, int fast_accum, GemmGelu gelu,
+                               floatX* aux, cudaStream_t stream) {
+    if (q8 != NULL && beta != 0.0f) { die("internal: an FP8-output GEMM cannot accumulate"); }
     if (M % 16 != 0 || N % 16 != 0 || K % 16 != 0) { die("internal: FP8 GEMM M=%d N=%d K=%d needs multiples of 16", M, N, K); }
     if (fa == FP8_E5M2 && fb == FP8_E5M2) { die("internal: FP8 GEMM with two E5M2 operands (unsupported)"); }
     cublasLtMatmulDesc_t desc;
@@ -442,31 +460,45 @@ static inline int gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Forma
     int8_t fast = fast_accum ? 1 : 0;
     cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
     gemm_set_epilogue(desc, bias, gelu, aux, N);
-    cublasLtMatrixLayout_t la, lb, lc;   // cuBLASLt's A = our B (K,N), its B = our A (K,M), C (N,M)
+    if (q8 != NULL) {
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_D_SCALE_POINTER, &q8->scale, sizeof(q8->scale)));
+        cublasCheck(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_AMAX_D_POINTER, &q8->amax, sizeof(q8->amax)));
+    }
+    cublasLtMatrixLayout_t la, lb, lc, ld;   // cuBLASLt's A = our B (K,N), its B = our A (K,M), C and D (N,M)
     cublasCheck(cublasLtMatrixLayoutCreate(&la, fp8_cuda_type(fb), K, N, K));
     cublasCheck(cublasLtMatrixLayoutCreate(&lb, fp8_cuda_type(fa), K, M, K));
     cublasCheck(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N));
+    cublasCheck(cublasLtMatrixLayoutCreate(&ld, q8 != NULL ? CUDA_R_8F_E4M3 : CUDA_R_16BF, N, M, N));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    cublasStatus_t st = gemm_pick_algo(g, desc, la, lb, lc, &heur, &found);
+    cublasStatus_t st = gemm_pick_algo(g, desc, la, lb, lc, ld, &heur, &found);
     int unsupported = st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && found == 0);
     if (!unsupported) {
         cublasCheck(st);
         float alpha = 1.0f;
+        void* D = q8 != NULL ? (void*)q8->q : (void*)C;
         // some epilogues pass the heuristic with FP8 operands and are refused only here
-        cublasStatus_t ms = cublasLtMatmul(g->handle, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc,
+        cublasStatus_t ms = cublasLtMatmul(g->handle, desc, &alpha, B, la, A, lb, &beta, C, lc, D, ld,
                                            &heur.algo, g->workspace, g->workspace_bytes, stream);
         if (ms == CUBLAS_STATUS_NOT_SUPPORTED) { unsupported = 1; } else { cublasCheck(ms); }
     }
     cublasCheck(cublasLtMatrixLayoutDestroy(la));
     cublasCheck(cublasLtMatrixLayoutDestroy(lb));
     cublasCheck(cublasLtMatrixLayoutDestroy(lc));
+    cublasCheck(cublasLtMatrixLayoutDestroy(ld));
     cublasCheck(cublasLtMatmulDescDestroy(desc));
-    if (unsupported && gelu == GEMM_NO_GELU) {
+    if (unsupported && gelu == GEMM_NO_GELU && q8 == NULL) {
         die("cuBLASLt has no FP8 algorithm for M=%d N=%d K=%d (A %s, B %s)", M, N, K,
             fa == FP8_E4M3 ? "e4m3" : "e5m2", fb == FP8_E4M3 ? "e4m3" : "e5m2");
     }
     return !unsupported;
+}
+
+static inline int gemm_fp8(GemmContext* g, floatX* C, const uint8_t* A, Fp8Format fa, const float* a_scale_inv,
+                           const uint8_t* B, Fp8Format fb, const float* b_scale_inv, const floatX* bias,
+                           int M, int N, int K, float beta, int fast_accum, GemmGelu gelu, floatX* aux,
+                           cudaStream_t stream) {
+    return gemm_fp8_out(g, C, NULL, A, fa, a_scale_inv, B, fb, b_scale_inv, bias, M, N, K, beta, fast_accum, gelu, aux, stream);
 }
 
 // ------------------------------------------------------------------------------------------
@@ -480,6 +512,8 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     lc->num_layers = num_layers;
     lc->fused_gelu = 1;
     lc->fused_inputs = 1;
+    lc->fused_gelu_out = 1;
+    lc->att8_keep = 1;
     if (!o->fp8 && !o->mx) { snprintf(lc->name, sizeof(lc->name), "bf16"); return; }
     int L = num_layers;
     if (o->mx) {   // the block-scaled modes' defaults: BF16 LM head; NVFP4 keeps the last 2 blocks in BF16
@@ -526,6 +560,7 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     cudaCheck(cudaMemset(lc->counts, 0, 2 * (size_t)NT * sizeof(unsigned long long)));
     lc->counted = (double*)calloc_or_die(NT, sizeof(double), "fp8 statistics");
     lc->part_amax = (float*)cuda_malloc_or_die(lc->num_linears * sizeof(float), "fp8 weight part amaxes");
+    lc->out8 = (float*)cuda_malloc_or_die(8 * sizeof(float), "fp8 GEMM output scale");
     int n = snprintf(lc->name, sizeof(lc->name), "fp8 %s %s", o->hybrid ? "hybrid" : "e4m3",
                      o->scaling == FP8_SCALING_CURRENT ? "current" : "delayed");
     if (o->scaling == FP8_SCALING_DELAYED) {
@@ -549,6 +584,7 @@ static inline void linear_context_free(LinearContext* lc) {
         cudaCheck(cudaFree(lc->sc_block));
         cudaCheck(cudaFree(lc->counts));
         cudaCheck(cudaFree(lc->part_amax));
+        cudaCheck(cudaFree(lc->out8));
         fp8_scaling_free(&lc->sc);
         free(lc->use_fp8); free(lc->weights); free(lc->counted);
     }
@@ -783,8 +819,23 @@ static inline int linear_input_fp8(LinearContext* lc, LinearKind kind, int layer
     return 1;
 }
 
+// The FC of `layer` (IC -> OC = 4 IC over N rows) writes GELU's output in E4M3 straight into the
+// FC projection's FP8 input, where its forward reads it (the arena): no BF16 GELU output and no
+// cast pass. Needs the projection's scale ahead (delayed scaling; not in --fp8-stats steps, whose
+// casts count saturation) and the FC's own input outside the arena (kept). Returns where, or NULL.
+static inline uint8_t* fc_gelu_out8(LinearContext* lc, int layer, int N, int IC, int OC) {
+    int proj = fp8_linear_index(lc, LINEAR_FCPROJ, layer);
+    if (!lc->fused_gelu || !lc->fused_gelu_out || lc->stats_step || !fp8_runs(lc, proj, N, OC, IC) ||
+        !linear_keeps_input(lc, LINEAR_FC, layer, N, IC, OC) || linear_keeps_input(lc, LINEAR_FCPROJ, layer, N, OC, IC) ||
+        fp8_needs_own_amax(&lc->sc, fp8_tensor(proj, FP8_ROLE_X))) {
+        return NULL;
+    }
+    return fp8_arena(lc, fp8_arena_need(N, OC, IC));   // the projection's forward asks for the same room
+}
+
 // out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias (OC); bias may be NULL.
-// With pre_gelu (N,OC): pre_gelu = that sum and out = gelu(pre_gelu).
+// With pre_gelu (N,OC): pre_gelu = that sum and out = gelu(pre_gelu) (in FP8, the FC may leave
+// out unwritten: see fc_gelu_out8).
 static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer, floatX* out, floatX* pre_gelu,
                                   const floatX* inp, const floatX* weight, const floatX* bias, int N, int IC, int OC,
                                   cudaStream_t s) {
@@ -808,6 +859,23 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
     lc->x_ready[id] = 0;
     const float* sx = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tx);
     const float* sw = fp8_scale_inv_at(lc->sc_block, lc->num_tensors, tw);
+    uint8_t* g8 = kind == LINEAR_FC && pre_gelu != NULL ? fc_gelu_out8(lc, layer, N, IC, OC) : NULL;
+    if (g8 != NULL) {
+        int proj = fp8_linear_index(lc, LINEAR_FCPROJ, layer), tp = fp8_tensor(proj, FP8_ROLE_X);
+        fp8_out8_scale_kernel<<<1, 1, 0, s>>>(lc->out8, lc->sc_block, lc->num_tensors, tp);
+        cudaCheckLaunch();
+        GemmOut8 q8 = {g8, lc->out8, lc->out8 + 4};
+        if (gemm_fp8_out(&lc->gemm, out, &q8, x8, FP8_E4M3, sx, w->w, FP8_E4M3, sw, bias, N, OC, IC, 0.0f, 1, GEMM_GELU_FORWARD,
+                         pre_gelu, s)) {
+            fp8_out8_amax_kernel<<<1, 1, 0, s>>>(lc->sc_block, lc->out8, tp);
+            cudaCheckLaunch();
+            fp8_note_cast(&lc->sc, tp);
+            lc->x_ready[proj] = 1;
+            lc->gelu_out8++;
+            prof_mark(lc->prof, name, "fprop gemm, fp8 gelu out");
+            return;
+        }
+    }
     if (pre_gelu == NULL) {
         gemm_fp8(&lc->gemm, out, x8, FP8_E4M3, sx, w->w, FP8_E4M3, sw, bias, N, OC, IC, 0.0f, 1, GEMM_NO_GELU, NULL, s);
     } else if (!(lc->fused_gelu &&
@@ -959,19 +1027,28 @@ static inline void linear_backward_mlp(LinearContext* lc, int layer, floatX* dln
 
 // ------------------------------------------------------------------------------------------
 // attention (llmc/attention_fp8.cuh): in FP8 under --precision fp8 --attention fp8, in the blocks
-// that run in FP8; its FP8 copies of Q, K, V, dO live in the arena (no other call's data is live
-// in it then). Each layer's Q, K, V, dO, dS have scales of their own, delayed or current like
-// the linears'; current scaling (and an empty history) measures each before its cast.
+// that run in FP8. The forward casts Q, K, V once into all six FP8 copies the forward and the
+// backward read, and keeps them in place of the BF16 QKV activation (the same bytes when T is a
+// multiple of 64), so the backward casts only dO; without that room the copies live in the arena
+// and the backward re-casts them from the BF16 Q, K, V. Each layer's Q, K, V, dO, dS have scales
+// of their own, delayed or current like the linears'; current scaling (and an empty history)
+// measures each before its cast.
 
 static inline int linear_attention_fp8(const LinearContext* lc, int layer) {
     return lc->opt.fp8 && lc->opt.att_fp8 && lc->use_fp8[fp8_linear_index(lc, LINEAR_QKV, layer)];
+}
+
+// 1 when layer's attention over (B,T) keeps its FP8 copies of Q, K, V in `room` bytes (the QKV
+// activation's) from its forward to its backward.
+static inline int linear_attention_keeps_qkv(const LinearContext* lc, int layer, int B, int T, int NH, size_t room) {
+    return linear_attention_fp8(lc, layer) && lc->att8_keep && attention_fp8_qkv_bytes(B, T, NH) <= room;
 }
 
 // The arena room attention needs for micro-batches of (B, T), NH heads.
 static inline void linear_reserve_attention(LinearContext* lc, int B, int T, int NH) {
     for (int l = 0; l < lc->num_layers; l++) {
         if (linear_attention_fp8(lc, l)) {
-            fp8_arena(lc, attention_fp8_scratch_bytes(B, T, NH));
+            fp8_arena(lc, attention_fp8_qkv_bytes(B, T, NH) + attention_fp8_dout_bytes(B, T, NH));
             return;
         }
     }
@@ -1001,10 +1078,12 @@ static inline unsigned long long* att8_counts(LinearContext* lc, int t0, int fir
     return lc->counts + 2 * (size_t)t0;
 }
 
-// out (B,T,C) = causal attention of qkv (B,T,3C); saved: the log-sum-exp (attention_saved_bytes)
-static inline void linear_attention_forward(LinearContext* lc, int layer, floatX* out, void* saved, const floatX* qkv, int B,
-                                            int T, int C, int NH, float sm_scale, cudaStream_t s) {
+// out (B,T,C) = causal attention of qkv (B,T,3C); saved: the log-sum-exp (attention_saved_bytes).
+// kept8: where the FP8 copies of Q, K, V stay for the backward (linear_attention_keeps_qkv), or NULL.
+static inline void linear_attention_forward(LinearContext* lc, int layer, floatX* out, void* saved, const floatX* qkv,
+                                            void* kept8, int B, int T, int C, int NH, float sm_scale, cudaStream_t s) {
     if (!linear_attention_fp8(lc, layer)) {
+        if (kept8 != NULL) { die("internal: BF16 attention keeps no copies of Q, K, V (layer %d)", layer); }
         attention_forward(out, saved, qkv, B, T, C, NH, sm_scale, s);
         prof_mark(lc->prof, "attention", "forward");
         return;
@@ -1012,22 +1091,26 @@ static inline void linear_attention_forward(LinearContext* lc, int layer, floatX
     attention_check_shape(C, NH);
     int t0 = lc->att_tensor0 + ATT8_TENSORS * layer;
     const float* sc = fp8_scale(lc->sc_block, lc->num_tensors) + t0;
-    Att8Copies c = attention_fp8_carve(fp8_arena(lc, attention_fp8_scratch_bytes(B, T, NH)), B, T, NH);
+    size_t nq = attention_fp8_qkv_bytes(B, T, NH);
+    uint8_t* q8 = kept8 != NULL ? (uint8_t*)kept8 : fp8_arena(lc, nq + attention_fp8_dout_bytes(B, T, NH));
+    Att8Copies c = attention_fp8_carve(q8, NULL, B, T, NH);
     float* amax = att8_cast_begin(lc, t0, ATT8_Q, ATT8_V, [&](float* cur) {
         attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, cur, NULL, ATT8_MEASURE, s);
     }, s);
-    attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, amax, att8_counts(lc, t0, ATT8_Q, ATT8_V, (double)B * T * C), ATT8_FWD, s);
+    attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, amax, att8_counts(lc, t0, ATT8_Q, ATT8_V, (double)B * T * C),
+                           kept8 != NULL ? ATT8_FWD | ATT8_BWD : ATT8_FWD, s);
     prof_mark(lc->prof, "attention", "fp8 cast qkv");
     attention_fp8_forward(out, (float*)saved, &c, B, T, NH, sm_scale, sc, s);
     prof_mark(lc->prof, "attention", "fp8 forward");
 }
 
-// dqkv (B,T,3C) from dout (B,T,C), given the forward's out, qkv and saved state; scratch:
-// attention_scratch_bytes
+// dqkv (B,T,3C) from dout (B,T,C), given the forward's out, saved state, and its kept8 copies
+// (else qkv, re-cast); scratch: attention_scratch_bytes
 static inline void linear_attention_backward(LinearContext* lc, int layer, floatX* dqkv, void* scratch, const floatX* dout,
-                                             const floatX* out, const floatX* qkv, const void* saved, int B, int T, int C,
-                                             int NH, float sm_scale, cudaStream_t s) {
+                                             const floatX* out, const floatX* qkv, const void* kept8, const void* saved, int B,
+                                             int T, int C, int NH, float sm_scale, cudaStream_t s) {
     if (!linear_attention_fp8(lc, layer)) {
+        if (kept8 != NULL) { die("internal: BF16 attention keeps no copies of Q, K, V (layer %d)", layer); }
         attention_backward(dqkv, scratch, dout, out, qkv, saved, B, T, C, NH, sm_scale, s);
         prof_mark(lc->prof, "attention", "backward");
         return;
@@ -1038,9 +1121,12 @@ static inline void linear_attention_backward(LinearContext* lc, int layer, float
     Fp8Format g = fp8_tensor_format(lc, t0 + ATT8_DOUT);
     float* delta = (float*)scratch;
     const float* lse = (const float*)saved;
-    Att8Copies c = attention_fp8_carve(fp8_arena(lc, attention_fp8_scratch_bytes(B, T, NH)), B, T, NH);
-    // Q, K, V again with the forward's scales: the forward's codes, in the backward's orientations
-    attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, NULL, NULL, ATT8_BWD, s);
+    size_t nq = attention_fp8_qkv_bytes(B, T, NH);
+    uint8_t* arena = fp8_arena(lc, nq + attention_fp8_dout_bytes(B, T, NH));
+    Att8Copies c = kept8 != NULL ? attention_fp8_carve((uint8_t*)kept8, arena, B, T, NH) : attention_fp8_carve(arena, arena + nq, B, T, NH);
+    if (kept8 == NULL) {   // Q, K, V again with the forward's scales: the forward's codes, in the backward's orientations
+        attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, NULL, NULL, ATT8_BWD, s);
+    }
     float* amax = att8_cast_begin(lc, t0, ATT8_DOUT, ATT8_DOUT, [&](float* cur) {
         attention_fp8_cast_dout(&c, NULL, dout, out, B, T, NH, sc, cur, NULL, g, 1, s);
     }, s);

@@ -34,17 +34,17 @@ static inline void gemm_context_free(GemmContext* g) {
 // backward reads aux and writes C = (AB) * gelu'(aux).
 typedef enum { GEMM_NO_GELU, GEMM_GELU_FORWARD, GEMM_GELU_BACKWARD } GemmGelu;
 
-// cuBLASLt's first choice of algorithm for desc and the layouts (first operand a, second b, C=D c)
-// within our workspace; *found = 0 when it has none.
+// cuBLASLt's first choice of algorithm for desc and the layouts (first operand a, second b, C c,
+// D d) within our workspace; *found = 0 when it has none.
 static inline cublasStatus_t gemm_pick_algo(GemmContext* g, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
-                                            cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+                                            cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
                                             cublasLtMatmulHeuristicResult_t* heur, int* found) {
     cublasLtMatmulPreference_t pref;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                      &g->workspace_bytes, sizeof(g->workspace_bytes)));
     *found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g->handle, desc, a, b, c, c, pref, 1, heur, found);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g->handle, desc, a, b, c, d, pref, 1, heur, found);
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     return st;
 }
@@ -104,7 +104,7 @@ static inline void gemm_bf16(GemmContext* g, floatX* C, const floatX* A, const f
     }
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    cublasCheck(gemm_pick_algo(g, desc, lb, la, lc, &heur, &found));
+    cublasCheck(gemm_pick_algo(g, desc, lb, la, lc, lc, &heur, &found));
     if (found == 0) { die("cuBLASLt has no algorithm for M=%d N=%d K=%d transA=%d transB=%d batch=%d", M, N, K, transA, transB, batch); }
     cublasCheck(cublasLtMatmul(g->handle, desc, &alpha, B, lb, A, la, &beta, C, lc, C, lc,
                                &heur.algo, g->workspace, g->workspace_bytes, stream));

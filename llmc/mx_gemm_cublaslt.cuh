@@ -164,7 +164,7 @@ static inline void mx_gemm_cublaslt(const MxLtContext* c, const char* what, floa
     cublasCheck(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N));
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
-    cublasStatus_t st = gemm_pick_algo(c->gemm, desc, la, lb, lc, &heur, &found);
+    cublasStatus_t st = gemm_pick_algo(c->gemm, desc, la, lb, lc, lc, &heur, &found);
     if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
         die("cuBLASLt has no %s block-scaled algorithm for M=%d N=%d K=%d%s (status %d) on sm_%d%d", what, M, N, K,
             bias ? " with bias" : "", (int)st, c->cc_major, c->cc_minor);
