@@ -12,8 +12,9 @@
 // and LM-head linears) are kept in FP8 from forward to backward, which transposes them for the
 // weight gradient, so the model keeps no BF16 copy of them (linear_keeps_input); under delayed
 // scaling the LayerNorm writes them in FP8 directly (linear_input_fp8), with no separate cast.
-// Attention's output is cast in forward and re-cast, transposed, in backward; GELU's is cast in
-// forward and re-made from pre-GELU, transposed, in backward (linear_backward_reads_input).
+// Attention's output is cast in forward and re-cast, transposed, in backward. GELU's is written
+// in FP8 by the FC's GEMM (fc_gelu_out8; under current scaling cast in forward) and re-made from
+// pre-GELU, transposed, in backward (linear_backward_reads_input).
 // Output gradients are cast, with their transposes, into a scratch arena in chunks of rows
 // small enough that the LM head's (N,Vp) gradient needs little more scratch than the other
 // linears; the same pass sums the bias gradient (biases stay BF16, added by the fprop epilogue).
