@@ -345,7 +345,7 @@ static void test_attention_fp8(int B, int NH, int T, Fp8Format g) {
     sc[ATT8_DS] = fp8_format_max(g) / amds[ATT8_DS];
     put_f32(d_sc, VF(sc, sc + ATT8_TENSORS));
     poison(d_dqkv, nqkv);
-    attention_fp8_backward(d_dqkv, &c, d_lse, d_delta, B, T, NH, SM_SCALE, d_sc, am_bwd, g, 0);
+    attention_fp8_backward(d_dqkv, &c, d_lse, d_delta, B, T, NH, SM_SCALE, d_sc, am_bwd, g, NULL, 0);
     device_sync();
     Bits g1 = get_bits(d_dqkv, nqkv);
     VF dg = get(d_dqkv, nqkv);
@@ -360,7 +360,7 @@ static void test_attention_fp8(int B, int NH, int T, Fp8Format g) {
     report(others0 && e <= TOL_ATT8_AMAX, "backward.amax_ds_vs_measure_ds", e, TOL_ATT8_AMAX,
            fmt("(%.6g%s)", amb[ATT8_DS], others0 ? "" : "; other amaxes raised"));
     poison(d_dqkv, nqkv);
-    attention_fp8_backward(d_dqkv, &c, d_lse, d_delta, B, T, NH, SM_SCALE, d_sc, NULL, g, 0);
+    attention_fp8_backward(d_dqkv, &c, d_lse, d_delta, B, T, NH, SM_SCALE, d_sc, NULL, g, NULL, 0);
     device_sync();
     check_count("backward.deterministic(2nd run amax NULL)", count_diff(g1, get_bits(d_dqkv, nqkv)));
 
@@ -368,7 +368,7 @@ static void test_attention_fp8(int B, int NH, int T, Fp8Format g) {
     floatX *d_out16 = dev_alloc<floatX>(nout), *d_dqkv16 = dev_alloc<floatX>(nqkv);
     float *d_lse16 = dev_alloc<float>(nlse), *d_scr16 = dev_alloc<float>(attention_scratch_bytes(B, T, NH) / sizeof(float));
     attention_forward(d_out16, d_lse16, d_qkv, B, T, C, NH, SM_SCALE, 0);
-    attention_backward(d_dqkv16, d_scr16, d_dout, d_out16, d_qkv, d_lse16, B, T, C, NH, SM_SCALE, 0);
+    attention_backward(d_dqkv16, d_scr16, d_dout, d_out16, d_qkv, d_lse16, B, T, C, NH, SM_SCALE, NULL, 0);
     device_sync();
     check_close("vs_bf16.out", out8, to_vd(get(d_out16, nout)), TOL_ATT8_BF16_FWD);
     check_close("vs_bf16.lse", lse8, to_vd(get_f32(d_lse16, nlse)), TOL_ATT8_BF16_LSE);
@@ -431,7 +431,7 @@ static void run_timing(Fp8Format g) {
         printf("B=%d NH=%d T=%d\n", B, NH, T);
 
         float f16 = time_ms([&] { attention_forward(out, lse, qkv, B, T, C, NH, SM_SCALE, 0); });
-        float b16 = time_ms([&] { attention_backward(dqkv, scr16, dout, out, qkv, lse, B, T, C, NH, SM_SCALE, 0); });
+        float b16 = time_ms([&] { attention_backward(dqkv, scr16, dout, out, qkv, lse, B, T, C, NH, SM_SCALE, NULL, 0); });
         // FP8, in the order of a step; the trainer's forward casts all six copies at once (cc6) and
         // its backward then casts only dO
         float cc6 = time_ms([&] { attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, amax, NULL, ATT8_FWD | ATT8_BWD, 0); });
@@ -444,7 +444,7 @@ static void run_timing(Fp8Format g) {
         s[ATT8_DS] = fp8_format_max(g) / get_f32(amax, ATT8_TENSORS)[ATT8_DS];
         put_f32(sc, s);
         float mds = time_ms([&] { attention_fp8_measure_ds(amax, &c, lse, delta, B, T, NH, SM_SCALE, sc, g, 0); });
-        float b8 = time_ms([&] { attention_fp8_backward(dqkv, &c, lse, delta, B, T, NH, SM_SCALE, sc, amax, g, 0); });
+        float b8 = time_ms([&] { attention_fp8_backward(dqkv, &c, lse, delta, B, T, NH, SM_SCALE, sc, amax, g, NULL, 0); });
 
         double bf = 2.0 * N * C;   // bytes of one bf16 (B,T,C) tensor
         timing_row("bf16 forward", f16, 0, flops);

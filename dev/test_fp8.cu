@@ -870,13 +870,15 @@ static float model_grads(GPT2* m, const LinearOptions& o, const int* in, const i
 }
 
 // Two steps (the second on delayed scales) of forward + backward with a fresh linear context
-// whose LayerNorms write the FP8 inputs directly (fused & 1) or not, and whose FCs write GELU's
-// output in FP8 (fused & 2) or not: the gradients of the second step.
+// whose LayerNorms write the FP8 inputs directly (fused & 1) or not, whose FCs write GELU's
+// output in FP8 (fused & 2) or not, and whose attention backward writes the QKV gradient in FP8
+// (fused & 4) or not: the gradients of the second step.
 static float model_grads_second_step(GPT2* m, const LinearOptions& o, int fused, const int* in, const int* tg, VF* g) {
     linear_context_free(&m->lin);
     linear_context_init(&m->lin, &o, m->cfg.num_layers);
     m->lin.fused_inputs = fused & 1;
     m->lin.fused_gelu_out = (fused & 2) != 0;
+    m->lin.fused_dy = (fused & 4) != 0;
     linear_reserve(&m->lin, m->B * m->T, m->cfg.channels, m->cfg.padded_vocab_size);
     float loss = 0.0f;
     for (int step = 0; step < 2; step++) {
@@ -1058,6 +1060,29 @@ static void test_model_fused_inputs() {
     float l_gout = model_grads_second_step(&m, hyb, 3, in.data(), tg.data(), &g_gout);
     check_count(fmt("model fp8, second step: each FC's GEMM wrote GELU's output in FP8 (%ld of %d)", m.lin.gelu_out8, cfg.num_layers),
                 m.lin.gelu_out8 != cfg.num_layers);
+    // Attention's backward writing the QKV gradient in FP8, with its transpose and the bias sums
+    // (second step): the codes are the cast's, so every gradient but the QKV bias is bit for bit;
+    // that one sums the same values in another order (BF16-rounded: within 1e-2). With FP8
+    // attention too, whose copies then sit after that gradient in the arena.
+    for (int att = 0; att < 2; att++) {
+        LinearOptions o = hyb;
+        o.att_fp8 = att;
+        VF g_dy, g_ref_dy;
+        float l_ref_dy = att ? model_grads_second_step(&m, o, 1, in.data(), tg.data(), &g_ref_dy) : l_fused;
+        if (!att) { g_ref_dy = g_fused; }
+        float l_dy = model_grads_second_step(&m, o, 5, in.data(), tg.data(), &g_dy);
+        long other = 0;
+        for (int i = 0; i < NUM_PARAM_TENSORS; i++) {
+            if (i == P_QKVB) { continue; }
+            size_t o0 = m.param_offsets[i];
+            for (size_t k = 0; k < m.param_sizes[i]; k++) { other += fp8_float_bits(g_dy[o0 + k]) != fp8_float_bits(g_ref_dy[o0 + k]); }
+        }
+        GradDiff dd = grad_diff(m, g_dy, g_ref_dy);
+        check_count(fmt("model fp8%s, second step: QKV gradient in FP8 from attention's backward: gradients but the QKV bias, and loss, bit for bit",
+                        att ? " (fp8 attention)" : ""), other + (l_dy != l_ref_dy));
+        report(dd.rel[P_QKVB] <= 1e-2, fmt("model fp8%s: QKV bias gradient from attention's sums vs the cast's", att ? " (fp8 attention)" : ""),
+               dd.rel[P_QKVB], 1e-2);
+    }
     GradDiff dg = grad_diff(m, g_gout, g_fused);
     report(dg.max_rel <= d.max_rel && fabs((double)l_gout - l_fused) <= 1e-3 * l_fused,
            fmt("model fp8, FP8 GELU output vs cast: max rel L2 of the gradients (worst %s) within FP8's from BF16; loss %.5f vs %.5f",

@@ -17,6 +17,7 @@
 #include "../llmc/layernorm.cuh"
 #include "../llmc/gelu.cuh"
 #include "../llmc/attention.cuh"
+#include "../llmc/fp8.h"
 #include "../llmc/classifier.cuh"
 #include "../llmc/adamw.cuh"
 #include "../llmc/rand.h"
@@ -420,7 +421,7 @@ static void test_attention(int B, int T, int C, int NH, const char* dump_dir = N
     check_close("attention_forward.out", o, out, TOL_ATT_FWD);
     check_close("attention_forward.lse", l, lse, TOL_F32 * 10);
     poison(d_dqkv, nqkv);
-    attention_backward(d_dqkv, d_scratch, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0.125f, 0);
+    attention_backward(d_dqkv, d_scratch, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0.125f, NULL, 0);
     device_sync();
     Bits g1 = get_bits(d_dqkv, nqkv);
     VF dg = get(d_dqkv, nqkv);
@@ -429,9 +430,62 @@ static void test_attention(int B, int T, int C, int NH, const char* dump_dir = N
         auto in_part = [&](size_t i) { return (int)((i % (3 * C)) / C) == k; };
         check_close(fmt("attention_backward.%s", part[k]), pick(dg, in_part), pick(dqkv, in_part), TOL_ATT_BWD);
     }
-    attention_backward(d_dqkv, d_scratch, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0.125f, 0);
+    attention_backward(d_dqkv, d_scratch, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0.125f, NULL, 0);
     device_sync();
     check_count("attention_backward.deterministic", count_diff(g1, get_bits(d_dqkv, nqkv)));
+    // What the backward also writes for the QKV linear (AttGradOut): each 64-row tile's column
+    // sums of dqkv (FP32 sums of its BF16 values, against FP64 sums of the same values), and for
+    // T a multiple of 64 the E5M2 codes of dqkv and their transpose, bit for bit the host cast's,
+    // with amax, instead of dqkv.
+    {
+        int Tt = ceil_div(T, ATT_TILE), chunks = attention_grad_chunks(B, T), C3 = 3 * C, NT = B * T;
+        float* d_cs = dev_alloc<float>((size_t)chunks * C3);
+        cudaCheck(cudaMemset(d_cs, 0xFF, (size_t)chunks * C3 * sizeof(float)));
+        AttGradOut go = {d_cs, NULL, NULL, NULL, NULL, 0};
+        attention_backward(d_dqkv, d_scratch, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0.125f, &go, 0);
+        device_sync();
+        VF cs = get_f32(d_cs, (size_t)chunks * C3);
+        double err = 0.0, big = 0.0;
+        for (int b = 0; b < B; b++) {
+            for (int tile = 0; tile < Tt; tile++) {
+                for (int j = 0; j < C3; j++) {
+                    double ref = 0.0;
+                    for (int t = tile * ATT_TILE; t < T && t < (tile + 1) * ATT_TILE; t++) { ref += dg[((size_t)b * T + t) * C3 + j]; }
+                    err = fmax(err, fabs(cs[((size_t)b * Tt + tile) * C3 + j] - ref));
+                    big = fmax(big, fabs(ref));
+                }
+            }
+        }
+        report(err <= 1e-5 * big, "attention_backward.colsum (per 64-row tile) vs fp64 sums of dqkv", err / big, 1e-5);
+        check_count("attention_backward.colsum: dqkv still written, unchanged", count_diff(g1, get_bits(d_dqkv, nqkv)));
+        if (T % ATT_TILE == 0) {
+            float amax_ref = 0.0f;
+            for (float v : dg) { amax_ref = fmaxf(amax_ref, fabsf(v)); }
+            float scale = 0.5f * 57344.0f / amax_ref;   // E5M2, as the trainer's hybrid format
+            uint8_t *d_q8 = dev_alloc<uint8_t>((size_t)NT * C3), *d_q8t = dev_alloc<uint8_t>((size_t)NT * C3);
+            float* d_sa = dev_alloc<float>(2);
+            VF sa = {scale, 0.0f};
+            put_f32(d_sa, sa);
+            AttGradOut g8 = {d_cs, d_q8, d_q8t, d_sa, d_sa + 1, 1};
+            poison(d_dqkv, nqkv);
+            Bits poisoned = get_bits(d_dqkv, nqkv);
+            attention_backward(d_dqkv, d_scratch, d_dout, d_out, d_qkv, d_lse, B, T, C, NH, 0.125f, &g8, 0);
+            device_sync();
+            Bytes q = get_bytes(d_q8, (size_t)NT * C3), qt = get_bytes(d_q8t, (size_t)NT * C3);
+            long bad = 0;
+            for (int n = 0; n < NT; n++) {
+                for (int j = 0; j < C3; j++) {
+                    uint8_t want = fp8_encode(dg[(size_t)n * C3 + j] * scale, FP8_E5M2);
+                    bad += (q[(size_t)n * C3 + j] != want) + (qt[(size_t)j * NT + n] != want);
+                }
+            }
+            check_count("attention_backward.fp8: dqkv's E5M2 codes and their transpose = the host cast's", bad);
+            float amax = get_f32(d_sa + 1, 1)[0];
+            check_count(fmt("attention_backward.fp8: amax %g = max |dqkv| %g", amax, amax_ref), amax != amax_ref);
+            check_count("attention_backward.fp8: dqkv not written", count_diff(poisoned, get_bits(d_dqkv, nqkv)));
+            check_count("attention_backward.fp8: colsum unchanged", count_diff(get_f32(d_cs, (size_t)chunks * C3), cs));
+        }
+    }
     if (dump_dir != NULL) {   // header int32 {B, T, C, NH}, then bf16 qkv, dout, out, dqkv, then fp32 lse
         char path[4096];
         snprintf(path, sizeof(path), "%s/attention.bin", dump_dir);
@@ -667,7 +721,7 @@ static void run_attention_timing() {
         fill_random(qkv, (long)N * 3 * C, 1.0f);
         fill_random(dout, (long)N * C, 1.0f);
         float f = time_ms([&] { attention_forward(o, lse, qkv, sh.B, sh.T, C, sh.NH, 0.125f, 0); });
-        float bw = time_ms([&] { attention_backward(dqkv, scr, dout, o, qkv, lse, sh.B, sh.T, C, sh.NH, 0.125f, 0); });
+        float bw = time_ms([&] { attention_backward(dqkv, scr, dout, o, qkv, lse, sh.B, sh.T, C, sh.NH, 0.125f, NULL, 0); });
         double flops = 4.0 * sh.B * sh.NH * (double)sh.T * sh.T * 64 / 2;
         printf("%4d, %3d, %5d     %12.3f %12.3f %12.3f %10.1f %10.1f\n", sh.B, sh.NH, sh.T, f, bw, f + bw,
                flops / (f * 1e-3) / 1e12, 2.5 * flops / (bw * 1e-3) / 1e12);

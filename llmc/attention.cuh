@@ -16,6 +16,7 @@
 #define LLMC_ATTENTION_CUH
 
 #include <math.h>
+#include <cuda_fp8.h>
 #include "cuda_common.h"
 
 #define ATT_HS 64          // head size
@@ -344,6 +345,82 @@ __device__ __forceinline__ void att_commit_amax(uint32_t bits, float* amax) {
     }
 }
 
+// What the backward also writes for the QKV linear's backward, which then reads dqkv (B*T, 3C)
+// no more (members NULL: not written):
+//   colsum (B * ceil(T/64), 3C): per 64-row tile of a batch row, the column sums of dqkv's BF16
+//     values (the bias gradient's partials; the same numbers as summing dqkv, in another order);
+//   q8 (B*T, 3C) and q8t (3C, B*T): dqkv's BF16 values times *scale in E4M3 or E5M2 (e5m2),
+//     rounded and saturated as llmc/fp8_cast.cuh's casts do, and *amax raised to their max |x|;
+//     then dqkv itself is not written (T a multiple of 64).
+typedef struct {
+    float* colsum;
+    uint8_t *q8, *q8t;
+    const float* scale;
+    float* amax;
+    int e5m2;
+} AttGradOut;
+
+// Writes a 64-row tile's gradient (warp w: rows row0 = tile0 + 16 w .. +16 of its accumulator c
+// times `scale`) at column col0 of dqkv (B*T rows from tok0 = b*T, 3C = C3 columns), and what go
+// asks for; chunk: the tile's colsum row. All threads of the block call it; it reuses `smem`
+// (>= 2 * 64 * 80 + 4 * 64 * 4 bytes), free after the kernel's last __syncthreads.
+__device__ __forceinline__ void att_store_grad(floatX* dqkv, const AttGradOut& go, long tok0, int col0, int C3, int tile0,
+                                            int T, const float c[8][4], float scale, uint8_t* smem, long chunk, long NT) {
+    int warp = threadIdx.x / WARP_SIZE, lane = threadIdx.x % WARP_SIZE;
+    constexpr int LD = 80;                                                   // staged tiles' row stride
+    uint8_t* rows8 = smem;                                                   // [64 rows][LD]
+    uint8_t* cols8 = smem + 64 * LD;                                         // [64 cols][LD]
+    float(*wsum)[ATT_TILE] = reinterpret_cast<float(*)[ATT_TILE]>(smem + 2 * 64 * LD);   // [4 warps][64]
+    float qs = go.q8 != NULL ? *go.scale : 0.0f;
+    uint32_t amax16 = 0u;
+    float sum[8][2];
+    for (int nt = 0; nt < 8; nt++) {
+        sum[nt][0] = sum[nt][1] = 0.0f;
+        for (int half = 0; half < 2; half++) {
+            int rl = warp * 16 + lane / 4 + half * 8, r = tile0 + rl, cl = nt * 8 + (lane % 4) * 2;
+            __nv_bfloat162 v = __floats2bfloat162_rn(c[nt][2 * half] * scale, c[nt][2 * half + 1] * scale);
+            if (r >= T) { continue; }
+            if (go.q8 == NULL) { *reinterpret_cast<__nv_bfloat162*>(dqkv + (tok0 + r) * C3 + col0 + cl) = v; }
+            else {
+                float2 f = make_float2(__low2float(v) * qs, __high2float(v) * qs);
+                __nv_fp8x2_storage_t q = __nv_cvt_float2_to_fp8x2(f, __NV_SATFINITE, go.e5m2 ? __NV_E5M2 : __NV_E4M3);
+                rows8[rl * LD + cl] = (uint8_t)(q & 0xFF);
+                rows8[rl * LD + cl + 1] = (uint8_t)(q >> 8);
+                cols8[cl * LD + rl] = (uint8_t)(q & 0xFF);
+                cols8[(cl + 1) * LD + rl] = (uint8_t)(q >> 8);
+                amax16 = max(amax16, max(__bfloat16_as_ushort(__low2bfloat16(v)) & 0x7FFFu, __bfloat16_as_ushort(__high2bfloat16(v)) & 0x7FFFu));
+            }
+            sum[nt][0] += __low2float(v);
+            sum[nt][1] += __high2float(v);
+        }
+    }
+    if (go.colsum != NULL) {   // the warp's 16 rows, then the 4 warps in order: a fixed order
+        for (int nt = 0; nt < 8; nt++) {
+            for (int e = 0; e < 2; e++) {
+                float x = sum[nt][e];
+                x += __shfl_xor_sync(0xffffffffu, x, 4);
+                x += __shfl_xor_sync(0xffffffffu, x, 8);
+                x += __shfl_xor_sync(0xffffffffu, x, 16);
+                if (lane < 4) { wsum[warp][nt * 8 + lane * 2 + e] = x; }
+            }
+        }
+    }
+    __syncthreads();
+    if (go.colsum != NULL && threadIdx.x < ATT_TILE) {
+        int j = threadIdx.x;
+        go.colsum[chunk * C3 + col0 + j] = ((wsum[0][j] + wsum[1][j]) + wsum[2][j]) + wsum[3][j];
+    }
+    if (go.q8 != NULL) {   // 64 rows and 64 columns of 64 codes, 16 bytes a store
+        for (int i = threadIdx.x; i < 2 * 64 * 4; i += ATT_THREADS) {
+            int t = i / 256, r = (i / 4) % 64, j = (i % 4) * 16;
+            if (t == 0) { *reinterpret_cast<uint4*>(go.q8 + (tok0 + tile0 + r) * C3 + col0 + j) = *reinterpret_cast<const uint4*>(rows8 + r * LD + j); }
+            else { *reinterpret_cast<uint4*>(go.q8t + (long)(col0 + r) * NT + tok0 + tile0 + j) = *reinterpret_cast<const uint4*>(cols8 + r * LD + j); }
+        }
+        att_commit_amax(amax16 << 16, go.amax);
+    }
+    __syncthreads();   // smem is reused by the next call
+}
+
 // ---------------------------------------------------------------------------------------
 // Operand sets. The kernels below are written once over an operand set `Ops`, which says where
 // the tiles come from and how products multiply them: AttBf16 here (BF16 read in place from the
@@ -503,7 +580,7 @@ __device__ __forceinline__ uint8_t* att_bwd_tiles(void) {
 template <class Ops>
 __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(floatX* dqkv, typename Ops::Args args,
                                                                               const float* lse, const float* delta, int T,
-                                                                              int NH, float sm_scale, float* amax) {
+                                                                              int NH, float sm_scale, float* amax, AttGradOut go) {
     // tiles: K and V (64 keys, 64) kept; then per buffer Q, dO (64 queries, 64) and, when
     // SEPARATE_T, their transposed copies
     constexpr int TB = Ops::TILE_BYTES, PER = Ops::SEPARATE_T ? 4 : 2;
@@ -564,10 +641,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
         att_mma_wait(dk);
         __syncthreads();
     }
-    floatX* dk_out = dqkv + (long)b * T * 3 * C + C + h * ATT_HS;
-    att_store_rows(dk_out, 3L * C, key0, T, dk, sc.dk, lane);
-    att_store_rows(dk_out + C, 3L * C, key0, T, dv, sc.dv, lane);
     if (Ops::QUANTIZED && amax != NULL) { att_commit_amax(ds_max, amax); }
+    long tok0 = (long)b * T, chunk = (long)b * ntiles + kt, NT = (long)gridDim.z * T;
+    att_store_grad(dqkv, go, tok0, C + h * ATT_HS, 3 * C, kt * ATT_TILE, T, dk, sc.dk, sk, chunk, NT);
+    att_store_grad(dqkv, go, tok0, 2 * C + h * ATT_HS, 3 * C, kt * ATT_TILE, T, dv, sc.dv, sk, chunk, NT);
 }
 
 // dQ of one query tile: grid (T/64 query tiles, NH, B). Each warp owns 16 queries:
@@ -576,7 +653,7 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
 template <class Ops, bool MEASURE>
 __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floatX* dqkv, typename Ops::Args args,
                                                                             const float* lse, const float* delta, int T,
-                                                                            int NH, float sm_scale, float* amax) {
+                                                                            int NH, float sm_scale, float* amax, AttGradOut go) {
     // tiles: Q and dO (64 queries, 64) kept; then per buffer K, V (64 keys, 64) and, when
     // SEPARATE_T, K's transposed copy
     constexpr int TB = Ops::TILE_BYTES, BUF = Ops::SEPARATE_T ? 4 : 2, PER = Ops::SEPARATE_T && !MEASURE ? 3 : 2;
@@ -629,7 +706,10 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
         __syncthreads();
     }
     if (MEASURE) { att_commit_amax(ds_max, amax); }
-    else { att_store_rows(dqkv + (long)b * T * 3 * C + h * ATT_HS, 3L * C, q0, T, dq, sc.dq, lane); }
+    else {
+        long tok0 = (long)b * T, chunk = (long)b * gridDim.x + qt, NT = (long)gridDim.z * T;
+        att_store_grad(dqkv, go, tok0, h * ATT_HS, 3 * C, qt * ATT_TILE, T, dq, sc.dq, sq, chunk, NT);
+    }
 }
 
 // Lets a backward kernel of `Ops` have its dynamic shared memory (once, at setup: the attribute
@@ -686,10 +766,25 @@ static inline void attention_forward(floatX* out, void* saved, const floatX* qkv
     cudaCheckLaunch();
 }
 
-// dqkv (B,T,3C) = attention backward, given dout (B,T,C), the forward's out (B,T,C), qkv and saved state
+// The rows of AttGradOut's colsum for (B, T)
+static inline int attention_grad_chunks(int B, int T) { return B * ceil_div(T, ATT_TILE); }
+
+static inline AttGradOut attention_grad_out_checked(const AttGradOut* go, int T) {
+    AttGradOut none = {NULL, NULL, NULL, NULL, NULL, 0};
+    if (go == NULL) { return none; }
+    if (go->q8 != NULL && (T % ATT_TILE != 0 || go->q8t == NULL || go->scale == NULL || go->amax == NULL)) {
+        die("internal: attention's FP8 gradient output needs T a multiple of %d and both copies, scale and amax", ATT_TILE);
+    }
+    return *go;
+}
+
+// dqkv (B,T,3C) = attention backward, given dout (B,T,C), the forward's out (B,T,C), qkv and saved
+// state; go (NULL: none): what it also writes for the QKV linear (AttGradOut)
 static inline void attention_backward(floatX* dqkv, void* scratch, const floatX* dout, const floatX* out, const floatX* qkv,
-                                      const void* saved, int B, int T, int C, int NH, float scale, cudaStream_t s) {
+                                      const void* saved, int B, int T, int C, int NH, float scale, const AttGradOut* go,
+                                      cudaStream_t s) {
     attention_check_shape(C, NH);
+    AttGradOut g = attention_grad_out_checked(go, T);
     float* delta = (float*)scratch;
     const float* lse = (const float*)saved;
     attention_delta_kernel<<<ceil_div((long)B * T * NH * 8, 256), 256, 0, s>>>(delta, dout, out, B, T, NH);
@@ -697,9 +792,9 @@ static inline void attention_backward(floatX* dqkv, void* scratch, const floatX*
     dim3 grid(ceil_div(T, ATT_TILE), NH, B);
     AttBf16::Args args = {qkv, dout, NULL};
     constexpr int smem = att_bwd_smem<AttBf16>();
-    attention_backward_dkdv_kernel<AttBf16><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, scale, NULL);
+    attention_backward_dkdv_kernel<AttBf16><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, scale, NULL, g);
     cudaCheckLaunch();
-    attention_backward_dq_kernel<AttBf16, false><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, scale, NULL);
+    attention_backward_dq_kernel<AttBf16, false><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, scale, NULL, g);
     cudaCheckLaunch();
 }
 

@@ -420,33 +420,36 @@ static inline void attention_fp8_forward(floatX* out, float* lse, const Att8Copi
 // delta, dS's amax raised into amax[ATT8_DS] (amax NULL: not recorded).
 template <Fp8Format G>
 static inline void att8_backward_launch(floatX* dqkv, const Att8Copies* c, const float* lse, const float* delta, int B, int T,
-                                        int NH, float sm_scale, const float* sc, float* amax, int measure, cudaStream_t s) {
+                                        int NH, float sm_scale, const float* sc, float* amax, int measure,
+                                        const AttGradOut* go, cudaStream_t s) {
     dim3 grid(attention_fp8_tp(T) / ATT_TILE, NH, B);
     typename AttFp8<G>::Args args = {*c, sc};
     constexpr int smem = att_bwd_smem<AttFp8<G>>();
     float* ads = amax != NULL ? amax + ATT8_DS : NULL;
+    AttGradOut g = attention_grad_out_checked(go, T);
     if (measure) {
-        attention_backward_dq_kernel<AttFp8<G>, true><<<grid, ATT_THREADS, smem, s>>>(NULL, args, lse, delta, T, NH, sm_scale, ads);
+        attention_backward_dq_kernel<AttFp8<G>, true><<<grid, ATT_THREADS, smem, s>>>(NULL, args, lse, delta, T, NH, sm_scale, ads, g);
     } else {
-        attention_backward_dkdv_kernel<AttFp8<G>><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, sm_scale, ads);
+        attention_backward_dkdv_kernel<AttFp8<G>><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, sm_scale, ads, g);
         cudaCheckLaunch();
-        attention_backward_dq_kernel<AttFp8<G>, false><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, sm_scale, NULL);
+        attention_backward_dq_kernel<AttFp8<G>, false><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, sm_scale, NULL, g);
     }
     cudaCheckLaunch();
 }
 
+// go (NULL: none): what it also writes for the QKV linear (AttGradOut, llmc/attention.cuh)
 static inline void attention_fp8_backward(floatX* dqkv, const Att8Copies* c, const float* lse, const float* delta, int B,
                                           int T, int NH, float sm_scale, const float* sc, float* amax, Fp8Format g,
-                                          cudaStream_t s) {
-    if (g == FP8_E4M3) { att8_backward_launch<FP8_E4M3>(dqkv, c, lse, delta, B, T, NH, sm_scale, sc, amax, 0, s); }
-    else { att8_backward_launch<FP8_E5M2>(dqkv, c, lse, delta, B, T, NH, sm_scale, sc, amax, 0, s); }
+                                          const AttGradOut* go, cudaStream_t s) {
+    if (g == FP8_E4M3) { att8_backward_launch<FP8_E4M3>(dqkv, c, lse, delta, B, T, NH, sm_scale, sc, amax, 0, go, s); }
+    else { att8_backward_launch<FP8_E5M2>(dqkv, c, lse, delta, B, T, NH, sm_scale, sc, amax, 0, go, s); }
 }
 
 // amax[ATT8_DS] raised with max |dS|, the backward's dS before its cast
 static inline void attention_fp8_measure_ds(float* amax, const Att8Copies* c, const float* lse, const float* delta, int B,
                                             int T, int NH, float sm_scale, const float* sc, Fp8Format g, cudaStream_t s) {
-    if (g == FP8_E4M3) { att8_backward_launch<FP8_E4M3>(NULL, c, lse, delta, B, T, NH, sm_scale, sc, amax, 1, s); }
-    else { att8_backward_launch<FP8_E5M2>(NULL, c, lse, delta, B, T, NH, sm_scale, sc, amax, 1, s); }
+    if (g == FP8_E4M3) { att8_backward_launch<FP8_E4M3>(NULL, c, lse, delta, B, T, NH, sm_scale, sc, amax, 1, NULL, s); }
+    else { att8_backward_launch<FP8_E5M2>(NULL, c, lse, delta, B, T, NH, sm_scale, sc, amax, 1, NULL, s); }
 }
 
 #endif // LLMC_ATTENTION_FP8_CUH

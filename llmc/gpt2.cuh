@@ -550,8 +550,7 @@ static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
                         gpt2_layer_param(m, m->p, P_ATTPROJW, l), N, C, C, s);
         int kept = gpt2_attention_keeps_qkv(m, l, B, T);
         linear_attention_backward(&m->lin, l, a->dbuf, a->attn_scratch, a->datty, x.atty, kept ? NULL : x.qkv,
-                                  kept ? x.qkv : NULL, x.att, B, T, C, NH,
-                                  m->att_scale, s);
+                                  kept ? x.qkv : NULL, x.att, B, T, C, NH, m->att_scale, !m->qk_norm, s);
         if (m->qk_norm) { qk_norm_backward(a->dbuf, x.qkv, x.qk_rstd, B, T, C, NH, s); prof_mark(prof, "qk-norm", "backward"); }
         linear_backward(&m->lin, LINEAR_QKV, l, a->dln, gpt2_layer_param(m, m->g, P_QKVW, l),
                         gpt2_layer_param(m, m->g, P_QKVB, l), scratch, a->dbuf, x.ln1, NULL,

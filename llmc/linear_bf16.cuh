@@ -46,6 +46,7 @@ typedef struct { int unused; } LinearOptions;
 typedef struct {
     GemmContext gemm;
     Profiler* prof;
+    GradPartials qkv_bias;   // the QKV bias gradient's partials, summed by attention's backward
 } LinearContext;
 
 static inline void linear_options_defaults(LinearOptions* o) { o->unused = 0; }
@@ -72,7 +73,10 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     attention_init();
 }
 
-static inline void linear_context_free(LinearContext* lc) { gemm_context_free(&lc->gemm); }
+static inline void linear_context_free(LinearContext* lc) {
+    grad_partials_free(&lc->qkv_bias);
+    gemm_context_free(&lc->gemm);
+}
 
 static inline void linear_reserve(LinearContext* lc, int max_rows, int C, int Vp) { (void)lc; (void)max_rows; (void)C; (void)Vp; }
 static inline void linear_set_comm(LinearContext* lc, const MultiGpu* mg) { (void)lc; (void)mg; }
@@ -124,9 +128,10 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
 static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer, floatX* dinp, floatX* dweight,
                                    floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
                                    const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
-    (void)layer;
-    bf16_linear_backward(&lc->gemm, lc->prof, LINEAR_KIND_NAMES[kind], dinp, dweight, dbias, scratch, dout, inp, pre_gelu,
-                         weight, N, IC, OC, s);
+    int summed = kind == LINEAR_QKV && dbias != NULL && lc->qkv_bias.chunks > 0;   // by attention's backward
+    bf16_linear_backward(&lc->gemm, lc->prof, LINEAR_KIND_NAMES[kind], dinp, dweight, summed ? NULL : dbias, scratch, dout, inp,
+                         pre_gelu, weight, N, IC, OC, s);
+    if (summed) { grad_partials_end(&lc->qkv_bias, layer, dbias, OC, s); prof_mark(lc->prof, LINEAR_KIND_NAMES[kind], "bias grad"); }
 }
 
 static inline int linear_lmhead_makes_dlogits(const LinearContext* lc, int N, int C, int Vp) {
@@ -167,11 +172,15 @@ static inline void linear_attention_forward(LinearContext* lc, int layer, floatX
     prof_mark(lc->prof, "attention", "forward");
 }
 
+// feeds_qkv: dqkv goes straight to the QKV linear's backward, whose bias gradient attention's
+// backward then sums (AttGradOut's colsum; not with --qk-norm, whose backward changes dqkv first).
 static inline void linear_attention_backward(LinearContext* lc, int layer, floatX* dqkv, void* scratch, const floatX* dout,
                                              const floatX* out, const floatX* qkv, const void* kept8, const void* saved, int B,
-                                             int T, int C, int NH, float sm_scale, cudaStream_t s) {
+                                             int T, int C, int NH, float sm_scale, int feeds_qkv, cudaStream_t s) {
     if (kept8 != NULL) { die("internal: BF16 attention keeps no copies of Q, K, V (layer %d)", layer); }
-    attention_backward(dqkv, scratch, dout, out, qkv, saved, B, T, C, NH, sm_scale, s);
+    AttGradOut go = {NULL, NULL, NULL, NULL, NULL, 0};
+    if (feeds_qkv) { go.colsum = grad_partials_begin(&lc->qkv_bias, layer, attention_grad_chunks(B, T), 3 * C); }
+    attention_backward(dqkv, scratch, dout, out, qkv, saved, B, T, C, NH, sm_scale, &go, s);
     prof_mark(lc->prof, "attention", "backward");
 }
 

@@ -18,6 +18,8 @@
 // Output gradients are cast, with their transposes, into a scratch arena in chunks of rows
 // small enough that the LM head's (N,Vp) gradient needs little more scratch than the other
 // linears; the same pass sums the bias gradient (biases stay BF16, added by the fprop epilogue).
+// The QKV linear's comes from attention's backward, which writes it there in FP8 with its
+// transpose and bias sums (att_grad_out, delayed scaling).
 // GELU rides in the FC's fprop epilogue; GELU's backward in the FC's gradient cast
 // (linear_backward_mlp), and the LM head's softmax gradient in its own (linear_backward_lmhead),
 // where the scale is known ahead (delayed scaling); else they are passes of their own.
@@ -102,6 +104,9 @@ typedef struct {
     uint8_t** saved_x;             // (num_linears) each FP8 linear's input (rows, IC), kept for backward
     int* saved_rows;               // (num_linears) rows saved_x[i] holds
     unsigned char* x_ready;        // (num_linears) 1: the producer wrote this call's input in FP8 already
+    int dy_ready;                  // 1 + the layer whose QKV output gradient attention's backward wrote in FP8 (0: none)
+    GradPartials qkv_bias;         // the QKV bias gradient's partials, summed by attention's backward
+    int fused_dy;                  // 1: attention's backward may write the QKV gradient in FP8 (tests clear it)
 
     char name[80];
     const MultiGpu* comm;          // ranks whose amaxes are reduced (max) before the scales are folded
@@ -305,6 +310,9 @@ static inline int linear_backward_reads_input(const LinearContext* lc, LinearKin
 static inline size_t fp8_arena_need(int N, int IC, int OC) {
     return align256((size_t)OC * IC) + 2 * align256((size_t)N * OC) + (size_t)N * IC;
 }
+// where x^T (the last, written after the call's GEMMs begin) starts: what a producer of dy, dy^T
+// for the call may not share
+static inline size_t fp8_arena_dy_end(int N, int IC, int OC) { return align256((size_t)OC * IC) + 2 * align256((size_t)N * OC); }
 
 #define FP8_ARENA_MIN (64u << 20)   // chunked scratch is at least this: chunks of hundreds of rows, not a few
 
@@ -515,6 +523,7 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
     lc->fused_inputs = 1;
     lc->fused_gelu_out = 1;
     lc->att8_keep = 1;
+    lc->fused_dy = 1;
     if (!o->fp8 && !o->mx) { snprintf(lc->name, sizeof(lc->name), "bf16"); return; }
     int L = num_layers;
     if (o->mx) {   // the block-scaled modes' defaults: BF16 LM head; NVFP4 keeps the last 2 blocks in BF16
@@ -574,6 +583,7 @@ static inline void linear_context_init(LinearContext* lc, const LinearOptions* o
 }
 
 static inline void linear_context_free(LinearContext* lc) {
+    grad_partials_free(&lc->qkv_bias);
     if (lc->opt.mx) { mx_linear_free(&lc->mx); free(lc->use_fp8); }
     if (lc->opt.fp8) {
         for (int i = 0; i < lc->num_linears; i++) {
@@ -920,8 +930,13 @@ static inline void fp8_linear_backward(LinearContext* lc, LinearKind kind, int l
     if (dout_sg != NULL && (fp8_needs_own_amax(&lc->sc, tdy) || dbias != NULL)) {
         die("internal: a softmax gradient made by a cast that needs its amax first, or with a bias");
     }
-    float* amax = fp8_cast_begin(lc, tdy, dout, (long)N * OC, s);
-    if (amax == NULL) { prof_mark(lc->prof, name, "amax dy"); }
+    // attention's backward wrote dy8, dy^T8 where this call keeps them, and the bias partials
+    int ready = kind == LINEAR_QKV && lc->dy_ready == layer + 1;
+    lc->dy_ready = 0;
+    if (ready && (rows < N || dout_pre != NULL || dout_sg != NULL)) { die("internal: an FP8 output gradient made ahead for a chunked call"); }
+    if (ready) { colsum = NULL; }
+    float* amax = ready ? NULL : fp8_cast_begin(lc, tdy, dout, (long)N * OC, s);
+    if (!ready && amax == NULL) { prof_mark(lc->prof, name, "amax dy"); }
     uint8_t* wt8 = fp8_arena(lc, fp8_arena_need(rows, IC, OC)); // (IC,OC)
     uint8_t* dy8 = wt8 + align256((size_t)OC * IC);             // (n,OC)
     uint8_t* dyt8 = dy8 + align256((size_t)rows * OC);          // (OC,n)
@@ -934,9 +949,11 @@ static inline void fp8_linear_backward(LinearContext* lc, LinearKind kind, int l
         SoftmaxGrad sg;
         if (dout_sg != NULL) { sg = *dout_sg; sg.lse += r0; sg.targets += r0; }
         CastXform xf = dp ? CAST_DGELU : dout_sg ? CAST_SOFTMAX_GRAD : CAST_PLAIN;
-        fp8_cast_rows(lc, tdy, dy8, dyt8, dout + (size_t)r0 * OC, n, OC, amax, 1, colsum, xf, dp, dout_sg ? &sg : NULL, s);
-        prof_mark(lc->prof, name, dp ? "dgelu + cast dy + dy^T + bias" : dout_sg ? "softmax grad + cast dy + dy^T" :
-                                  colsum ? "cast dy + dy^T + bias" : "cast dy + dy^T");
+        if (!ready) {
+            fp8_cast_rows(lc, tdy, dy8, dyt8, dout + (size_t)r0 * OC, n, OC, amax, 1, colsum, xf, dp, dout_sg ? &sg : NULL, s);
+            prof_mark(lc->prof, name, dp ? "dgelu + cast dy + dy^T + bias" : dout_sg ? "softmax grad + cast dy + dy^T" :
+                                      colsum ? "cast dy + dy^T + bias" : "cast dy + dy^T");
+        }
         const floatX* pg = pre_gelu != NULL ? pre_gelu + (size_t)r0 * IC : NULL;
         if (keep) { transpose_fp8(xt8, x8 + (size_t)r0 * IC, n, IC, s); prof_mark(lc->prof, name, "transpose x"); }
         else {
@@ -952,7 +969,8 @@ static inline void fp8_linear_backward(LinearContext* lc, LinearKind kind, int l
         gemm_fp8(&lc->gemm, dweight, dyt8, fdy, sdy, xt8, FP8_E4M3, sx, NULL, OC, IC, n, 1.0f, 0, GEMM_NO_GELU, NULL, s);
         prof_mark(lc->prof, name, "wgrad gemm");
     }
-    if (colsum != NULL) { add_partials(dbias, colsum, colsum_num_chunks(N), OC, OC, s); }
+    if (ready && dbias != NULL) { if (!grad_partials_end(&lc->qkv_bias, layer, dbias, OC, s)) { die("internal: QKV bias partials missing"); } }
+    else if (colsum != NULL) { add_partials(dbias, colsum, colsum_num_chunks(N), OC, OC, s); }
     else if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); }
     if (dbias != NULL) { prof_mark(lc->prof, name, "bias grad"); }
     if (!lc->weights_hook) { w->stale = 1; }
@@ -978,7 +996,10 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
         return;
     }
     if (!fp8_runs(lc, id, N, IC, OC)) {
-        bf16_linear_backward(&lc->gemm, lc->prof, name, dinp, dweight, dbias, scratch, dout, inp, pre_gelu, weight, N, IC, OC, s);
+        int summed = kind == LINEAR_QKV && dbias != NULL && lc->qkv_bias.chunks > 0;   // by attention's backward
+        bf16_linear_backward(&lc->gemm, lc->prof, name, dinp, dweight, summed ? NULL : dbias, scratch, dout, inp, pre_gelu,
+                             weight, N, IC, OC, s);
+        if (summed) { grad_partials_end(&lc->qkv_bias, layer, dbias, OC, s); prof_mark(lc->prof, name, "bias grad"); }
         return;
     }
     fp8_linear_backward(lc, kind, layer, dinp, dweight, dbias, scratch, dout, NULL, NULL, inp, pre_gelu, 1, weight, N, IC, OC, s);
@@ -1048,8 +1069,9 @@ static inline int linear_attention_keeps_qkv(const LinearContext* lc, int layer,
 // The arena room attention needs for micro-batches of (B, T), NH heads.
 static inline void linear_reserve_attention(LinearContext* lc, int B, int T, int NH) {
     for (int l = 0; l < lc->num_layers; l++) {
-        if (linear_attention_fp8(lc, l)) {
-            fp8_arena(lc, attention_fp8_qkv_bytes(B, T, NH) + attention_fp8_dout_bytes(B, T, NH));
+        if (linear_attention_fp8(lc, l)) {   // the backward's copies follow the QKV backward's dy, dy^T
+            size_t at = fp8_arena_dy_end(B * T, NH * ATT_HS, 3 * NH * ATT_HS);
+            fp8_arena(lc, at + attention_fp8_qkv_bytes(B, T, NH) + attention_fp8_dout_bytes(B, T, NH));
             return;
         }
     }
@@ -1105,14 +1127,46 @@ static inline void linear_attention_forward(LinearContext* lc, int layer, floatX
     prof_mark(lc->prof, "attention", "fp8 forward");
 }
 
+// What attention's backward of `layer` over (B,T) writes for the QKV linear's backward (fed
+// straight with dqkv): in FP8 with delayed scaling, dy8 and dy^T8 where that backward keeps them
+// (the arena's first fp8_arena_need(N, C, 3C) bytes) and the bias partials, so it casts nothing;
+// for a BF16 QKV linear the bias partials. Else nothing.
+static inline AttGradOut att_grad_out(LinearContext* lc, int layer, int B, int T, int C) {
+    AttGradOut go = {NULL, NULL, NULL, NULL, NULL, 0};
+    int id = fp8_linear_index(lc, LINEAR_QKV, layer), N = B * T, tdy = fp8_tensor(id, FP8_ROLE_DY);
+    int bf16 = !mx_linear_runs(lc, id, N, C, 3 * C) && !fp8_runs(lc, id, N, C, 3 * C);
+    int fp8 = fp8_runs(lc, id, N, C, 3 * C) && lc->fused_dy && !lc->stats_step && T % ATT_TILE == 0 &&
+              !fp8_needs_own_amax(&lc->sc, tdy) && fp8_chunk_rows(lc, N, C, 3 * C) == N;
+    if (!bf16 && !fp8) { return go; }
+    go.colsum = grad_partials_begin(&lc->qkv_bias, layer, attention_grad_chunks(B, T), 3 * C);
+    if (fp8) {
+        uint8_t* wt8 = fp8_arena(lc, fp8_arena_need(N, C, 3 * C));   // fp8_linear_backward's layout
+        go.q8 = wt8 + align256((size_t)3 * C * C);
+        go.q8t = go.q8 + align256((size_t)N * 3 * C);
+        go.scale = fp8_scale(lc->sc_block, lc->num_tensors) + tdy;
+        go.amax = fp8_amax_step(lc->sc_block) + tdy;
+        go.e5m2 = fp8_tensor_format(lc, tdy) == FP8_E5M2;
+        fp8_note_cast(&lc->sc, tdy);
+        lc->dy_ready = layer + 1;
+    }
+    return go;
+}
+
 // dqkv (B,T,3C) from dout (B,T,C), given the forward's out, saved state, and its kept8 copies
-// (else qkv, re-cast); scratch: attention_scratch_bytes
+// (else qkv, re-cast); scratch: attention_scratch_bytes. feeds_qkv: dqkv goes straight to the QKV
+// linear's backward (not with --qk-norm), which may then take its input from att_grad_out.
 static inline void linear_attention_backward(LinearContext* lc, int layer, floatX* dqkv, void* scratch, const floatX* dout,
                                              const floatX* out, const floatX* qkv, const void* kept8, const void* saved, int B,
-                                             int T, int C, int NH, float sm_scale, cudaStream_t s) {
+                                             int T, int C, int NH, float sm_scale, int feeds_qkv, cudaStream_t s) {
+    AttGradOut go = {NULL, NULL, NULL, NULL, NULL, 0};
+    // the copies of FP8 attention follow the QKV backward's dy, dy^T in the arena (grown first:
+    // growing moves it); its W^T and x^T are written after attention is done
+    size_t nq = attention_fp8_qkv_bytes(B, T, NH), at = fp8_arena_dy_end(B * T, C, 3 * C);
+    if (linear_attention_fp8(lc, layer)) { fp8_arena(lc, at + nq + attention_fp8_dout_bytes(B, T, NH)); }
+    if (feeds_qkv) { go = att_grad_out(lc, layer, B, T, C); }
     if (!linear_attention_fp8(lc, layer)) {
         if (kept8 != NULL) { die("internal: BF16 attention keeps no copies of Q, K, V (layer %d)", layer); }
-        attention_backward(dqkv, scratch, dout, out, qkv, saved, B, T, C, NH, sm_scale, s);
+        attention_backward(dqkv, scratch, dout, out, qkv, saved, B, T, C, NH, sm_scale, &go, s);
         prof_mark(lc->prof, "attention", "backward");
         return;
     }
@@ -1122,8 +1176,7 @@ static inline void linear_attention_backward(LinearContext* lc, int layer, float
     Fp8Format g = fp8_tensor_format(lc, t0 + ATT8_DOUT);
     float* delta = (float*)scratch;
     const float* lse = (const float*)saved;
-    size_t nq = attention_fp8_qkv_bytes(B, T, NH);
-    uint8_t* arena = fp8_arena(lc, nq + attention_fp8_dout_bytes(B, T, NH));
+    uint8_t* arena = fp8_arena(lc, at + nq + attention_fp8_dout_bytes(B, T, NH)) + at;
     Att8Copies c = kept8 != NULL ? attention_fp8_carve((uint8_t*)kept8, arena, B, T, NH) : attention_fp8_carve(arena, arena + nq, B, T, NH);
     if (kept8 == NULL) {   // Q, K, V again with the forward's scales: the forward's codes, in the backward's orientations
         attention_fp8_cast_qkv(&c, qkv, B, T, NH, sc, NULL, NULL, ATT8_BWD, s);
@@ -1137,7 +1190,7 @@ static inline void linear_attention_backward(LinearContext* lc, int layer, float
     amax = att8_cast_begin(lc, t0, ATT8_DS, ATT8_DS, [&](float* cur) {
         attention_fp8_measure_ds(cur, &c, lse, delta, B, T, NH, sm_scale, sc, g, s);
     }, s);
-    attention_fp8_backward(dqkv, &c, lse, delta, B, T, NH, sm_scale, sc, amax, g, s);
+    attention_fp8_backward(dqkv, &c, lse, delta, B, T, NH, sm_scale, sc, amax, g, &go, s);
     prof_mark(lc->prof, "attention", "fp8 backward");
 }
 

@@ -32,4 +32,52 @@ static inline void bf16_linear_backward(GemmContext* g, Profiler* prof, const ch
     if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); prof_mark(prof, name, "bias grad"); }
 }
 
+// Bias-gradient partials that the producer of a linear's output gradient summed already
+// (attention's backward, for the QKV linear: AttGradOut's colsum), for that linear's backward.
+typedef struct {
+    float* buf;         // (chunks, n) partials, then (GRAD_PARTIAL_GROUPS, n) of the first reduction
+    size_t floats;
+    int chunks, n, layer;   // chunks > 0: pending for linear `layer`'s backward
+} GradPartials;
+
+#define GRAD_PARTIAL_GROUPS 32
+
+// Room for chunks x n partials (grown at warm-up, as the other scratch).
+static inline float* grad_partials_begin(GradPartials* p, int layer, int chunks, int n) {
+    size_t need = (size_t)(chunks + GRAD_PARTIAL_GROUPS) * n;
+    if (need > p->floats) {
+        if (p->buf != NULL) { cudaCheck(cudaFree(p->buf)); }
+        p->buf = (float*)cuda_malloc_or_die(need * sizeof(float), "bias gradient partials");
+        p->floats = need;
+    }
+    p->chunks = chunks; p->n = n; p->layer = layer;
+    return p->buf;
+}
+
+// groups (G, n) = sums of consecutive runs of the chunks' rows, in order
+__global__ void grad_partials_group_kernel(float* groups, const float* partials, int chunks, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x, g = blockIdx.y, per = (chunks + gridDim.y - 1) / gridDim.y;
+    if (i >= n) { return; }
+    float s = 0.0f;
+    for (int c = g * per; c < chunks && c < (g + 1) * per; c++) { s += partials[(long)c * n + i]; }
+    groups[(long)g * n + i] = s;
+}
+
+// dbias (n) += the pending partials of linear `layer`, summed in a fixed order; 0 if none pending.
+static inline int grad_partials_end(GradPartials* p, int layer, floatX* dbias, int n, cudaStream_t s) {
+    if (p->chunks == 0) { return 0; }
+    if (p->layer != layer || p->n != n) { die("internal: bias partials of layer %d (%d wide) taken by layer %d (%d)", p->layer, p->n, layer, n); }
+    float* groups = p->buf + (size_t)p->chunks * n;
+    grad_partials_group_kernel<<<dim3(ceil_div(n, 256), GRAD_PARTIAL_GROUPS), 256, 0, s>>>(groups, p->buf, p->chunks, n);
+    cudaCheckLaunch();
+    add_partials(dbias, groups, GRAD_PARTIAL_GROUPS, n, n, s);
+    p->chunks = 0;
+    return 1;
+}
+
+static inline void grad_partials_free(GradPartials* p) {
+    if (p->buf != NULL) { cudaCheck(cudaFree(p->buf)); }
+    memset(p, 0, sizeof(*p));
+}
+
 #endif // LLMC_LINEAR_GEMMS_BF16_CUH
