@@ -371,6 +371,7 @@ __device__ __forceinline__ void att_store_grad(floatX* dqkv, const AttGradOut& g
     uint8_t* rows8 = smem;                                                   // [64 rows][LD]
     uint8_t* cols8 = smem + 64 * LD;                                         // [64 cols][LD]
     float(*wsum)[ATT_TILE] = reinterpret_cast<float(*)[ATT_TILE]>(smem + 2 * 64 * LD);   // [4 warps][64]
+    if (go.q8 == NULL) { att_store_rows(dqkv + tok0 * C3 + col0, C3, tile0 + warp * 16, T, c, scale, lane); }
     float qs = go.q8 != NULL ? *go.scale : 0.0f;
     uint32_t amax16 = 0u;
     float sum[8][2];
@@ -380,8 +381,7 @@ __device__ __forceinline__ void att_store_grad(floatX* dqkv, const AttGradOut& g
             int rl = warp * 16 + lane / 4 + half * 8, r = tile0 + rl, cl = nt * 8 + (lane % 4) * 2;
             __nv_bfloat162 v = __floats2bfloat162_rn(c[nt][2 * half] * scale, c[nt][2 * half + 1] * scale);
             if (r >= T) { continue; }
-            if (go.q8 == NULL) { *reinterpret_cast<__nv_bfloat162*>(dqkv + (tok0 + r) * C3 + col0 + cl) = v; }
-            else {
+            if (go.q8 != NULL) {
                 float2 f = make_float2(__low2float(v) * qs, __high2float(v) * qs);
                 __nv_fp8x2_storage_t q = __nv_cvt_float2_to_fp8x2(f, __NV_SATFINITE, go.e5m2 ? __NV_E5M2 : __NV_E4M3);
                 rows8[rl * LD + cl] = (uint8_t)(q & 0xFF);

@@ -128,10 +128,8 @@ static inline void linear_forward(LinearContext* lc, LinearKind kind, int layer,
 static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer, floatX* dinp, floatX* dweight,
                                    floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
                                    const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
-    int summed = kind == LINEAR_QKV && dbias != NULL && lc->qkv_bias.chunks > 0;   // by attention's backward
-    bf16_linear_backward(&lc->gemm, lc->prof, LINEAR_KIND_NAMES[kind], dinp, dweight, summed ? NULL : dbias, scratch, dout, inp,
-                         pre_gelu, weight, N, IC, OC, s);
-    if (summed) { grad_partials_end(&lc->qkv_bias, layer, dbias, OC, s); prof_mark(lc->prof, LINEAR_KIND_NAMES[kind], "bias grad"); }
+    bf16_linear_backward(&lc->gemm, lc->prof, LINEAR_KIND_NAMES[kind], dinp, dweight, dbias, scratch, dout, inp, pre_gelu,
+                         weight, N, IC, OC, kind == LINEAR_QKV ? &lc->qkv_bias : NULL, layer, s);   // QKV: attention's sums
 }
 
 static inline int linear_lmhead_makes_dlogits(const LinearContext* lc, int N, int C, int Vp) {

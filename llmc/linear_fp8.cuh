@@ -996,10 +996,8 @@ static inline void linear_backward(LinearContext* lc, LinearKind kind, int layer
         return;
     }
     if (!fp8_runs(lc, id, N, IC, OC)) {
-        int summed = kind == LINEAR_QKV && dbias != NULL && lc->qkv_bias.chunks > 0;   // by attention's backward
-        bf16_linear_backward(&lc->gemm, lc->prof, name, dinp, dweight, summed ? NULL : dbias, scratch, dout, inp, pre_gelu,
-                             weight, N, IC, OC, s);
-        if (summed) { grad_partials_end(&lc->qkv_bias, layer, dbias, OC, s); prof_mark(lc->prof, name, "bias grad"); }
+        bf16_linear_backward(&lc->gemm, lc->prof, name, dinp, dweight, dbias, scratch, dout, inp, pre_gelu, weight, N, IC, OC,
+                             kind == LINEAR_QKV ? &lc->qkv_bias : NULL, layer, s);   // QKV: attention's sums
         return;
     }
     fp8_linear_backward(lc, kind, layer, dinp, dweight, dbias, scratch, dout, NULL, NULL, inp, pre_gelu, 1, weight, N, IC, OC, s);

@@ -8,30 +8,6 @@
 #include "reduce.cuh"
 #include "profile.h"
 
-// out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias (OC) (bias may be NULL); with pre_gelu
-// (N,OC): pre_gelu = that sum and out = gelu(pre_gelu), in the GEMM's epilogue.
-static inline void bf16_linear_forward(GemmContext* g, Profiler* prof, const char* name, floatX* out, floatX* pre_gelu,
-                                       const floatX* inp, const floatX* weight, const floatX* bias, int N, int IC, int OC,
-                                       cudaStream_t s) {
-    gemm_bf16(g, out, inp, weight, bias, N, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
-              pre_gelu ? GEMM_GELU_FORWARD : GEMM_NO_GELU, pre_gelu, s);
-    prof_mark(prof, name, "fprop gemm");
-}
-
-// dinp (N,IC) = dout (N,OC) @ weight (OC,IC), times gelu'(pre_gelu (N,IC)) when given;
-// dweight (OC,IC) += dout^T @ inp; dbias (OC) += column sums of dout when dbias != NULL
-// (scratch: colsum_num_chunks(N) * OC floats).
-static inline void bf16_linear_backward(GemmContext* g, Profiler* prof, const char* name, floatX* dinp, floatX* dweight,
-                                        floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
-                                        const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC, cudaStream_t s) {
-    gemm_bf16(g, dinp, dout, weight, NULL, N, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
-              pre_gelu ? GEMM_GELU_BACKWARD : GEMM_NO_GELU, (floatX*)pre_gelu, s);
-    prof_mark(prof, name, "dgrad gemm");
-    gemm_bf16(g, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);
-    prof_mark(prof, name, "wgrad gemm");
-    if (dbias != NULL) { bias_backward(dbias, dout, scratch, N, OC, s); prof_mark(prof, name, "bias grad"); }
-}
-
 // Bias-gradient partials that the producer of a linear's output gradient summed already
 // (attention's backward, for the QKV linear: AttGradOut's colsum), for that linear's backward.
 typedef struct {
@@ -78,6 +54,34 @@ static inline int grad_partials_end(GradPartials* p, int layer, floatX* dbias, i
 static inline void grad_partials_free(GradPartials* p) {
     if (p->buf != NULL) { cudaCheck(cudaFree(p->buf)); }
     memset(p, 0, sizeof(*p));
+}
+
+// out (N,OC) = inp (N,IC) @ weight (OC,IC)^T + bias (OC) (bias may be NULL); with pre_gelu
+// (N,OC): pre_gelu = that sum and out = gelu(pre_gelu), in the GEMM's epilogue.
+static inline void bf16_linear_forward(GemmContext* g, Profiler* prof, const char* name, floatX* out, floatX* pre_gelu,
+                                       const floatX* inp, const floatX* weight, const floatX* bias, int N, int IC, int OC,
+                                       cudaStream_t s) {
+    gemm_bf16(g, out, inp, weight, bias, N, OC, IC, 0, 1, 1.0f, 0.0f, 1, 0, 0, 0,
+              pre_gelu ? GEMM_GELU_FORWARD : GEMM_NO_GELU, pre_gelu, s);
+    prof_mark(prof, name, "fprop gemm");
+}
+
+// dinp (N,IC) = dout (N,OC) @ weight (OC,IC), times gelu'(pre_gelu (N,IC)) when given;
+// dweight (OC,IC) += dout^T @ inp; dbias (OC) += column sums of dout when dbias != NULL
+// (scratch: colsum_num_chunks(N) * OC floats), or the partials pending in `sums` for linear
+// `layer` when there are (sums may be NULL).
+static inline void bf16_linear_backward(GemmContext* g, Profiler* prof, const char* name, floatX* dinp, floatX* dweight,
+                                        floatX* dbias, float* scratch, const floatX* dout, const floatX* inp,
+                                        const floatX* pre_gelu, const floatX* weight, int N, int IC, int OC,
+                                        GradPartials* sums, int layer, cudaStream_t s) {
+    gemm_bf16(g, dinp, dout, weight, NULL, N, IC, OC, 0, 0, 1.0f, 0.0f, 1, 0, 0, 0,
+              pre_gelu ? GEMM_GELU_BACKWARD : GEMM_NO_GELU, (floatX*)pre_gelu, s);
+    prof_mark(prof, name, "dgrad gemm");
+    gemm_bf16(g, dweight, dout, inp, NULL, OC, IC, N, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, s);
+    prof_mark(prof, name, "wgrad gemm");
+    if (dbias == NULL) { return; }
+    if (sums == NULL || !grad_partials_end(sums, layer, dbias, OC, s)) { bias_backward(dbias, dout, scratch, N, OC, s); }
+    prof_mark(prof, name, "bias grad");
 }
 
 #endif // LLMC_LINEAR_GEMMS_BF16_CUH
