@@ -289,7 +289,7 @@ static void test_backward_mlp_fused() {
 // fused_classifier writes, padded columns included. Then the LM head's backward made that way
 // (in chunks of rows, delayed scaling) against the classifier's gradient through linear_backward.
 static void test_softmax_grad_cast() {
-    const int N = 512, C = 128, V = 1000, Vp = 1024;
+    const int N = 576, C = 128, V = 1000, Vp = 1024;   // N: 9 row tiles, a partial 8-tile block
     const float dloss = 1.0f / 4096;
     VF logits = randn((size_t)N * Vp, 2.0);
     std::vector<int> tgt(N);

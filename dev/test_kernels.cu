@@ -682,6 +682,8 @@ static void run_timing(LinearContext* lc) {
     timing_row("gelu_forward (B,T,4C)", ms, 2 * (2 * n4), 0);
     ms = time_ms([&] { bias_backward(dbias, d, scratch, N, 4 * C, 0); });
     timing_row("bias_backward (B*T,4C)", ms, 2 * n4, 0);
+    ms = time_ms([&] { fused_classifier(logits, losses, NULL, d_tgt, 1.0f / N, N, V, Vp, 0, 0); });
+    timing_row("fused_classifier (loss only)", ms, 2.0 * N * Vp + 8.0 * N, 0);
     ms = time_ms([&] { fused_classifier(logits, losses, NULL, d_tgt, 1.0f / N, N, V, Vp, 1, 0); });
     timing_row("fused_classifier (write_grad)", ms, 2 * (2.0 * N * Vp) + 8.0 * N, 0);
 
@@ -717,11 +719,16 @@ static void run_attention_timing() {
         size_t N = (size_t)sh.B * sh.T;
         floatX *qkv = dev_alloc<floatX>(N * 3 * C), *o = dev_alloc<floatX>(N * C), *dout = dev_alloc<floatX>(N * C);
         floatX* dqkv = dev_alloc<floatX>(N * 3 * C);
-        float *lse = dev_alloc<float>(N * sh.NH), *scr = dev_alloc<float>(N * sh.NH);
+        float *lse = dev_alloc<float>(N * sh.NH), *scr = dev_alloc<float>(attention_scratch_bytes(sh.B, sh.T, sh.NH) / sizeof(float));
         fill_random(qkv, (long)N * 3 * C, 1.0f);
         fill_random(dout, (long)N * C, 1.0f);
         float f = time_ms([&] { attention_forward(o, lse, qkv, sh.B, sh.T, C, sh.NH, 0.125f, 0); });
+        attention_backward(dqkv, scr, dout, o, qkv, lse, sh.B, sh.T, C, sh.NH, 0.125f, NULL, 0);
+        device_sync();
+        Bits first = get_bits(dqkv, N * 3 * C);
         float bw = time_ms([&] { attention_backward(dqkv, scr, dout, o, qkv, lse, sh.B, sh.T, C, sh.NH, 0.125f, NULL, 0); });
+        // dQ's sums are added across blocks in a fixed order: the last of the timed runs has the first's bits
+        check_count(fmt("attention_backward.deterministic at B=%d NH=%d T=%d", sh.B, sh.NH, sh.T), count_diff(first, get_bits(dqkv, N * 3 * C)));
         double flops = 4.0 * sh.B * sh.NH * (double)sh.T * sh.T * 64 / 2;
         printf("%4d, %3d, %5d     %12.3f %12.3f %12.3f %10.1f %10.1f\n", sh.B, sh.NH, sh.T, f, bw, f + bw,
                flops / (f * 1e-3) / 1e12, 2.5 * flops / (bw * 1e-3) / 1e12);

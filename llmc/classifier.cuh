@@ -21,16 +21,18 @@ __global__ void __launch_bounds__(1024) fused_classifier_kernel(floatX* logits, 
                                                                 float dloss, int V, int Vp, int write_grad) {
     long row = blockIdx.x;
     floatX* x = logits + row * Vp;
-    // pass 1: online max and sum of exp over the real vocabulary
+    // pass 1: online max and sum of exp over the real vocabulary, the running sum rescaled once per
+    // 8 values (an exp per value and one per 8: the SFU's exps bound this pass when it was one per value)
     float m = -INFINITY, s = 0.0f;
     for (int i = threadIdx.x * 8; i < V; i += blockDim.x * 8) {
         x8 v = load16(x + i);
-        for (int k = 0; k < 8 && i + k < V; k++) {
-            float f = __bfloat162float(v.v[k]);
-            float nm = fmaxf(m, f);
-            s = s * __expf(m - nm) + __expf(f - nm);
-            m = nm;
-        }
+        int n = min(8, V - i);
+        float vm = -INFINITY, t = 0.0f;
+        for (int k = 0; k < n; k++) { vm = fmaxf(vm, __bfloat162float(v.v[k])); }
+        float nm = fmaxf(m, vm);
+        for (int k = 0; k < n; k++) { t += __expf(__bfloat162float(v.v[k]) - nm); }
+        s = s * __expf(m - nm) + t;
+        m = nm;
     }
     // combine (m, s) across the block: max first, then rescaled sums
     float bm = warp_max(m);
