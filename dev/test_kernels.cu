@@ -727,11 +727,21 @@ static void run_attention_timing() {
         device_sync();
         Bits first = get_bits(dqkv, N * 3 * C);
         float bw = time_ms([&] { attention_backward(dqkv, scr, dout, o, qkv, lse, sh.B, sh.T, C, sh.NH, 0.125f, NULL, 0); });
-        // dQ's sums are added across blocks in a fixed order: the last of the timed runs has the first's bits
+        // every output element is written by one thread, no atomics: the last timed run has the first's bits
         check_count(fmt("attention_backward.deterministic at B=%d NH=%d T=%d", sh.B, sh.NH, sh.T), count_diff(first, get_bits(dqkv, N * 3 * C)));
         double flops = 4.0 * sh.B * sh.NH * (double)sh.T * sh.T * 64 / 2;
         printf("%4d, %3d, %5d     %12.3f %12.3f %12.3f %10.1f %10.1f\n", sh.B, sh.NH, sh.T, f, bw, f + bw,
                flops / (f * 1e-3) / 1e12, 2.5 * flops / (bw * 1e-3) / 1e12);
+        // with what the trainers' backward also writes for the QKV linear (AttGradOut): the bias
+        // partials (BF16 trainer), and with them the E5M2 codes of dqkv and their transpose (FP8)
+        float* cs = dev_alloc<float>((size_t)attention_grad_chunks(sh.B, sh.T) * 3 * C);
+        uint8_t *q8 = dev_alloc<uint8_t>(N * 3 * C), *q8t = dev_alloc<uint8_t>(N * 3 * C);
+        float* sa = dev_alloc<float>(2);
+        put_f32(sa, VF{1.0f, 0.0f});
+        AttGradOut gs = {cs, NULL, NULL, NULL, NULL, 0}, g8 = {cs, q8, q8t, sa, sa + 1, 1};
+        float bs = time_ms([&] { attention_backward(dqkv, scr, dout, o, qkv, lse, sh.B, sh.T, C, sh.NH, 0.125f, &gs, 0); });
+        float b8 = time_ms([&] { attention_backward(dqkv, scr, dout, o, qkv, lse, sh.B, sh.T, C, sh.NH, 0.125f, &g8, 0); });
+        printf("%18s bwd with the bias partials %.3f ms, with them and FP8 dqkv %.3f ms\n", "", bs, b8);
         dev_free_all();
     }
 }

