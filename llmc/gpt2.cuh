@@ -108,7 +108,9 @@ typedef struct {
     Activations a;
     int* inputs_dev;    // (B,T)
     int* targets_dev;   // (B,T)
-    float* losses_host; // (B,T)
+    float* losses_host; // (B,T) pinned, so the copy after a forward does not wait
+    int loss_n;         // positions of the last forward's loss, in losses_host once loss_ready
+    cudaEvent_t loss_ready;
     TokenGroups groups_host, groups_dev;  // positions grouped by token, for the wte gradient
     int* group_count;   // (V) scratch of the grouping
     float* norm_dev;    // (1) squared gradient norm
@@ -174,6 +176,7 @@ static inline void gpt2_build(GPT2* m, const GPT2Config* cfg, const LinearOption
     m->layer_done = (cudaEvent_t*)malloc_or_die((cfg->num_layers + 1) * sizeof(cudaEvent_t), "events");
     for (int l = 0; l <= cfg->num_layers; l++) { cudaCheck(cudaEventCreateWithFlags(&m->layer_done[l], cudaEventDisableTiming)); }
     cudaCheck(cudaEventCreateWithFlags(&m->comm_done, cudaEventDisableTiming));
+    cudaCheck(cudaEventCreateWithFlags(&m->loss_ready, cudaEventDisableTiming));
     linear_context_init(&m->lin, lopt, cfg->num_layers);
     m->lin.prof = &m->prof;
     gpt2_plan_gather(m);
@@ -334,7 +337,7 @@ static inline void gpt2_alloc_activations(GPT2* m, int B, int T, int recompute) 
     m->act_stride = BTC;
     m->inputs_dev = (int*)cuda_malloc_or_die(BT * sizeof(int), "input tokens");
     m->targets_dev = (int*)cuda_malloc_or_die(BT * sizeof(int), "target tokens");
-    m->losses_host = (float*)malloc_or_die(BT * sizeof(float), "losses");
+    cudaCheck(cudaMallocHost((void**)&m->losses_host, BT * sizeof(float)));
     m->group_count = (int*)malloc_or_die(c->vocab_size * sizeof(int), "token group counts");
     m->groups_host.group_token = (int*)malloc_or_die(BT * sizeof(int), "token groups");
     m->groups_host.group_start = (int*)malloc_or_die((BT + 1) * sizeof(int), "token groups");
@@ -388,12 +391,12 @@ static inline floatX* gpt2_layer_param(const GPT2* m, floatX* const* views, int 
     return views[i] + (size_t)l * (m->param_sizes[i] / m->cfg.num_layers);
 }
 
-// Forward pass over inputs (B,T) (host ints). With targets, returns the mean loss over the
-// B*T positions; when dloss > 0 it also leaves in the logits buffer the gradient of
+// Queues the forward pass over inputs (B,T) (host ints). With targets, the positions' losses
+// follow, for gpt2_loss; when dloss > 0 it also leaves in the logits buffer the gradient of
 // dloss * (sum of the positions' losses), for gpt2_backward (or, where the LM head makes that
 // gradient itself, the logits and each position's log-normaliser). Without targets only the
 // logits are computed.
-static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets, int B, int T, float dloss) {
+static inline void gpt2_forward_queue(GPT2* m, const int* inputs, const int* targets, int B, int T, float dloss) {
     const GPT2Config* c = &m->cfg;
     if (B > m->B || T > m->T || T > c->max_seq_len) { die("internal: forward at B=%d T=%d exceeds capacity B=%d T=%d", B, T, m->B, m->T); }
     if (m->weights_pending || (m->bf16_partial && (B * T) % 16 != 0)) { die("internal: forward on weights not yet gathered"); }
@@ -453,7 +456,7 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
         if (m->act_stats) { residual_kurtosis(m->kurt_dev + l, x.residual3, N, C, a->reduce_scratch, s); prof_mark(prof, "statistics", "kurtosis"); }
     }
     linear_forward(&m->lin, LINEAR_LMHEAD, 0, a->logits, NULL, a->lnf, m->p[P_WTE], NULL, N, C, Vp, s);
-    if (targets == NULL) { return 0.0f; }
+    if (targets == NULL) { return; }
     // where the LM head's backward makes the logits' gradient from the logits, only the loss here
     m->dlogits_deferred = dloss > 0.0f && linear_lmhead_makes_dlogits(&m->lin, N, C, Vp);
     m->dloss = dloss;
@@ -461,10 +464,23 @@ static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets,
                      dloss > 0.0f && !m->dlogits_deferred, s);
     prof_mark(prof, "classifier", m->dlogits_deferred ? "loss" : "loss + dlogits");
     cudaCheck(cudaMemcpyAsync(m->losses_host, a->losses, N * sizeof(float), cudaMemcpyDeviceToHost, s));
-    cudaCheck(cudaStreamSynchronize(s));
+    cudaCheck(cudaEventRecord(m->loss_ready, s));
+    m->loss_n = N;
+}
+
+// The mean loss of the last forward with targets; waits for it. The trainer asks after queueing
+// the backward, so the GPU does not idle while the host reads the loss (0.17 ms a d12 step).
+static inline float gpt2_loss(GPT2* m) {
+    cudaCheck(cudaEventSynchronize(m->loss_ready));
     double sum = 0.0;
-    for (int i = 0; i < N; i++) { sum += m->losses_host[i]; }
-    return (float)(sum / N);
+    for (int i = 0; i < m->loss_n; i++) { sum += m->losses_host[i]; }
+    return (float)(sum / m->loss_n);
+}
+
+// gpt2_forward_queue, then (with targets) the mean loss; 0 without targets
+static inline float gpt2_forward(GPT2* m, const int* inputs, const int* targets, int B, int T, float dloss) {
+    gpt2_forward_queue(m, inputs, targets, B, T, dloss);
+    return targets != NULL ? gpt2_loss(m) : 0.0f;
 }
 
 static inline void gpt2_zero_grad(GPT2* m) {
@@ -518,7 +534,6 @@ static inline void gpt2_backward(GPT2* m, int B, int T, int last_micro) {
     float* scratch = a->reduce_scratch;
     if (m->inputs_dropped && N % 16 != 0) { die("internal: backward over %d positions, not a multiple of 16, with FP8 inputs kept", N); }
     Profiler* prof = &m->prof;
-    prof_mark(prof, "host", "loss sync gap");   // the GPU idles while the host reads the loss and queues the backward
 
     // LM head: dlnf = dlogits @ wte; dwte += dlogits^T @ lnf
     SoftmaxGrad sg = {a->lse, m->targets_dev, m->dloss, c->vocab_size};

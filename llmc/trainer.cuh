@@ -272,9 +272,10 @@ static inline StepResult trainer_step(Trainer* t, int step) {
     for (int micro = 0; micro < t->grad_accum; micro++) {
         dataloader_next_batch(&t->train);
         m->act_stats = stats && micro == 0;   // the first micro-batch's residual kurtosis
-        loss += gpt2_forward(m, t->train.inputs, t->train.targets, a->B, a->T, dloss);
+        gpt2_forward_queue(m, t->train.inputs, t->train.targets, a->B, a->T, dloss);
         m->act_stats = 0;
         gpt2_backward(m, a->B, a->T, micro == t->grad_accum - 1);
+        loss += gpt2_loss(m);   // read while the backward runs
     }
     gpt2_reduce_grads(m);
     prof_mark(&m->prof, "step", "gradient reduction");
