@@ -44,9 +44,9 @@ __device__ __forceinline__ float classifier_log_z(const floatX* x, int V) {
 // lse (N) (NULL: not written) = log of the softmax's normaliser, for a later pass that makes the
 // gradient (an FP8 LM head's backward, see CAST_SOFTMAX_GRAD in llmc/fp8_cast.cuh).
 // KEEP: the row's first ceil8(V) values come into shared memory by one bulk copy and both passes
-// read them there: 1.22 against 1.43 ms over 16,384 rows of 50,304 (`dev/test_kernels`, H100) for
-// the version whose second pass re-read the row from global memory, mostly missing L2. (The loss-only pass reads
-// the row once and gains nothing.)
+// read them there: 1.22 ms over 16,384 rows of 50,304 (`dev/test_kernels`, H100), against 1.43
+// when the second pass re-read the row from global memory, mostly missing L2. (The loss-only
+// pass reads the row once and gains nothing.)
 template <int WRITE_GRAD, int KEEP>
 __global__ void __launch_bounds__(1024) fused_classifier_kernel(floatX* logits, float* losses, float* lse, const int* targets,
                                                                 float dloss, int V, int Vp) {
@@ -57,9 +57,9 @@ __global__ void __launch_bounds__(1024) fused_classifier_kernel(floatX* logits, 
     const floatX* r = x;   // where the passes read the row
     if (KEEP) {
         int bytes = (V + 7) / 8 * 8 * (int)sizeof(floatX);
-        if (threadIdx.x == 0) { smem_copy_init(&ready); smem_copy_start(&ready, kept, x, bytes); }
+        if (threadIdx.x == 0) { smem_copy_start(&ready, kept, x, bytes); }
         __syncthreads();   // the barrier set up before anyone waits on it
-        smem_copy_wait(&ready, 0, kept, x, bytes);
+        smem_copy_wait(&ready, kept, x, bytes);
         r = kept;
     }
     float log_z = classifier_log_z(r, V);

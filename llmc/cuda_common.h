@@ -61,32 +61,25 @@ __device__ __forceinline__ Vec16<T> load16_cs(const T* p) {
 template <typename T>
 __device__ __forceinline__ void store16(T* p, const Vec16<T>& v) { *reinterpret_cast<Vec16<T>*>(p) = v; }
 
-// Copies of `bytes` (a multiple of 16, both addresses 16-byte aligned) from global into shared
-// memory by the copy engine on Hopper, so no thread's registers wait on loads in flight. bar: a
-// shared-memory word per buffer. One thread inits it (then a __syncthreads) and starts each copy
-// into that buffer; the block's threads then wait for it, passing phase 0 for the buffer's first
-// copy, 1 for its second, and so on alternating. Before Hopper the waiting threads copy it.
-__device__ __forceinline__ void smem_copy_init(uint64_t* bar) {
-#if __CUDA_ARCH__ >= 900
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\nfence.mbarrier_init.release.cluster;\n"
-                 :: "r"((uint32_t)__cvta_generic_to_shared(bar)) : "memory");
-#endif
-}
+// One copy of `bytes` (a multiple of 16, both addresses 16-byte aligned) from global into shared
+// memory by the copy engine on Hopper, so no thread's registers wait on loads in flight. One
+// thread starts it (bar: a shared-memory word for this copy alone); after a __syncthreads the
+// block's threads wait for it. Before Hopper the waiting threads copy it themselves.
 __device__ __forceinline__ void smem_copy_start(uint64_t* bar, void* dst, const void* src, int bytes) {
 #if __CUDA_ARCH__ >= 900
     uint32_t b = (uint32_t)__cvta_generic_to_shared(bar), d = (uint32_t)__cvta_generic_to_shared(dst);
-    // the fence orders the block's earlier reads of dst (made visible by a __syncthreads) before the copy's writes
-    asm volatile("fence.proxy.async.shared::cta;\n"
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n"
+                 "fence.mbarrier_init.release.cluster;\n"
                  "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n"
                  "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%2], [%3], %1, [%0];\n"
                  :: "r"(b), "r"(bytes), "r"(d), "l"(src) : "memory");
 #endif
 }
-__device__ __forceinline__ void smem_copy_wait(uint64_t* bar, int phase, void* dst, const void* src, int bytes) {
+__device__ __forceinline__ void smem_copy_wait(uint64_t* bar, void* dst, const void* src, int bytes) {
 #if __CUDA_ARCH__ >= 900
     asm volatile("{\n.reg .pred done;\nwait_copy:\n"
-                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-                 "@!done bra wait_copy;\n}\n" :: "r"((uint32_t)__cvta_generic_to_shared(bar)), "r"(phase) : "memory");
+                 "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], 0;\n"
+                 "@!done bra wait_copy;\n}\n" :: "r"((uint32_t)__cvta_generic_to_shared(bar)) : "memory");
 #else
     for (int i = threadIdx.x * 16; i < bytes; i += blockDim.x * 16) {
         *reinterpret_cast<int4*>((char*)dst + i) = *reinterpret_cast<const int4*>((const char*)src + i);
