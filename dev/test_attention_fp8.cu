@@ -448,7 +448,7 @@ static void run_timing(Fp8Format g) {
 
         double bf = 2.0 * N * C;   // bytes of one bf16 (B,T,C) tensor
         timing_row("bf16 forward", f16, 0, flops);
-        timing_row("bf16 backward (delta, dK/dV, dQ)", b16, 0, 2.5 * flops);
+        timing_row("bf16 backward (dQ with delta, dK/dV)", b16, 0, 2.5 * flops);
         timing_row("fp8 forward kernel", f8, 0, flops);
         timing_row("fp8 backward kernels (dK/dV, dQ)", b8, 0, 2.5 * flops);
         timing_row("fp8 cast_qkv FWD (q, k, v^T)", ccf, 3 * bf + 3.0 * ncopy, 0);

@@ -9,7 +9,8 @@
 // warpgroup), each owning 16 rows.
 //
 // Backward is split in two kernels so every output element is written by exactly one
-// thread (deterministic, no atomics): one per key tile (dK, dV), one per query tile (dQ).
+// thread (deterministic, no atomics): one per query tile (dQ, and delta = rowsum(dO * O), which
+// it computes first), then one per key tile (dK, dV).
 // The kernels are written once over an operand set (below): BF16 here, FP8 in
 // llmc/attention_fp8.cuh.
 #ifndef LLMC_ATTENTION_CUH
@@ -59,13 +60,19 @@ __device__ __forceinline__ void att_zero(float c[8][4]) {
 // Starts copying rows [row0, row0+64) of a (T, 64) head slice with row stride ld into a swizzled
 // tile without going through registers (cp.async); rows >= T are filled with 0.
 // Complete with att_wait<n> (at most n copy groups left in flight) and att_tiles_ready.
+// A thread copies chunk tid % 8 of rows tid / 8 + 16 j: those rows share r % 8, so their swizzled
+// places are one offset 16 rows apart, and offsets in the slice (T * ld < 2^31) are 32-bit. The
+// generic loop cost about 20 instructions a copy, a fifth of the backward kernels' instructions.
 __device__ __forceinline__ void att_load_tile(floatX* s, const floatX* g, int row0, int T, long ld) {
-    uint32_t base = (uint32_t)__cvta_generic_to_shared(s);
-    for (int i = threadIdx.x; i < ATT_TILE * 8; i += ATT_THREADS) {
-        int r = i / 8, c = i % 8;
-        int valid = row0 + r < T;
-        const floatX* src = valid ? g + (long)(row0 + r) * ld + c * 8 : g;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" :: "r"(base + att_swz(r, c)), "l"(src), "r"(valid ? 16 : 0));
+    constexpr int STEP = ATT_THREADS / 8;   // rows a pass
+    int r = threadIdx.x / 8, c = threadIdx.x % 8, ldi = (int)ld;
+    uint32_t dst = (uint32_t)__cvta_generic_to_shared(s) + att_swz(r, c);
+    int off = (row0 + r) * ldi + c * 8;
+    int rows = T - row0 - r;   // rows of the slice from this thread's first
+    for (int j = 0; j < ATT_TILE / STEP; j++) {
+        int valid = j * STEP < rows;
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n"
+                     :: "r"(dst + j * STEP * 128), "l"(g + (valid ? off + j * STEP * ldi : 0)), "r"(valid ? 16 : 0));
     }
 }
 
@@ -293,7 +300,8 @@ __device__ __forceinline__ void att_finish_rows(floatX* out, float* lse, float o
 // Backward steps shared by both kernels.
 
 // Probabilities of a warp's 16 x 64 block of scores s (rows row0.., columns col0..): p = exp2(s * sl2 - lse2),
-// lse2 the row's (queries as rows) or the column's (keys as rows) log-sum-exp in log2 units. With
+// lse2 the row's (queries as rows: lse2_rows, this lane's 2) or the column's (keys as rows:
+// lse2_cols, the tile's 64) log-sum-exp in log2 units. With
 // `masked`, entries above the causal diagonal or beyond T get 0; blocks wholly inside skip the test.
 __device__ __forceinline__ void att_probs(float s[8][4], float sl2, const float lse2_rows[2], const float* lse2_cols,
                                           int row0, int col0, int rows_are_queries, int masked, int T, int lane) {
@@ -329,12 +337,21 @@ __device__ __forceinline__ uint32_t att_ds(float dp[8][4], const float p[8][4], 
     return amax;
 }
 
-// Rows [row0, row0+64) of a (T) float vector, times `scale`, into smem; 0 beyond T.
-__device__ __forceinline__ void att_load_row_stats(float* s, const float* g, int row0, int T, float scale) {
-    if (threadIdx.x < ATT_TILE) {
-        int r = row0 + threadIdx.x;
-        s[threadIdx.x] = r < T ? g[r] * scale : 0.0f;
-    }
+// Starts copying rows [row0, row0+64) of two (T) float vectors, lse and delta, into smem (cp.async,
+// a value a thread), 0 beyond T; they complete with the tiles copied with them, and then
+// att_lse_to_log2 scales the lse.
+__device__ __forceinline__ void att_load_row_stats(float* slse, float* sdelta, const float* lse, const float* delta,
+                                                   int row0, int T) {
+    int i = threadIdx.x % ATT_TILE, r = row0 + i, valid = r < T;
+    float* dst = threadIdx.x < ATT_TILE ? slse + i : sdelta + i;
+    const float* src = (threadIdx.x < ATT_TILE ? lse : delta) + (valid ? r : 0);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n"
+                 :: "r"((uint32_t)__cvta_generic_to_shared(dst)), "l"(src), "r"(valid ? 4 : 0));
+}
+
+// After att_wait, before att_tiles_ready: the lse a thread copied, into log2 units.
+__device__ __forceinline__ void att_lse_to_log2(float* slse) {
+    if (threadIdx.x < ATT_TILE) { slse[threadIdx.x] *= ATT_LOG2E; }
 }
 
 // The block's max of `bits` (|x| as float bits: NaN above inf, like the casts' amax) raised into *amax
@@ -486,18 +503,13 @@ struct AttBf16 {
     }
 };
 
-// Double buffering: starts copying tile `next` of operands ops[0..n) into tiles[0..n) when
-// next <= last, then waits for the copies of the current tile. att_tiles_ready must follow
-// before the current tile is read.
+// The backward kernels' double buffering, one barrier a tile: att_wait<0> and att_tiles_ready
+// make the current tile visible, and every warp is then done with the other buffer, where this
+// starts copying tile t of operands ops[0..n) (into tiles[0..n)).
 template <class View>
-__device__ __forceinline__ void att_next_tiles(const View& v, uint8_t* const* tiles, const int* ops, int n, int next, int last) {
-    if (next <= last) {
-        for (int i = 0; i < n; i++) { v.load(tiles[i], ops[i], next); }
-        att_commit();
-        att_wait<1>();
-    } else {
-        att_wait<0>();
-    }
+__device__ __forceinline__ void att_load_tiles(const View& v, uint8_t* const* tiles, const int* ops, int n, int t) {
+    for (int i = 0; i < n; i++) { v.load(tiles[i], ops[i], t); }
+    att_commit();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -581,8 +593,10 @@ __device__ __forceinline__ uint8_t* att_bwd_tiles(void) {
 // the query tiles at or after its key tile (the next one loading while this one computes).
 // Under QUANTIZED, dS^T's amax is raised into amax (NULL: not recorded).
 //   P^T = exp(K Q^T * scale - lse);  dV += P^T dO;  dP^T = V dO^T;  dS^T = P^T (dP^T - delta);  dK += dS^T Q * scale
+// Three blocks an SM (at most 168 registers): unbounded, pairing the products took 196 registers
+// and two blocks and was 15% slower than one product at a time; bounded, it is 2% faster.
 template <class Ops>
-__global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(floatX* dqkv, typename Ops::Args args,
+__global__ void __launch_bounds__(ATT_THREADS, 3) attention_backward_dkdv_kernel(floatX* dqkv, typename Ops::Args args,
                                                                               const float* lse, const float* delta, int T,
                                                                               int NH, float sm_scale, float* amax, AttGradOut go) {
     // tiles: K and V (64 keys, 64) kept; then per buffer Q, dO (64 queries, 64) and, when
@@ -604,10 +618,9 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
     typename Ops::View v = Ops::view(args, b, h, T, NH);
     v.load(sk, ATT_K, kt);
     v.load(sv, ATT_V, kt);
-    for (int i = 0; i < PER; i++) { v.load(tile(0, i), ops[i], kt); }
-    att_commit();
-    att_load_row_stats(slse[0], lse_bh, kt * ATT_TILE, T, ATT_LOG2E);
-    att_load_row_stats(sdelta[0], delta_bh, kt * ATT_TILE, T, 1.0f);
+    att_load_row_stats(slse[0], sdelta[0], lse_bh, delta_bh, kt * ATT_TILE, T);
+    uint8_t* first[4] = {tile(0, 0), tile(0, 1), tcopy(0, 0), tcopy(0, 1)};
+    att_load_tiles(v, first, ops, PER, kt);
     AttScales sc = Ops::scales(sm_scale, args.sc);
     float dk[8][4], dv[8][4];
     att_zero(dk);
@@ -616,48 +629,78 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dkdv_kernel(fl
     int key0 = kt * ATT_TILE + warp * 16;
     for (int qt = kt; qt < ntiles; qt++) {
         int buf = (qt - kt) % 2;
-        if (qt + 1 < ntiles) {
-            att_load_row_stats(slse[buf ^ 1], lse_bh, (qt + 1) * ATT_TILE, T, ATT_LOG2E);
-            att_load_row_stats(sdelta[buf ^ 1], delta_bh, (qt + 1) * ATT_TILE, T, 1.0f);
-        }
-        uint8_t* next[4] = {tile(buf ^ 1, 0), tile(buf ^ 1, 1), tcopy(buf ^ 1, 0), tcopy(buf ^ 1, 1)};
-        att_next_tiles(v, next, ops, PER, qt + 1, ntiles - 1);
+        att_wait<0>();
+        att_lse_to_log2(slse[buf]);
         att_tiles_ready();
+        if (qt + 1 < ntiles) {
+            att_load_row_stats(slse[buf ^ 1], sdelta[buf ^ 1], lse_bh, delta_bh, (qt + 1) * ATT_TILE, T);
+            uint8_t* next[4] = {tile(buf ^ 1, 0), tile(buf ^ 1, 1), tcopy(buf ^ 1, 0), tcopy(buf ^ 1, 1)};
+            att_load_tiles(v, next, ops, PER, qt + 1);
+        }
         uint8_t *sq = tile(buf, 0), *sdo = tile(buf, 1), *sqt = tcopy(buf, 0), *sdot = tcopy(buf, 1);
         int masked = qt == kt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
-        // one product at a time: pairing them (as the dQ kernel does) took 185 registers against
-        // 160, two blocks per SM against three, and was slower (1.49 ms against 1.35 at B=64, NH=12)
+        // the products in two pairs, each waited for once
         Ops::template abt<ATT_X, ATT_X>(p, sk, sq, lane);          // S^T (16 keys x 64 queries)
-        att_mma_wait(p);
-        att_probs(p, sc.sl2, NULL, slse[buf], key0, qt * ATT_TILE, 0, masked, T, lane);
-        typename Ops::Frag pf;
-        Ops::template to_frag<ATT_X>(pf, p, sc.p);
-        Ops::template ab<ATT_X, ATT_G>(dv, pf, sdot, lane);         // dV += P^T dO
-        att_mma_wait(dv);
         Ops::template abt<ATT_X, ATT_G>(dp, sv, sdo, lane);         // dP^T = V dO^T
+        att_mma_wait(p);
         att_mma_wait(dp);
+        att_probs(p, sc.sl2, NULL, slse[buf], key0, qt * ATT_TILE, 0, masked, T, lane);
         uint32_t m = att_ds(dp, p, sc.dp, sdelta[buf], NULL, lane);   // dS^T = P^T (dP^T - delta)
         if (Ops::QUANTIZED) { ds_max = max(ds_max, m); }
-        typename Ops::Frag dsf;
+        typename Ops::Frag pf, dsf;
+        Ops::template to_frag<ATT_X>(pf, p, sc.p);
         Ops::template to_frag<ATT_G>(dsf, dp, sc.ds);
+        Ops::template ab<ATT_X, ATT_G>(dv, pf, sdot, lane);         // dV += P^T dO
         Ops::template ab<ATT_G, ATT_X>(dk, dsf, sqt, lane);         // dK += dS^T Q
+        att_mma_wait(dv);
         att_mma_wait(dk);
-        __syncthreads();
     }
+    __syncthreads();   // every warp is done with the tiles: att_store_grad reuses them
     if (Ops::QUANTIZED && amax != NULL) { att_commit_amax(ds_max, amax); }
     long tok0 = (long)b * T, chunk = (long)b * ntiles + kt, NT = (long)gridDim.z * T;
     att_store_grad(dqkv, go, tok0, C + h * ATT_HS, 3 * C, kt * ATT_TILE, T, dk, sc.dk, sk, chunk, NT);
     att_store_grad(dqkv, go, tok0, 2 * C + h * ATT_HS, 3 * C, kt * ATT_TILE, T, dv, sc.dv, sk, chunk, NT);
 }
 
+// delta (B,NH,T) = rowsum(dO * O) per head, when the dQ kernel computes it (members NULL: it reads
+// delta instead): dout and out (B,T,C) in BF16.
+typedef struct {
+    const floatX *dout, *out;
+    float* delta;
+} AttRowDelta;
+
+// delta of a lane's two rows (row0 + lane/4 and + 8; 0 at or beyond T) of (T, 64) head slices of
+// dO and O (row stride ld), written to delta (T). A quad's 4 lanes share a row, 16 channels each.
+__device__ __forceinline__ void att_row_delta(float dl[2], float* delta, const floatX* dout, const floatX* out, long ld,
+                                              int row0, int T, int lane) {
+    for (int i = 0; i < 2; i++) {
+        int r = row0 + lane / 4 + 8 * i;
+        float s[2] = {0.0f, 0.0f};
+        if (r < T) {
+            for (int k = 0; k < 2; k++) {
+                long at = (long)r * ld + (lane % 4) * 16 + k * 8;
+                x8 d = load16(dout + at), o = load16(out + at);
+                for (int e = 0; e < 8; e++) { s[k] += __bfloat162float(d.v[e]) * __bfloat162float(o.v[e]); }
+            }
+        }
+        float x = s[0] + s[1];
+        x += __shfl_xor_sync(0xffffffffu, x, 1);
+        x += __shfl_xor_sync(0xffffffffu, x, 2);
+        dl[i] = x;
+        if (lane % 4 == 0 && r < T) { delta[r] = x; }
+    }
+}
+
 // dQ of one query tile: grid (T/64 query tiles, NH, B). Each warp owns 16 queries:
 //   P = exp(Q K^T * scale - lse);  dP = dO V^T;  dS = P (dP - delta);  dQ += dS K * scale
 // MEASURE (an FP8 set's current scaling): no dQ, only dS's amax, raised into amax.
+// With rd set, the kernel computes delta (a pass less; the dK/dV kernel then runs after it).
 template <class Ops, bool MEASURE>
 __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floatX* dqkv, typename Ops::Args args,
                                                                             const float* lse, const float* delta, int T,
-                                                                            int NH, float sm_scale, float* amax, AttGradOut go) {
+                                                                            int NH, float sm_scale, float* amax, AttGradOut go,
+                                                                            AttRowDelta rd) {
     // tiles: Q and dO (64 queries, 64) kept; then per buffer K, V (64 keys, 64) and, when
     // SEPARATE_T, K's transposed copy
     constexpr int TB = Ops::TILE_BYTES, BUF = Ops::SEPARATE_T ? 4 : 2, PER = Ops::SEPARATE_T && !MEASURE ? 3 : 2;
@@ -672,14 +715,19 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
     typename Ops::View v = Ops::view(args, b, h, T, NH);
     v.load(sq, ATT_Q, qt);
     v.load(sdo, ATT_DO, qt);
-    for (int i = 0; i < PER; i++) { v.load(tile(0, i), ops[i], 0); }
-    att_commit();
+    uint8_t* first[3] = {tile(0, 0), tile(0, 1), tcopy(0, 0)};
+    att_load_tiles(v, first, ops, PER, 0);
     int q0 = qt * ATT_TILE + warp * 16;
     float lse2[2], dl[2];
+    long bh = (long)b * NH + h;
     for (int i = 0; i < 2; i++) {
         int r = q0 + lane / 4 + i * 8;
-        lse2[i] = r < T ? lse[((long)b * NH + h) * T + r] * ATT_LOG2E : 0.0f;
-        dl[i] = r < T ? delta[((long)b * NH + h) * T + r] : 0.0f;
+        lse2[i] = r < T ? lse[bh * T + r] * ATT_LOG2E : 0.0f;
+        if (rd.delta == NULL) { dl[i] = r < T ? delta[bh * T + r] : 0.0f; }
+    }
+    if (rd.delta != NULL) {
+        long off = (long)b * T * C + h * ATT_HS;
+        att_row_delta(dl, rd.delta + bh * T, rd.dout + off, rd.out + off, C, q0, T, lane);
     }
     AttScales sc = Ops::scales(sm_scale, args.sc);
     float dq[8][4];
@@ -687,9 +735,12 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
     uint32_t ds_max = 0u;
     for (int kt = 0; kt <= qt; kt++) {
         int buf = kt % 2;
-        uint8_t* next[3] = {tile(buf ^ 1, 0), tile(buf ^ 1, 1), tcopy(buf ^ 1, 0)};
-        att_next_tiles(v, next, ops, PER, kt + 1, qt);
+        att_wait<0>();
         att_tiles_ready();
+        if (kt < qt) {
+            uint8_t* next[3] = {tile(buf ^ 1, 0), tile(buf ^ 1, 1), tcopy(buf ^ 1, 0)};
+            att_load_tiles(v, next, ops, PER, kt + 1);
+        }
         uint8_t *sk = tile(buf, 0), *sv = tile(buf, 1), *skt = tcopy(buf, 0);
         int masked = kt == qt || (qt + 1) * ATT_TILE > T;
         float p[8][4], dp[8][4];
@@ -707,8 +758,8 @@ __global__ void __launch_bounds__(ATT_THREADS) attention_backward_dq_kernel(floa
             Ops::template ab<ATT_G, ATT_X>(dq, dsf, skt, lane);     // dQ += dS K
             att_mma_wait(dq);
         }
-        __syncthreads();
     }
+    __syncthreads();   // as in dK/dV
     if (MEASURE) { att_commit_amax(ds_max, amax); }
     else {
         long tok0 = (long)b * T, chunk = (long)b * gridDim.x + qt, NT = (long)gridDim.z * T;
@@ -728,24 +779,7 @@ static inline void attention_allow_smem(void) {
 }
 
 // ---------------------------------------------------------------------------------------
-// BF16 attention: kernels of AttBf16, and delta.
-
-// Backward, step 0: delta (B,NH,T) = rowsum(dout * out) per head; one thread per 8 channels.
-__global__ void attention_delta_kernel(float* delta, const floatX* dout, const floatX* out, int B, int T, int NH) {
-    long i = (long)blockIdx.x * blockDim.x + threadIdx.x;   // (b, t, h, chunk of 8)
-    if (i >= (long)B * T * NH * 8) { return; }
-    x8 d = load16(dout + i * 8), o = load16(out + i * 8);
-    float s = 0.0f;
-    for (int e = 0; e < 8; e++) { s += __bfloat162float(d.v[e]) * __bfloat162float(o.v[e]); }
-    s += __shfl_xor_sync(0xffffffffu, s, 1);
-    s += __shfl_xor_sync(0xffffffffu, s, 2);
-    s += __shfl_xor_sync(0xffffffffu, s, 4);
-    if (i % 8 == 0) {
-        long row = i / 8;
-        int h = row % NH, t = (row / NH) % T, b = row / ((long)NH * T);
-        delta[((long)b * NH + h) * T + t] = s;
-    }
-}
+// BF16 attention: kernels of AttBf16.
 
 // Bytes of per-layer state attention keeps for backward: the log-sum-exp (B,NH,T).
 static inline size_t attention_saved_bytes(int B, int T, int NH) { return (size_t)B * NH * T * sizeof(float); }
@@ -791,14 +825,13 @@ static inline void attention_backward(floatX* dqkv, void* scratch, const floatX*
     AttGradOut g = attention_grad_out_checked(go, T);
     float* delta = (float*)scratch;
     const float* lse = (const float*)saved;
-    attention_delta_kernel<<<ceil_div((long)B * T * NH * 8, 256), 256, 0, s>>>(delta, dout, out, B, T, NH);
-    cudaCheckLaunch();
     dim3 grid(ceil_div(T, ATT_TILE), NH, B);
     AttBf16::Args args = {qkv, dout, NULL};
     constexpr int smem = att_bwd_smem<AttBf16>();
-    attention_backward_dkdv_kernel<AttBf16><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, scale, NULL, g);
+    AttRowDelta rd = {dout, out, delta};   // the dQ kernel computes delta; dK/dV reads it
+    attention_backward_dq_kernel<AttBf16, false><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, scale, NULL, g, rd);
     cudaCheckLaunch();
-    attention_backward_dq_kernel<AttBf16, false><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, scale, NULL, g);
+    attention_backward_dkdv_kernel<AttBf16><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, scale, NULL, g);
     cudaCheckLaunch();
 }
 

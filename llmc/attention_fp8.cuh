@@ -101,11 +101,14 @@ __device__ __forceinline__ void att8_mma(float* c, const uint32_t* a, uint32_t b
 __device__ __forceinline__ int att8_off(int r, int c) { return r * 64 + ((c ^ ((r >> 1) & 3)) << 4); }
 
 // Starts copying a 64 x 64-byte tile (row stride ld bytes, inside the padded Tp) into smem.
+// A thread copies chunk tid % 4 of rows tid / 4 + 32 j, which share their swizzle (as att_load_tile).
 __device__ __forceinline__ void att8_load_tile(uint8_t* s, const uint8_t* g, long ld) {
-    uint32_t base = (uint32_t)__cvta_generic_to_shared(s);
-    for (int i = threadIdx.x; i < ATT_TILE * 4; i += ATT_THREADS) {
-        int r = i / 4, c = i % 4;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(base + att8_off(r, c)), "l"(g + r * ld + c * 16));
+    constexpr int STEP = ATT_THREADS / 4;   // rows a pass
+    int r = threadIdx.x / 4, c = threadIdx.x % 4;
+    uint32_t dst = (uint32_t)__cvta_generic_to_shared(s) + att8_off(r, c);
+    const uint8_t* src = g + r * ld + c * 16;
+    for (int j = 0; j < ATT_TILE / STEP; j++) {
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" :: "r"(dst + j * STEP * 64), "l"(src + j * STEP * ld));
     }
 }
 
@@ -427,12 +430,13 @@ static inline void att8_backward_launch(floatX* dqkv, const Att8Copies* c, const
     constexpr int smem = att_bwd_smem<AttFp8<G>>();
     float* ads = amax != NULL ? amax + ATT8_DS : NULL;
     AttGradOut g = attention_grad_out_checked(go, T);
+    AttRowDelta rd = {NULL, NULL, NULL};   // delta comes from the dO cast
     if (measure) {
-        attention_backward_dq_kernel<AttFp8<G>, true><<<grid, ATT_THREADS, smem, s>>>(NULL, args, lse, delta, T, NH, sm_scale, ads, g);
+        attention_backward_dq_kernel<AttFp8<G>, true><<<grid, ATT_THREADS, smem, s>>>(NULL, args, lse, delta, T, NH, sm_scale, ads, g, rd);
     } else {
         attention_backward_dkdv_kernel<AttFp8<G>><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, sm_scale, ads, g);
         cudaCheckLaunch();
-        attention_backward_dq_kernel<AttFp8<G>, false><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, sm_scale, NULL, g);
+        attention_backward_dq_kernel<AttFp8<G>, false><<<grid, ATT_THREADS, smem, s>>>(dqkv, args, lse, delta, T, NH, sm_scale, NULL, g, rd);
     }
     cudaCheckLaunch();
 }
