@@ -101,6 +101,8 @@ __device__ __forceinline__ void att_load_a(uint32_t f[4][4], const floatX* s, in
 // wgmma descriptor of a swizzled tile's k-step at saddr: 8-row groups 1024 bytes apart (both
 // for K-major operands, rows = m or n, and an N-major B, rows = k, whose 64 columns are one
 // swizzle atom); the leading offset is unused at these shapes.
+// Shared addresses are below 2^18, so the descriptor of saddr + off is this one plus off >> 4: a
+// k-step's descriptor is one add.
 __device__ __forceinline__ uint64_t att_desc(uint32_t saddr) {
     return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)(1024 >> 4) << 16) | ((uint64_t)(1024 >> 4) << 32) |
            ((uint64_t)1 << 62);
@@ -159,7 +161,7 @@ __device__ __forceinline__ void att_mma_abt(float acc[8][4], const floatX* sa, c
 #ifdef ATT_WGMMA
     att_wgmma_begin();
     for (int ks = 0; ks < 4; ks++) {   // a k-step: 16 columns, 32 bytes into every row
-        att_wgmma_ss(acc, att_desc(ba + 32 * ks), att_desc(bb + 32 * ks), ks > 0);
+        att_wgmma_ss(acc, att_desc(ba) + 2 * ks, att_desc(bb) + 2 * ks, ks > 0);
     }
     att_wgmma_commit();
 #else
@@ -183,7 +185,7 @@ __device__ __forceinline__ void att_mma_ab(float acc[8][4], const uint32_t p[4][
     uint32_t base = (uint32_t)__cvta_generic_to_shared(s);
 #ifdef ATT_WGMMA
     att_wgmma_begin();
-    for (int ks = 0; ks < 4; ks++) { att_wgmma_rs(acc, p[ks], att_desc(base + 16 * 128 * ks)); }   // 16 rows a k-step
+    for (int ks = 0; ks < 4; ks++) { att_wgmma_rs(acc, p[ks], att_desc(base) + 128 * ks); }   // 16 rows (2048 bytes) a k-step
     att_wgmma_commit();
 #else
     for (int ks = 0; ks < 4; ks++) {

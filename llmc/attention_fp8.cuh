@@ -113,7 +113,8 @@ __device__ __forceinline__ void att8_load_tile(uint8_t* s, const uint8_t* g, lon
 }
 
 #ifdef ATT_WGMMA
-// descriptor of a k-step of a tile at saddr: 8-row groups 512 bytes apart, 64-byte swizzle
+// descriptor of a k-step of a tile at saddr: 8-row groups 512 bytes apart, 64-byte swizzle (a
+// k-step 32 bytes on is this plus 2, as att_desc)
 __device__ __forceinline__ uint64_t att8_desc(uint32_t saddr) {
     return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(512 >> 4) << 32) | ((uint64_t)2 << 62);
 }
@@ -176,7 +177,7 @@ __device__ __forceinline__ void att8_mma_tt(float acc[8][4], const uint8_t* sa, 
     uint32_t ba = (uint32_t)__cvta_generic_to_shared(sa), bb = (uint32_t)__cvta_generic_to_shared(sb);
 #ifdef ATT_WGMMA
     att_wgmma_begin();
-    for (int ks = 0; ks < 2; ks++) { att8_wgmma_ss<FA, FB>(acc, att8_desc(ba + 32 * ks), att8_desc(bb + 32 * ks), ks > 0); }
+    for (int ks = 0; ks < 2; ks++) { att8_wgmma_ss<FA, FB>(acc, att8_desc(ba) + 2 * ks, att8_desc(bb) + 2 * ks, ks > 0); }
     att_wgmma_commit();
 #else
     uint32_t a[2][4];
@@ -194,7 +195,7 @@ __device__ __forceinline__ void att8_mma_abt(float acc[8][4], const uint32_t a[2
     uint32_t bb = (uint32_t)__cvta_generic_to_shared(s);
 #ifdef ATT_WGMMA
     att_wgmma_begin();
-    for (int ks = 0; ks < 2; ks++) { att8_wgmma_rs<FA, FB>(acc, a[ks], att8_desc(bb + 32 * ks)); }
+    for (int ks = 0; ks < 2; ks++) { att8_wgmma_rs<FA, FB>(acc, a[ks], att8_desc(bb) + 2 * ks); }
     att_wgmma_commit();
 #else
     att8_mma_sync_abt<FA, FB>(acc, a, bb, 1, lane);
