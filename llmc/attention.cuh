@@ -16,6 +16,7 @@
 #ifndef LLMC_ATTENTION_CUH
 #define LLMC_ATTENTION_CUH
 
+#include <limits.h>
 #include <math.h>
 #include <cuda_fp8.h>
 #include "cuda_common.h"
@@ -788,8 +789,10 @@ static inline size_t attention_saved_bytes(int B, int T, int NH) { return (size_
 // Scratch shared by all layers: delta (B,NH,T).
 static inline size_t attention_scratch_bytes(int B, int T, int NH) { return (size_t)B * NH * T * sizeof(float); }
 
-static inline void attention_check_shape(int C, int NH) {
+// T: the longest sequence; the tile copies' offsets in a batch row of the QKV output are 32-bit
+static inline void attention_check_shape(int C, int NH, int T) {
     if (C / NH != ATT_HS || C % NH != 0) { die("attention supports head size %d only (C=%d, NH=%d)", ATT_HS, C, NH); }
+    if ((long)(T + ATT_TILE) * 3 * C > INT_MAX) { die("attention: T=%d with C=%d exceeds 32-bit offsets in a batch row", T, C); }
 }
 
 // Once per device, before the first attention_backward.
@@ -799,7 +802,7 @@ static inline void attention_init(void) { attention_allow_smem<AttBf16>(); }
 // scale: the softmax's, 1/sqrt(ATT_HS) for GPT-2 (a fixed other one with --qk-norm)
 static inline void attention_forward(floatX* out, void* saved, const floatX* qkv, int B, int T, int C, int NH, float scale,
                                      cudaStream_t s) {
-    attention_check_shape(C, NH);
+    attention_check_shape(C, NH, T);
     dim3 grid(ceil_div(T, ATT_TILE), NH, B);
     AttBf16::Args args = {qkv, NULL, NULL};
     attention_forward_kernel<AttBf16><<<grid, ATT_THREADS, 0, s>>>(out, (float*)saved, args, T, NH, scale);
@@ -823,7 +826,7 @@ static inline AttGradOut attention_grad_out_checked(const AttGradOut* go, int T)
 static inline void attention_backward(floatX* dqkv, void* scratch, const floatX* dout, const floatX* out, const floatX* qkv,
                                       const void* saved, int B, int T, int C, int NH, float scale, const AttGradOut* go,
                                       cudaStream_t s) {
-    attention_check_shape(C, NH);
+    attention_check_shape(C, NH, T);
     AttGradOut g = attention_grad_out_checked(go, T);
     float* delta = (float*)scratch;
     const float* lse = (const float*)saved;

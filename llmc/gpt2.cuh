@@ -137,7 +137,7 @@ static inline void gpt2_plan_gather(GPT2* m);   // with the weight gather, at th
 // Allocates parameters, gradients and optimizer state (no initialisation). zero_stage 1
 // shards the optimizer state across mg's ranks.
 static inline void gpt2_build(GPT2* m, const GPT2Config* cfg, const LinearOptions* lopt, const MultiGpu* mg, int zero_stage) {
-    attention_check_shape(cfg->channels, cfg->num_heads);   // the kernel's limit, before any allocation
+    attention_check_shape(cfg->channels, cfg->num_heads, cfg->max_seq_len);   // the kernel's limit, before any allocation
     memset(m, 0, sizeof(*m));
     m->cfg = *cfg;
     m->mg = mg;

@@ -1109,7 +1109,7 @@ static inline void linear_attention_forward(LinearContext* lc, int layer, floatX
         prof_mark(lc->prof, "attention", "forward");
         return;
     }
-    attention_check_shape(C, NH);
+    attention_check_shape(C, NH, T);
     int t0 = lc->att_tensor0 + ATT8_TENSORS * layer;
     const float* sc = fp8_scale(lc->sc_block, lc->num_tensors) + t0;
     size_t nq = attention_fp8_qkv_bytes(B, T, NH);
@@ -1168,7 +1168,7 @@ static inline void linear_attention_backward(LinearContext* lc, int layer, float
         prof_mark(lc->prof, "attention", "backward");
         return;
     }
-    attention_check_shape(C, NH);
+    attention_check_shape(C, NH, T);
     int t0 = lc->att_tensor0 + ATT8_TENSORS * layer;
     const float* sc = fp8_scale(lc->sc_block, lc->num_tensors) + t0;
     Fp8Format g = fp8_tensor_format(lc, t0 + ATT8_DOUT);
