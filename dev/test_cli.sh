@@ -46,6 +46,7 @@ expect 2 "flag --qk-norm" -- "${ok[@]}" --qk-norm 2
 expect 2 "flag --qk-scale" -- "${ok[@]}" --qk-norm 1 --qk-scale 0
 expect 2 "flag --act-stats" -- "${ok[@]}" --act-stats -1
 expect 2 "flag --profile" -- "${ok[@]}" --profile 2
+expect 2 "flag --gemm-tune" -- "${ok[@]}" --gemm-tune 3
 if [[ "$bin" == *fp8* ]]; then
     # nvfp4 with native GEMMs passes the flags, in either order, and gets as far as the data
     # files; the GPU decides at start-up: below Blackwell it is refused (exit 1, the GPU's sm

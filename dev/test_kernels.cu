@@ -186,6 +186,43 @@ static void test_gemm_batched(GemmContext* g) {
     }
 }
 
+// --gemm-tune: the linear layers' GEMMs with every candidate timed (tune 2) still match the
+// reference, an accumulated weight gradient included (the timed runs must leave it alone); then a
+// context given the saved choices (a resumed run) times nothing and computes the same bits.
+static void test_gemm_tuning() {
+    LinearOptions lopt;
+    linear_options_defaults(&lopt);
+    LinearContext lt;
+    linear_context_init(&lt, &lopt, 1);
+    lt.gemm.tune = 2;
+    snprintf(shape_tag, sizeof(shape_tag), "tuned/");
+    test_linear(&lt, 1320, 320, 960, true, false);
+    test_linear(&lt, 1320, 320, 1280, true, true);
+    shape_tag[0] = '\0';
+    report(lt.gemm.tuned >= 1 && lt.gemm.tuned <= lt.gemm.nalgos,
+           fmt("gemm tuning: %d of %d GEMM shapes timed (those with more than one candidate)", lt.gemm.tuned, lt.gemm.nalgos),
+           lt.gemm.tuned, 1);
+    int n = gemm_algos_count(&lt.gemm);
+    std::vector<int64_t> words((size_t)n * GEMM_ALGO_WORDS);
+    gemm_algos_save(&lt.gemm, words.data());
+    GemmContext g2;
+    gemm_context_init(&g2);
+    g2.tune = 2;
+    gemm_algos_load(&g2, words.data(), n);
+    const int M = 960, N = 320, K = 1320;   // test_linear's first weight gradient, accumulated
+    floatX *dA = to_dev(randn((size_t)K * M, 1.0)), *dB = to_dev(randn((size_t)K * N, 1.0));
+    VF C0 = randn((size_t)M * N, 30.0);
+    floatX *c1 = to_dev(C0), *c2 = to_dev(C0);
+    gemm_bf16(&lt.gemm, c1, dA, dB, NULL, M, N, K, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, 0);
+    gemm_bf16(&g2, c2, dA, dB, NULL, M, N, K, 1, 0, 1.0f, 1.0f, 1, 0, 0, 0, GEMM_NO_GELU, NULL, 0);
+    device_sync();
+    report(g2.tuned == 0 && g2.nalgos == n, fmt("gemm tuning: %d saved choices loaded, none timed again", n), g2.tuned, 0);
+    check_count("gemm tuning: the loaded choice computes the tuned one's bits",
+                count_diff(get_bits(c1, (size_t)M * N), get_bits(c2, (size_t)M * N)));
+    gemm_context_free(&g2);
+    linear_context_free(&lt);
+}
+
 // encoder_forward:  out (B,T,C) = wte[tok] (Vp,C) + wpe[t] (maxT,C)
 // encoder_backward: dwte[tok] += dout rows of that token; dwpe[t] += sum over b of dout (B,T,C)
 static void test_encoder(int B, int T, int C) {
@@ -776,6 +813,8 @@ int main(int argc, char** argv) {
     }
     shape_tag[0] = '\0';
     test_gemm_batched(&lc.gemm);
+    test_gemm_tuning();
+    dev_free_all();
     test_classifier(6, 50257, 50304, 2.0);
     test_adamw();
     test_squared_norm();

@@ -102,6 +102,16 @@ sys.exit(0 if ok else 1)
 PY
 resume_case Q "--qk-norm 1" 'resume:.*--qk-norm 1' "${qk[@]}"
 
+# --gemm-tune 2 (every GEMM timed, even these small ones): trains, says what it chose, and a
+# resume takes the choices from the checkpoint (times nothing) and continues bit for bit
+run_case G --gemm-tune 2; rcG=$rc
+tuned_run() { trained $rcG "$tmp/G.losses" && grep -q '^gemm tuning: [1-9][0-9]* GEMM shapes timed' "$tmp/G.txt" &&
+              grep -q '"gemm_tuning"' "$tmp/G/log.jsonl"; }
+desc="--gemm-tune 2: run exits 0 with 12 finite losses and reports its tuning"; ok tuned_run
+resume_case G "--gemm-tune 2" "" --gemm-tune 2
+untimed_resume() { grep -q 'continuing from step 6' "$tmp/G_r.txt" && ! grep -q '^gemm tuning' "$tmp/G_r.txt"; }
+desc="--gemm-tune 2: the resumed run takes the checkpoint's choices and times no GEMM"; ok untimed_resume
+
 # FP8 attention (FP8 trainer): finite losses, not the BF16-attention run's; per-layer attention
 # tensors in the --fp8-stats lines; resumes bit for bit; a resume without it is refused
 if [[ "$bin" == *fp8* ]]; then

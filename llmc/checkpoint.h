@@ -117,7 +117,8 @@ static inline void model_file_write(const char* path, const GPT2Config* c, const
 }
 
 // Header of a state file: int64 fields, then master weights, first and second
-// moments of this rank's parameter range, each `count` floats.
+// moments of this rank's parameter range, each `count` floats, then the precision's
+// state (e.g. FP8 scales), then gemm_algos GEMM algorithm choices (GEMM_ALGO_WORDS int64 each).
 typedef struct {
     int64_t magic, version;
     int64_t step;              // optimizer steps completed
@@ -131,7 +132,9 @@ typedef struct {
     int64_t config[6];         // maxT, V, Vp, L, NH, C
     int64_t qk_norm;           // --qk-norm (0 in files of earlier versions: the field was reserved)
     double qk_scale;           // --qk-scale when qk_norm
-    int64_t reserved[6];
+    int64_t gemm_algos;        // GEMM algorithm choices after the precision state (llmc/matmul.cuh; 0 before)
+    int64_t cublaslt_version;  // the cuBLASLt that made them: another one's candidates differ
+    int64_t reserved[4];
 } StateHeader;
 
 static inline void checkpoint_path(char* out, size_t n, const char* dir, const char* kind, int step, int rank) {

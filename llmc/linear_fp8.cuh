@@ -478,19 +478,13 @@ static inline int gemm_fp8_out(GemmContext* g, floatX* C, const GemmOut8* q8, co
     cublasCheck(cublasLtMatrixLayoutCreate(&lb, fp8_cuda_type(fa), K, M, K));
     cublasCheck(cublasLtMatrixLayoutCreate(&lc, CUDA_R_16BF, N, M, N));
     cublasCheck(cublasLtMatrixLayoutCreate(&ld, q8 != NULL ? CUDA_R_8F_E4M3 : CUDA_R_16BF, N, M, N));
-    cublasLtMatmulHeuristicResult_t heur;
-    int found = 0;
-    cublasStatus_t st = gemm_pick_algo(g, desc, la, lb, lc, ld, &heur, &found);
-    int unsupported = st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && found == 0);
-    if (!unsupported) {
-        cublasCheck(st);
-        float alpha = 1.0f;
-        void* D = q8 != NULL ? (void*)q8->q : (void*)C;
-        // some epilogues pass the heuristic with FP8 operands and are refused only here
-        cublasStatus_t ms = cublasLtMatmul(g->handle, desc, &alpha, B, la, A, lb, &beta, C, lc, D, ld,
-                                           &heur.algo, g->workspace, g->workspace_bytes, stream);
-        if (ms == CUBLAS_STATUS_NOT_SUPPORTED) { unsupported = 1; } else { cublasCheck(ms); }
-    }
+    GemmKey key = {{2, M, N, K, fa, fb, q8 != NULL, gelu, bias != NULL, beta != 0.0f, fast_accum, 0, 0, 0, 0, 0}};
+    void* D = q8 != NULL ? (void*)q8->q : (void*)C;
+    size_t d_bytes = (size_t)M * N * (q8 != NULL ? 1 : sizeof(floatX));
+    // some epilogues pass the heuristic with FP8 operands and are refused only when run
+    cublasStatus_t st = gemm_matmul(g, &key, desc, la, lb, lc, ld, 1.0f, B, A, beta, C, D, d_bytes, 2.0 * M * N * K, stream);
+    int unsupported = st == CUBLAS_STATUS_NOT_SUPPORTED;
+    if (!unsupported) { cublasCheck(st); }
     cublasCheck(cublasLtMatrixLayoutDestroy(la));
     cublasCheck(cublasLtMatrixLayoutDestroy(lb));
     cublasCheck(cublasLtMatrixLayoutDestroy(lc));

@@ -43,6 +43,7 @@ typedef struct {
     float qk_scale;             // --qk-scale: the fixed softmax scale with --qk-norm
     int act_stats;              // --act-stats N: residual kurtosis per block every N steps (0: off)
     int profile;                // --profile 0|1: GPU time per section of each step after the first
+    int gemm_tune;              // --gemm-tune 0|1|2: time cuBLASLt's candidate algorithms at a GEMM's first use
 } TrainArgs;
 
 static inline void train_args_defaults(TrainArgs* a) {
@@ -57,7 +58,7 @@ static inline void train_args_defaults(TrainArgs* a) {
     a->ckpt_every = 0; a->resume = 0; a->zero_stage = 0; a->recompute = 1;
     a->seed = 42; a->tokenizer = "data/gpt2_tokenizer.bin"; a->decay_frac = 0.2f; a->grad_clip = 1.0f;
     a->beta1 = 0.9f; a->beta2 = 0.95f; a->eps = 1e-8f; a->log_every = 1; a->comm_timeout = 300.0f;
-    a->qk_norm = 0; a->qk_scale = QK_NORM_SCALE_DEFAULT; a->act_stats = 0;
+    a->qk_norm = 0; a->qk_scale = QK_NORM_SCALE_DEFAULT; a->act_stats = 0; a->gemm_tune = 0;
 }
 
 static inline void train_args_help(const char* prog, void (*extra_help)(void)) {
@@ -102,6 +103,10 @@ static inline void train_args_help(const char* prog, void (*extra_help)(void)) {
            "                     (outlier-feature signal); 0 = off, and on --fp8-stats steps (default %d)\n", d.act_stats);
     printf("  --profile 0|1      time each section of the steps after the first (CUDA events) and\n"
            "                     print where the GPU time goes at the end  (default %d)\n", d.profile);
+    printf("  --gemm-tune 0|1|2  1: in the first step, time cuBLASLt's candidate algorithms for each\n"
+           "                     GEMM shape of at least 1 GFLOP and keep the fastest (2: every shape).\n"
+           "                     Fresh runs may then differ in rounding; checkpoints keep the choices,\n"
+           "                     so a resumed run repeats them. 0: cuBLASLt's first choice (default %d)\n", d.gemm_tune);
     if (extra_help) { extra_help(); }
     printf("  -h, --help         this text\n");
 }
@@ -185,6 +190,7 @@ static inline int train_args_parse(TrainArgs* a, int argc, char** argv, ExtraFla
         else if (strcmp(f, "--qk-scale") == 0) { a->qk_scale = parse_float_flag(f, v, 1e-3, 100.0); }
         else if (strcmp(f, "--act-stats") == 0) { a->act_stats = (int)parse_long_flag(f, v, 0, INT_MAX); }
         else if (strcmp(f, "--profile") == 0) { a->profile = (int)parse_long_flag(f, v, 0, 1); }
+        else if (strcmp(f, "--gemm-tune") == 0) { a->gemm_tune = (int)parse_long_flag(f, v, 0, 2); }
         else if (extra == NULL || !extra(f, v, extra_ctx)) { flag_error(f, v, "unknown flag"); }
     }
     ScheduleKind k;

@@ -153,6 +153,8 @@ static inline void state_header_fill(const Trainer* t, StateHeader* h, int step)
     memcpy(h->config, cfgv, sizeof(cfgv));
     h->qk_norm = m->qk_norm;
     h->qk_scale = m->qk_norm ? m->att_scale : 0.0;
+    h->gemm_algos = gemm_algos_count(&m->lin.gemm);
+    h->cublaslt_version = (int64_t)cublasLtGetVersion();
 }
 
 // Model file, this rank's state, then the DONE marker: a crash at any point leaves
@@ -185,6 +187,12 @@ static inline void trainer_save_checkpoint(Trainer* t, int step) {
         linear_state_save(&m->lin, buf);
         atomic_write(&f, buf, 1, extra);
         free(buf);
+    }
+    if (h.gemm_algos > 0) {   // so that a resumed run computes with the same algorithms
+        int64_t* words = (int64_t*)malloc_or_die((size_t)h.gemm_algos * GEMM_ALGO_WORDS * sizeof(int64_t), "GEMM algorithms");
+        gemm_algos_save(&m->lin.gemm, words);
+        atomic_write(&f, words, sizeof(int64_t), (size_t)h.gemm_algos * GEMM_ALGO_WORDS);
+        free(words);
     }
     atomic_commit(&f);
     multi_gpu_barrier(&t->mg);   // every rank's state is on disk before the marker
@@ -235,7 +243,9 @@ static inline void trainer_load_state(Trainer* t, int step) {
             want.qk_norm ? want.qk_scale : (double)QK_NORM_SCALE_DEFAULT);
     }
     size_t extra = linear_state_bytes(&t->model.lin);
-    long expected = (long)sizeof(h) + 3L * (long)h.count * (long)sizeof(float) + (long)extra;
+    if (h.gemm_algos < 0 || h.gemm_algos > 1000000) { die("resume: '%s' has a corrupt header (%lld GEMM algorithms)", path, (long long)h.gemm_algos); }
+    long expected = (long)sizeof(h) + 3L * (long)h.count * (long)sizeof(float) + (long)extra +
+                    (long)h.gemm_algos * GEMM_ALGO_WORDS * (long)sizeof(int64_t);
     if (file_size_or_die(path) != expected) { die("resume: '%s' is truncated, has trailing bytes, or was written by another precision mode or --attention", path); }
     GPT2* m = &t->model;
     read_device_floats(f, path, m->master, (size_t)h.count);
@@ -246,6 +256,19 @@ static inline void trainer_load_state(Trainer* t, int step) {
         fread_or_die(buf, 1, extra, f, path);
         linear_state_load(&m->lin, buf);
         free(buf);
+    }
+    if (h.gemm_algos > 0) {
+        size_t n = (size_t)h.gemm_algos * GEMM_ALGO_WORDS;
+        int64_t* words = (int64_t*)malloc_or_die(n * sizeof(int64_t), "GEMM algorithms");
+        fread_or_die(words, sizeof(int64_t), n, f, path);
+        if (h.cublaslt_version == want.cublaslt_version) {
+            gemm_algos_load(&m->lin.gemm, words, (int)h.gemm_algos);
+        } else {
+            fprintf(stderr, "warning: '%s' chose its GEMM algorithms under cuBLASLt %lld, this is %lld: choosing again, "
+                    "so the continuation will not repeat that run's rounding exactly\n", path,
+                    (long long)h.cublaslt_version, (long long)want.cublaslt_version);
+        }
+        free(words);
     }
     fclose(f);
     DataLoaderState ds;
@@ -394,6 +417,7 @@ static inline void trainer_setup_device(Trainer* t) {
     t->peak_flops = gpu_bf16_peak_flops(prop.name);
     GPT2* m = &t->model;
     gpt2_build(m, &t->cfg, &t->lopt, &t->mg, t->args.zero_stage);
+    m->lin.gemm.tune = t->args.gemm_tune;
     linear_set_comm(&m->lin, &t->mg);
     m->qk_norm = t->args.qk_norm;
     m->prof.enabled = t->args.profile;
@@ -442,6 +466,16 @@ static inline void trainer_setup_device(Trainer* t) {
     fflush(stdout);
 }
 
+// After the first step, which met every GEMM shape: what --gemm-tune chose (rank 0's choices).
+static inline void trainer_report_gemm_tuning(Trainer* t) {
+    const GemmContext* g = &t->model.lin.gemm;
+    if (!g->tune || g->tuned == 0) { return; }
+    tprintf(t, "gemm tuning: %d GEMM shapes timed (%.1f s); %d run another algorithm than cuBLASLt's first choice: "
+            "one call of each shape %.3f -> %.3f ms\n", g->tuned, g->tune_s, g->changed, g->first_ms, g->kept_ms);
+    trainer_log(t, "{\"gemm_tuning\":{\"shapes\":%d,\"changed\":%d,\"first_ms\":%.4f,\"kept_ms\":%.4f,\"seconds\":%.2f}}",
+                g->tuned, g->changed, g->first_ms, g->kept_ms, g->tune_s);
+}
+
 static inline int train_main(int argc, char** argv) {
     Trainer* t = (Trainer*)calloc_or_die(1, sizeof(Trainer), "trainer");
     if (trainer_setup_host(t, argc, argv)) { return 0; }
@@ -474,6 +508,7 @@ static inline int train_main(int argc, char** argv) {
         linear_stats_log(&m->lin, t->log);
         if (r.stats) { trainer_log_act_stats(t, step + 1); }
         if (step > t->start_step) { train_ms += r.ms; timed_steps++; }   // the first step includes warm-up
+        if (step == t->start_step) { trainer_report_gemm_tuning(t); }
         double tok_s = tokens_per_step / (r.ms / 1000.0);
         double mfu = t->peak_flops > 0 ? 100.0 * flops_per_step / (r.ms / 1000.0) / t->peak_flops : -1.0;
         if ((step + 1) % a->log_every == 0 || step + 1 == t->max_steps) {

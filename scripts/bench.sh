@@ -19,6 +19,7 @@ run() {  # run NAME MODEL B
     avg=$(grep '^average over' "$out/$name.txt")
     mfu=$(grep -E '^step +[0-9]+/' "$out/$name.txt" | tail -n 1 | grep -o 'MFU [^ ]*')
     printf '%-6s B=%-3s %s | last step %s\n' "$name" "$b" "${avg#average over }" "$mfu"
+    grep '^gemm tuning' "$out/$name.txt" | sed 's/^/       /' || true
 }
 echo "trainer: $bin   steps: $steps (first excluded)   $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
 for m in ${MODELS:-d12 d48}; do
