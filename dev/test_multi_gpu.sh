@@ -3,6 +3,7 @@
 #  - 2 ranks with total batch D give, loss for loss, what 1 GPU gives with gradient accumulation
 #    to the same D (BF16 tolerance), for -z 0, -z 1, and FP8 delayed scaling;
 #  - -z 1 in FP8 with the weights gathered as FP8 codes: bit-identical to the BF16 gather;
+#  - MFU is reported per GPU;
 #  - a resume with another number of ranks is refused with a message;
 #  - a rank killed mid-run ends the whole job within 60 s.
 # usage: dev/test_multi_gpu.sh DATA_DIR [STEPS]
@@ -37,6 +38,21 @@ for mode in bf16 bf16-z1 fp8; do
     ok close "$tmp/l1" "$tmp/l2" 0.01
     grep -E "^step +$steps/" "$tmp/two_$mode.txt" | tail -1
 done
+
+# MFU is per GPU: the step line's MFU over its tok/s per GPU is the same for 1 and 2 ranks
+# (counting 2 ranks' tokens against 1 GPU's peak would double it)
+last_step() { grep -E "^step +$steps/" "$1" | tail -1; }
+mfu_per_gpu() {
+    local a b
+    a=$(last_step "$tmp/one_bf16.txt" | sed -E 's/.*\| ([0-9]+) tok\/s \| MFU ([0-9.]+)%.*/\1 \2/')
+    b=$(last_step "$tmp/two_bf16.txt" | sed -E 's/.*\| ([0-9]+) tok\/s \| MFU ([0-9.]+)%.*/\1 \2/')
+    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        if (x[1] <= 0 || y[1] <= 0 || x[2] <= 0) exit 1;
+        r = (y[2] / (y[1] / 2)) / (x[2] / x[1]);
+        printf "  MFU per (tok/s per GPU): 2 ranks / 1 rank = %.3f (1 GPU %s%%, 2 GPUs %s%%)\n", r, x[2], y[2];
+        exit !(r > 0.95 && r < 1.05) }'
+}
+desc="2 GPUs report MFU per GPU"; ok mfu_per_gpu
 
 # -z 1 in FP8: weights gathered as FP8 codes give the run of a BF16 all-gather plus local casts,
 # bit for bit (train and val losses; validation exercises the BF16 sync between steps)

@@ -510,7 +510,8 @@ static inline int train_main(int argc, char** argv) {
         if (step > t->start_step) { train_ms += r.ms; timed_steps++; }   // the first step includes warm-up
         if (step == t->start_step) { trainer_report_gemm_tuning(t); }
         double tok_s = tokens_per_step / (r.ms / 1000.0);
-        double mfu = t->peak_flops > 0 ? 100.0 * flops_per_step / (r.ms / 1000.0) / t->peak_flops : -1.0;
+        // every rank's GPU contributes its peak: flops_per_step counts the whole batch of all ranks
+        double mfu = t->peak_flops > 0 ? 100.0 * flops_per_step / (r.ms / 1000.0) / (t->peak_flops * t->nranks) : -1.0;
         if ((step + 1) % a->log_every == 0 || step + 1 == t->max_steps) {
             tprintf(t, "step %6d/%d | loss %.6f | norm %.4f | lr %.3e | %.1f ms | %.0f tok/s | MFU %s%.1f%%\n",
                     step + 1, t->max_steps, r.train_loss, r.norm, r.lr, r.ms, tok_s, mfu < 0 ? "n/a " : "", mfu < 0 ? 0.0 : mfu);
