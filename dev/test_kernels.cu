@@ -208,7 +208,10 @@ static void test_gemm_tuning() {
     GemmContext g2;
     gemm_context_init(&g2);
     g2.tune = 2;
-    gemm_algos_load(&g2, words.data(), n);
+    std::vector<int64_t> bad(words);
+    bad[GEMM_KEY_WORDS] = GEMM_TUNE_CANDIDATES;   // a choice past the candidates: a corrupt file
+    report(gemm_algos_load(&g2, bad.data(), n) == 0 && g2.nalgos == 0, "gemm tuning: a corrupt choice is refused", 0, 0);
+    report(gemm_algos_load(&g2, words.data(), n) == 1, "gemm tuning: the saved choices load", 0, 0);
     const int M = 960, N = 320, K = 1320;   // test_linear's first weight gradient, accumulated
     floatX *dA = to_dev(randn((size_t)K * M, 1.0)), *dB = to_dev(randn((size_t)K * N, 1.0));
     VF C0 = randn((size_t)M * N, 30.0);

@@ -63,19 +63,26 @@ static inline void gemm_context_free(GemmContext* g) {
 // backward reads aux and writes C = (AB) * gelu'(aux).
 typedef enum { GEMM_NO_GELU, GEMM_GELU_FORWARD, GEMM_GELU_BACKWARD } GemmGelu;
 
-// cuBLASLt's first choice of algorithm for desc and the layouts (first operand a, second b, C c,
-// D d) within our workspace; *found = 0 when it has none.
-static inline cublasStatus_t gemm_pick_algo(GemmContext* g, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
-                                            cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
-                                            cublasLtMatmulHeuristicResult_t* heur, int* found) {
+// cuBLASLt's candidate algorithms for desc and the layouts (first operand a, second b, C c, D d)
+// within our workspace, best first: up to n into heur, *found of them (0 when it has none).
+static inline cublasStatus_t gemm_pick_algos(GemmContext* g, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
+                                             cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
+                                             int n, cublasLtMatmulHeuristicResult_t* heur, int* found) {
     cublasLtMatmulPreference_t pref;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                                      &g->workspace_bytes, sizeof(g->workspace_bytes)));
     *found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g->handle, desc, a, b, c, d, pref, 1, heur, found);
+    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g->handle, desc, a, b, c, d, pref, n, heur, found);
     cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
     return st;
+}
+
+// cuBLASLt's first choice (gemm_pick_algos with n = 1)
+static inline cublasStatus_t gemm_pick_algo(GemmContext* g, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
+                                            cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t d,
+                                            cublasLtMatmulHeuristicResult_t* heur, int* found) {
+    return gemm_pick_algos(g, desc, a, b, c, d, 1, heur, found);
 }
 
 static inline GemmAlgo* gemm_algo_find(GemmContext* g, const GemmKey* key) {
@@ -170,15 +177,9 @@ static inline cublasStatus_t gemm_matmul(GemmContext* g, const GemmKey* key, cub
     GemmAlgo* e = gemm_algo_find(g, key);
     if (e == NULL) { e = gemm_algo_add(g, key, -2); }   // -2: not chosen yet
     if (!e->ready && e->choice != -1) {
-        cublasLtMatmulPreference_t pref;
-        cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
-        cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                         &g->workspace_bytes, sizeof(g->workspace_bytes)));
         cublasLtMatmulHeuristicResult_t heur[GEMM_TUNE_CANDIDATES];
         int found = 0;
-        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(g->handle, desc, la, lb, lc, ld, pref, GEMM_TUNE_CANDIDATES,
-                                                           heur, &found);
-        cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+        cublasStatus_t st = gemm_pick_algos(g, desc, la, lb, lc, ld, GEMM_TUNE_CANDIDATES, heur, &found);
         if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) { return st; }
         if (st == CUBLAS_STATUS_NOT_SUPPORTED || found == 0) {
             e->choice = -1;
@@ -223,16 +224,19 @@ static inline void gemm_algos_save(const GemmContext* g, int64_t* dst) {
 }
 
 // Replaces the cache with n saved choices; keys not among them are chosen at first use.
-static inline void gemm_algos_load(GemmContext* g, const int64_t* src, int n) {
+// Returns 0, loading nothing, when a choice is out of range (a corrupt file).
+static inline int gemm_algos_load(GemmContext* g, const int64_t* src, int n) {
+    for (int i = 0; i < n; i++) {
+        int64_t c = src[(size_t)i * GEMM_ALGO_WORDS + GEMM_KEY_WORDS];
+        if (c < -1 || c >= GEMM_TUNE_CANDIDATES) { return 0; }
+    }
     g->nalgos = 0;
     for (int i = 0; i < n; i++, src += GEMM_ALGO_WORDS) {
         GemmKey k;
         memcpy(k.v, src, sizeof(k.v));
-        if (src[GEMM_KEY_WORDS] < -1 || src[GEMM_KEY_WORDS] >= GEMM_TUNE_CANDIDATES) {
-            die("checkpoint: GEMM algorithm choice %lld out of range", (long long)src[GEMM_KEY_WORDS]);
-        }
         gemm_algo_add(g, &k, (int)src[GEMM_KEY_WORDS]);
     }
+    return 1;
 }
 
 // Sets the epilogue of a row-major C (M,N) = ... GEMM: bias (N) and/or GELU with aux (M,N), BF16.

@@ -262,7 +262,7 @@ static inline void trainer_load_state(Trainer* t, int step) {
         int64_t* words = (int64_t*)malloc_or_die(n * sizeof(int64_t), "GEMM algorithms");
         fread_or_die(words, sizeof(int64_t), n, f, path);
         if (h.cublaslt_version == want.cublaslt_version) {
-            gemm_algos_load(&m->lin.gemm, words, (int)h.gemm_algos);
+            if (!gemm_algos_load(&m->lin.gemm, words, (int)h.gemm_algos)) { die("resume: '%s' holds a corrupt GEMM algorithm choice", path); }
         } else {
             fprintf(stderr, "warning: '%s' chose its GEMM algorithms under cuBLASLt %lld, this is %lld: choosing again, "
                     "so the continuation will not repeat that run's rounding exactly\n", path,
